@@ -1,0 +1,186 @@
+"""Per-layer shapes, parameters, MACs and activation sizes of a model (the `inspect` table).
+
+One forward pass with hooks on every leaf module (and on any module that owns parameters directly).
+It runs on the `meta` device when the model lives there, so even VGG-19 is analysed without memory.
+
+Units: MACs are multiply-accumulates for one image (FLOPs = 2 x MACs), counted for convolutions and
+linear layers, the same convention as torchvision's published GFLOPS figures.
+
+Activation count: the input plus the output of every layer that creates new values. Layers whose
+output has as many elements as their input and that compute no MACs (ReLU and other activations,
+BatchNorm, dropout, flatten, identity, LRN, size-preserving pooling) are listed but not counted: they
+run in place, are views, or fold into the preceding convolution at deployment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    weight_params: int  # every directly owned parameter except the bias
+    bias_params: int
+    macs: int
+    activations: int  # elements of the output, per image
+    counted: bool  # included in the activation total (see module docstring)
+
+    @property
+    def params(self) -> int:
+        return self.weight_params + self.bias_params
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    model: str
+    input_shape: tuple[int, ...]
+    params: int
+    macs: int
+    activations: int
+    layers: list[LayerStats] = field(default_factory=list)
+
+    @property
+    def activation_bytes_fp32(self) -> int:
+        return self.activations * 4
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["activation_bytes_fp32"] = self.activation_bytes_fp32
+        d["units"] = {"macs": "multiply-accumulates per image (FLOPs = 2 x MACs)", "activations": "elements"}
+        return d
+
+
+def _first_tensor(out):
+    import torch
+
+    if torch.is_tensor(out):
+        return out
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        for o in out:
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    return None
+
+
+def _macs(module, inp, out) -> int:
+    """Multiply-accumulates for one call of `module`, per image."""
+    from torch import nn
+
+    batch = out.shape[0] if out.dim() > 1 else 1
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        k = math.prod(module.kernel_size)
+        return out.numel() // batch * (module.in_channels // module.groups) * k
+    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        k = math.prod(module.kernel_size)
+        return inp.numel() // batch * (module.out_channels // module.groups) * k
+    if isinstance(module, nn.Linear):
+        return out.numel() // batch * module.in_features
+    return 0
+
+
+def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str = "model") -> ModelStats:
+    """Run one image of `input_size` (H, W) through `model` and collect per-layer statistics."""
+    import torch
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = torch.zeros(1, in_chans, *input_size, device=device, dtype=dtype)
+
+    layers: list[LayerStats] = []
+    seen: set[int] = set()
+    handles = []
+
+    def hook(mod_name):
+        def fn(module, args, out):
+            inp = _first_tensor(args)
+            out_t = _first_tensor(out)
+            if out_t is None:
+                return
+            weight = bias = 0
+            if id(module) not in seen:  # parameters of a reused module are counted once
+                seen.add(id(module))
+                for pname, p in module.named_parameters(recurse=False):
+                    if pname == "bias":
+                        bias += p.numel()
+                    else:
+                        weight += p.numel()
+            macs = _macs(module, inp, out_t) if inp is not None else 0
+            acts = out_t.numel() // out_t.shape[0] if out_t.dim() > 1 else out_t.numel()
+            same_size = inp is not None and inp.numel() == out_t.numel()
+            layers.append(
+                LayerStats(
+                    name=mod_name,
+                    type=type(module).__name__,
+                    output_shape=tuple(out_t.shape),
+                    weight_params=weight,
+                    bias_params=bias,
+                    macs=macs,
+                    activations=acts,
+                    counted=bool(macs) or not same_size,
+                )
+            )
+
+        return fn
+
+    for mod_name, module in model.named_modules():
+        if mod_name and (
+            not any(module.children()) or next(module.parameters(recurse=False), None) is not None
+        ):
+            handles.append(module.register_forward_hook(hook(mod_name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+    params = sum(p.numel() for p in model.parameters())
+    macs = sum(layer.macs for layer in layers)
+    acts = x[0].numel() + sum(layer.activations for layer in layers if layer.counted)
+    return ModelStats(name, tuple(x.shape), params, macs, acts, layers)
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    """NCHW as the course tables write it (HxWxC); other ranks without the batch dimension."""
+    if len(shape) == 4:
+        return f"{shape[2]}x{shape[3]}x{shape[1]}"
+    return "x".join(str(s) for s in shape[1:]) or str(shape[0])
+
+
+def inspect_model(
+    name: str,
+    *,
+    input_size: tuple[int, int] | None = None,
+    weights: str | None = None,
+    **model_kwargs,
+) -> ModelStats:
+    """Build a zoo model (on the meta device unless weights are given) and analyse it."""
+    from edgecnn.errors import BadArgumentError
+    from edgecnn.zoo import load_model
+
+    loaded = load_model(name, weights=weights, device=None if weights else "meta", **model_kwargs)
+    spec = loaded.spec
+    size = tuple(input_size) if input_size else spec.input_size
+    if len(size) != 2 or min(size) < 1:
+        raise BadArgumentError(f"input size must be two positive integers H W, got {size}")
+    try:
+        return analyze(loaded.model, size, in_chans=loaded.in_chans, name=name)
+    except RuntimeError as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        need = (
+            f"it needs exactly {spec.input_size[0]}x{spec.input_size[1]}"
+            if spec.fixed_input
+            else f"its smallest input is about {spec.min_input_size}x{spec.min_input_size}"
+        )
+        raise BadArgumentError(f"input {size[0]}x{size[1]} does not fit {name} ({need}): {why}") from None

@@ -1,0 +1,45 @@
+"""The `edgecnn` command: a thin layer over the Python API. Imports no torch until a command runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edgecnn import __version__
+from edgecnn.cli import zoo as zoo_cmds
+from edgecnn.cli._common import setup_logging
+
+app = typer.Typer(
+    name="edgecnn",
+    help="Compress, export and benchmark CNN image classifiers for edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgecnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+app.command("zoo")(zoo_cmds.zoo)
+app.command("inspect")(zoo_cmds.inspect)
+
+
+def main() -> None:
+    app()

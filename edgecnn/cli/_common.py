@@ -1,0 +1,76 @@
+"""What every command shares: consoles, logging setup, and turning EdgeCNNError into one line."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+# Piped output (files, CI logs) gets a wide console so per-layer tables are not squeezed to 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: int) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler], force=True)
+    logging.getLogger("edgecnn").setLevel(level)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Run a command; known failures become one line on stderr and a non-zero exit, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from edgecnn.errors import EdgeCNNError
+
+        try:
+            return fn(*args, **kwargs)
+        except EdgeCNNError as e:
+            raise fail(str(e), e.exit_code) from None
+        except MemoryError:
+            raise fail("out of memory; try a smaller --batch or --input-size", 1) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except RuntimeError as e:
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(e, torch.OutOfMemoryError):
+                raise fail("out of memory; try a smaller --batch or --input-size", 1) from None
+            raise
+
+    return wrapper
+
+
+def parse_kv(pairs: list[str] | None) -> dict:
+    """KEY=VALUE options (model builder arguments) with ints, floats and booleans converted."""
+    from edgecnn.errors import BadArgumentError
+
+    out: dict = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadArgumentError(f"expected KEY=VALUE, got {pair!r}")
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+            continue
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                pass
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,100 @@
+"""`edgecnn zoo` and `edgecnn inspect`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli._common import console, handle_errors, parse_kv
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+@handle_errors
+def zoo(
+    pattern: Annotated[str, typer.Argument(help="fnmatch pattern on names, e.g. 'res*'")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the registered models with their family, task, input size, params and MACs."""
+    from edgecnn.zoo import get_spec, list_models
+
+    specs = [get_spec(n) for n in list_models(pattern)]
+    if as_json:
+        typer.echo(json.dumps([asdict(s) for s in specs], indent=2))
+        return
+    table = Table(title=f"edgecnn zoo ({len(specs)} models; MACs = multiply-adds, FLOPs = 2 x MACs)")
+    for col in ("name", "family", "task", "input", "params (M)", "GMACs", "top-1 ref", "weights"):
+        table.add_column(col, justify="right" if col in ("params (M)", "GMACs", "top-1 ref") else "left")
+    for s in specs:
+        table.add_row(
+            s.name,
+            s.family,
+            s.task,
+            f"{s.in_chans}x{s.input_size[0]}x{s.input_size[1]}",
+            f"{s.params_m:.2f}",
+            f"{s.macs_g:.3f}",
+            "" if s.acc1 is None else f"{s.acc1:.1f}",
+            "imagenet" if s.torchvision_weights else "file only",
+        )
+    console.print(table)
+
+
+@handle_errors
+def inspect(
+    model: Annotated[str, typer.Argument(help="Model name (see `edgecnn zoo`).")],
+    input_size: Annotated[
+        tuple[int, int] | None, typer.Option("--input-size", help="H W (default: the model's own).")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safetensors file.")] = None,
+    num_classes: Annotated[
+        int | None, typer.Option(help="Classifier outputs (default: the model's).")
+    ] = None,
+    in_chans: Annotated[int | None, typer.Option(help="Input channels (default: the model's).")] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option("--model-arg", "-a", help="Builder argument KEY=VALUE, e.g. padding=same."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Per-layer table: output shape, weights, bias, MACs and activations, with totals."""
+    from edgecnn.analysis import format_shape, inspect_model
+
+    stats = inspect_model(
+        model,
+        input_size=input_size,
+        weights=weights,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        **parse_kv(model_arg),
+    )
+    if as_json:
+        typer.echo(json.dumps(stats.to_dict(), indent=2))
+        return
+    table = Table(title=f"{model} at input {format_shape(stats.input_shape)} (HxWxC)")
+    for col in ("layer", "type", "output", "weights", "bias", "MACs", "activations"):
+        table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
+    for layer in stats.layers:
+        table.add_row(
+            layer.name,
+            layer.type,
+            format_shape(layer.output_shape),
+            _fmt_int(layer.weight_params) if layer.weight_params else "",
+            _fmt_int(layer.bias_params) if layer.bias_params else "",
+            _fmt_int(layer.macs) if layer.macs else "",
+            _fmt_int(layer.activations) if layer.counted else f"[dim]({layer.activations:,})[/]",
+        )
+    console.print(table)
+    console.print(
+        f"params {stats.params:,} ({stats.params / 1e6:.2f} M) | "
+        f"MACs {stats.macs:,} ({stats.macs / 1e9:.3f} G; "
+        f"FLOPs = 2 x MACs) | activations {stats.activations:,} values = "
+        f"{stats.activation_bytes_fp32 / 2**20:.1f} MiB at fp32 (input + outputs of layers that create new "
+        "values; bracketed rows run in place or fold away)",
+        highlight=False,
+    )

@@ -1,0 +1,44 @@
+"""The few error types edgecnn raises on bad input.
+
+Each message is one line that names the bad value and what would be valid, so the CLI can print it
+as-is and exit non-zero instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class EdgeCNNError(Exception):
+    """Base class; `exit_code` is what the CLI exits with (2 = the user's input was wrong)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(EdgeCNNError):
+    """A model, target, runtime or other registered name that does not exist."""
+
+    def __init__(self, kind: str, name: str, valid: Iterable[str]):
+        valid = sorted(valid)
+        close = difflib.get_close_matches(name, valid, n=5, cutoff=0.6)
+        if not close:
+            close = [v for v in valid if v.startswith(name[:3].lower())][:5]
+        hint = f"; did you mean: {', '.join(close)}?" if close else f"; valid: {', '.join(valid)}"
+        super().__init__(f"unknown {kind} '{name}'{hint}")
+        self.name = name
+        self.suggestions = close
+
+
+class BadArgumentError(EdgeCNNError):
+    """An option value out of range or inconsistent with the others."""
+
+
+class WeightsError(EdgeCNNError):
+    """A weights file that is missing, corrupt, unsafe, or does not fit the architecture."""
+
+
+class MissingBackendError(EdgeCNNError):
+    """An optional backend (OpenVINO, TensorRT, CUDA) is not installed or not usable here."""
+
+    exit_code = 1

@@ -1,0 +1,6 @@
+"""The model zoo: a registry of classic CNNs, built by name with safe weight loading."""
+
+from edgecnn.zoo.factory import LoadedModel, create_model, load_model
+from edgecnn.zoo.registry import ModelSpec, get_spec, list_models, register
+
+__all__ = ["LoadedModel", "ModelSpec", "create_model", "get_spec", "list_models", "load_model", "register"]

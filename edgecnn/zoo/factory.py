@@ -1,0 +1,110 @@
+"""Build a registered model by name, with optional weights."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecnn.errors import BadArgumentError, WeightsError
+from edgecnn.zoo.registry import ModelSpec, get_spec
+from edgecnn.zoo.weights import (
+    PRETRAINED,
+    WeightsInfo,
+    apply_state_dict,
+    pretrained_state_dict,
+    read_state_dict,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A built model with the spec it came from and where its weights came from."""
+
+    model: object  # torch.nn.Module; typed loosely so this module imports without torch
+    spec: ModelSpec
+    weights: WeightsInfo
+    num_classes: int
+    in_chans: int
+
+
+def _builder(spec: ModelSpec):
+    module, func = spec.builder.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def load_model(
+    name: str,
+    *,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    device: str | None = None,
+    **kwargs,
+) -> LoadedModel:
+    """Build `name` in eval mode.
+
+    weights: None (random init), "imagenet" (torchvision's default set) or a .pth/.pt/.safetensors
+    path. Arguments left as None keep the spec's defaults, so CLI defaults never override a model's.
+    device="meta" builds shapes only (no memory, no weights), which is how `inspect` stays instant.
+    """
+    import torch
+
+    spec = get_spec(name)
+    num_classes = spec.num_classes if num_classes is None else num_classes
+    in_chans = spec.in_chans if in_chans is None else in_chans
+    if num_classes < 1 or in_chans < 1:
+        raise BadArgumentError(f"num_classes and in_chans must be >= 1, got {num_classes} and {in_chans}")
+    build_kwargs = {**dict(spec.builder_kwargs), **{k: v for k, v in kwargs.items() if v is not None}}
+    if device == "meta" and weights is not None:
+        raise BadArgumentError("weights cannot be loaded on the meta device")
+
+    builder = _builder(spec)
+    pretrained = weights is not None and str(weights) == PRETRAINED
+    if pretrained and num_classes != spec.num_classes:
+        raise BadArgumentError(
+            f"{PRETRAINED} weights for {name} have {spec.num_classes} classes, not {num_classes}; "
+            "train or distill from them instead"
+        )
+    try:
+        with torch.device(device or "cpu"):
+            # Pretrained sets are stored for the default stem; adapt the stem after loading.
+            model = builder(
+                num_classes=num_classes, in_chans=spec.in_chans if pretrained else in_chans, **build_kwargs
+            )
+    except TypeError as e:
+        raise BadArgumentError(f"bad option for {name}: {e}") from None
+
+    if weights is None:
+        info = WeightsInfo("random")
+        if device != "meta":  # a meta model has shapes only; no numbers come out of it
+            log.warning("%s has random weights: accuracy numbers are meaningless without --weights", name)
+    elif pretrained:
+        state, info = pretrained_state_dict(spec)
+        apply_state_dict(model, state, spec=spec, origin=str(info.detail))
+        info = WeightsInfo(info.source, info.path, sha256_file(Path(info.path)), info.detail)
+        if hasattr(model, "transform_input"):  # torchvision's Inception-v3 weights expect this on
+            model.transform_input = True
+        if in_chans != spec.in_chans:
+            from edgecnn.zoo.torchvision_models import replace_first_conv
+
+            replace_first_conv(model, in_chans)
+    else:
+        path = Path(weights)
+        if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
+            raise WeightsError(
+                f"unsupported weights '{weights}': use '{PRETRAINED}' or a .pth/.pt/.safetensors file"
+            )
+        state = read_state_dict(path)
+        apply_state_dict(model, state, spec=spec, origin=str(path))
+        info = WeightsInfo("file", str(path.resolve()), sha256_file(path))
+    return LoadedModel(model.eval(), spec, info, num_classes, in_chans)
+
+
+def create_model(name: str, **kwargs):
+    """Just the nn.Module of `load_model` (same arguments)."""
+    return load_model(name, **kwargs).model

@@ -1,0 +1,140 @@
+"""Loading weights safely: torchvision's pretrained sets or a local .pth/.pt/.safetensors file.
+
+Nothing is unpickled beyond tensors (`torch.load(weights_only=True)`), and nothing reaches the network
+unless the user asked for `imagenet` weights that are not cached yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecnn.errors import WeightsError
+from edgecnn.zoo.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+PRETRAINED = "imagenet"
+# Wrappers that training scripts commonly put around a state dict.
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "ema", "state_dict_ema")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a model's weights came from, for manifests and reports."""
+
+    source: str  # "random", "imagenet" or "file"
+    path: str | None = None
+    sha256: str | None = None
+    detail: str | None = None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """Tensors from a checkpoint file, unwrapped from common containers; never executes pickled code."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+            msg = _first_line(e)
+            # weights_only=True names the class it refused ("Unsupported global"); garbage bytes fail on
+            # an opcode instead ("Unsupported operand") and are simply not a checkpoint.
+            if isinstance(e, pickle.UnpicklingError) and "Unsupported global" in str(e):
+                raise WeightsError(
+                    f"{path} holds pickled Python objects, not a plain state dict; refusing to unpickle it "
+                    "(save it with torch.save(model.state_dict(), ...) or as .safetensors)"
+                ) from None
+            if isinstance(e, pickle.UnpicklingError):
+                msg = "not a torch.save file, or a pickle that weights_only loading refuses"
+            raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({msg})") from None
+    for key in _WRAPPER_KEYS:
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{path} does not contain a state dict (found {type(obj).__name__})")
+    bad = next((k for k, v in obj.items() if not isinstance(k, str) or not torch.is_tensor(v)), None)
+    if bad is not None:
+        raise WeightsError(f"{path} is not a state dict: entry {bad!r} is not a tensor")
+    if all(k.startswith("module.") for k in obj):  # saved from DataParallel / DDP
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def apply_state_dict(model, state: Mapping, *, spec: ModelSpec, origin: str) -> None:
+    """Load `state` into `model`, naming the first missing, unexpected or wrong-shaped tensor."""
+    dropped = [k for k in state if k.startswith(spec.aux_prefixes)] if spec.aux_prefixes else []
+    if dropped:
+        log.info("dropping %d training-only tensors (%s...) from %s", len(dropped), dropped[0], origin)
+        state = {k: v for k, v in state.items() if k not in set(dropped)}
+    own = model.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            raise WeightsError(f"{origin} does not fit {spec.name}: unexpected tensor '{key}'")
+        if tuple(own[key].shape) != tuple(value.shape):
+            raise WeightsError(
+                f"{origin} does not fit {spec.name}: tensor '{key}' has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(own[key].shape)} (check --num-classes / --in-chans)"
+            )
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsError(
+            f"{origin} does not fit {spec.name}: missing tensor '{missing[0]}' ({len(missing)} in all)"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def pretrained_state_dict(spec: ModelSpec) -> tuple[dict, WeightsInfo]:
+    """torchvision's default weights for `spec`, through torchvision's own download and cache."""
+    if spec.torchvision_weights is None:
+        raise WeightsError(
+            f"no pretrained '{PRETRAINED}' weights are known for {spec.name}; pass a .pth/.safetensors file"
+        )
+    import torch
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(spec.torchvision_weights).DEFAULT
+    expected = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    if not expected.is_file() and os.environ.get("EDGECNN_OFFLINE", "") not in ("", "0"):
+        raise WeightsError(
+            f"{weights} for {spec.name} is not cached and EDGECNN_OFFLINE is set: expected {expected}"
+        )
+    if not expected.is_file():
+        log.warning("downloading %s to %s", weights.url, expected)
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:  # URLError, OSError, hash mismatch...
+        raise WeightsError(
+            f"could not get {weights} for {spec.name} ({_first_line(e)}); place the file at {expected}"
+        ) from None
+    return state, WeightsInfo(PRETRAINED, str(expected), None, str(weights))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,158 @@
+"""Weights: local .pth / .safetensors round trips, torchvision's cache, and every bad-file error."""
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from edgecnn.errors import BadArgumentError, WeightsError
+from edgecnn.zoo import create_model, load_model
+
+
+@pytest.fixture
+def lenet():
+    return create_model("lenet5")
+
+
+def _same_outputs(a, b, shape=(2, 1, 32, 32)):
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        return torch.allclose(a(x), b(x))
+
+
+def test_pth_round_trip_reproduces_outputs(tmp_path, lenet):
+    path = tmp_path / "lenet.pth"
+    torch.save(lenet.state_dict(), path)
+    loaded = load_model("lenet5", weights=path)
+    assert loaded.weights.source == "file" and len(loaded.weights.sha256) == 64
+    assert _same_outputs(lenet, loaded.model)
+
+
+def test_safetensors_round_trip_reproduces_outputs(tmp_path, lenet):
+    path = tmp_path / "lenet.safetensors"
+    save_file({k: v.contiguous() for k, v in lenet.state_dict().items()}, str(path))
+    assert _same_outputs(lenet, create_model("lenet5", weights=path))
+
+
+def test_wrapped_and_ddp_checkpoints_load(tmp_path, lenet):
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in lenet.state_dict().items()}}, path)
+    assert _same_outputs(lenet, create_model("lenet5", weights=path))
+
+
+def test_aux_heads_in_a_checkpoint_are_dropped(tmp_path):
+    import torchvision
+
+    full = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).eval()
+    path = tmp_path / "googlenet.pth"
+    torch.save(full.state_dict(), path)
+    model = create_model("googlenet", weights=path)
+    with torch.no_grad():
+        x = torch.randn(1, 3, 64, 64)
+        assert torch.allclose(model(x), full(x))
+
+
+def test_wrong_shape_names_the_tensor(tmp_path):
+    path = tmp_path / "lenet100.pth"
+    torch.save(create_model("lenet5", num_classes=100).state_dict(), path)
+    with pytest.raises(WeightsError, match=r"tensor 'classifier.5.weight' has shape \(100, 84\)"):
+        create_model("lenet5", weights=path)
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path, lenet):
+    state = lenet.state_dict()
+    path = tmp_path / "missing.pth"
+    torch.save({k: v for k, v in state.items() if k != "features.0.bias"}, path)
+    with pytest.raises(WeightsError, match=r"missing tensor 'features\.0\.bias'"):
+        create_model("lenet5", weights=path)
+    torch.save({**state, "extra.weight": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match=r"unexpected tensor 'extra\.weight'"):
+        create_model("lenet5", weights=path)
+
+
+def test_corrupt_files_are_one_line_errors(tmp_path):
+    for name in ("bad.pth", "bad.safetensors"):
+        path = tmp_path / name
+        path.write_bytes(b"\x00garbage" * 100)
+        with pytest.raises(WeightsError) as e:
+            create_model("lenet5", weights=path)
+        assert "\n" not in str(e.value) and name in str(e.value)
+
+
+def test_truncated_checkpoint_is_an_error(tmp_path, lenet):
+    path = tmp_path / "trunc.pth"
+    torch.save(lenet.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        create_model("lenet5", weights=path)
+
+
+def test_pickled_module_is_refused_not_unpickled(tmp_path, lenet):
+    path = tmp_path / "whole_model.pth"
+    torch.save(lenet, path)  # a pickle of the module object, which would run code to load
+    with pytest.raises(WeightsError, match="refusing to unpickle"):
+        create_model("lenet5", weights=path)
+
+
+def test_arbitrary_pickle_payload_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(WeightsError):
+        create_model("lenet5", weights=path)
+    assert not marker.exists()
+
+
+def test_non_state_dict_contents_are_errors(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(WeightsError, match="does not contain a state dict"):
+        create_model("lenet5", weights=path)
+    torch.save({"a": 1}, path)
+    with pytest.raises(WeightsError, match="entry 'a' is not a tensor"):
+        create_model("lenet5", weights=path)
+
+
+def test_bad_paths_and_suffixes(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        create_model("lenet5", weights=tmp_path / "nope.pth")
+    with pytest.raises(WeightsError, match="unsupported weights"):
+        create_model("lenet5", weights="weights.h5")
+
+
+def test_imagenet_uncached_offline_names_the_expected_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsError) as e:
+        create_model("resnet18", weights="imagenet")
+    msg = str(e.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in msg and "\n" not in msg
+
+
+def test_imagenet_from_torchvision_cache(tmp_path, monkeypatch):
+    # Put a state dict where torchvision's own cache looks for it: the real loading path runs offline.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference = create_model("resnet18")
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / "resnet18-f37072fd.pth")
+    loaded = load_model("resnet18", weights="imagenet")
+    assert loaded.weights.source == "imagenet" and "ResNet18_Weights.IMAGENET1K_V1" in loaded.weights.detail
+    assert _same_outputs(reference, loaded.model, (1, 3, 64, 64))
+    # A grey-scale stem sums the RGB filters, so a grey image gives the same logits as its RGB copy.
+    grey = create_model("resnet18", weights="imagenet", in_chans=1)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(grey(x), reference(x.repeat(1, 3, 1, 1)), atol=1e-4)
+
+
+def test_imagenet_weights_are_errors_where_they_cannot_apply():
+    with pytest.raises(WeightsError, match="no pretrained"):
+        create_model("lenet5", weights="imagenet")
+    with pytest.raises(BadArgumentError, match="1000 classes, not 10"):
+        create_model("resnet18", weights="imagenet", num_classes=10)
