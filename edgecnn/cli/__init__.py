@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from edgecnn import __version__
+from edgecnn.cli import convert as convert_cmds
 from edgecnn.cli import zoo as zoo_cmds
 from edgecnn.cli._common import setup_logging
 
@@ -39,6 +40,7 @@ def _root(
 
 app.command("zoo")(zoo_cmds.zoo)
 app.command("inspect")(zoo_cmds.inspect)
+app.command("convert")(convert_cmds.convert)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecnn.errors import BadArgumentError, WeightsError
@@ -30,6 +30,8 @@ class LoadedModel:
     weights: WeightsInfo
     num_classes: int
     in_chans: int
+    model_kwargs: dict = field(default_factory=dict)
+    recipe: dict | None = None  # set for converted models: the transforms that were applied
 
 
 def _builder(spec: ModelSpec):
@@ -102,7 +104,7 @@ def load_model(
         state = read_state_dict(path)
         apply_state_dict(model, state, spec=spec, origin=str(path))
         info = WeightsInfo("file", str(path.resolve()), sha256_file(path))
-    return LoadedModel(model.eval(), spec, info, num_classes, in_chans)
+    return LoadedModel(model.eval(), spec, info, num_classes, in_chans, build_kwargs)
 
 
 def create_model(name: str, **kwargs):

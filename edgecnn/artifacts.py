@@ -1,0 +1,35 @@
+"""Writing artifacts without ever leaving a half-written file or silently replacing a good one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgecnn.errors import EdgeCNNError
+
+
+class ArtifactExistsError(EdgeCNNError):
+    pass
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed.
+
+    The rename is atomic on one filesystem, so readers see either the old file or the complete new one.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise ArtifactExistsError(f"{path} already exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,142 @@
+"""Fold every BatchNorm whose input is the output of a Conv2d (or Linear) into that layer.
+
+Pairs are found by running the model once and matching tensors: a BN folds when the very tensor it
+receives was produced by a conv/linear call. That covers Sequential stacks, torchvision's
+Conv-BN-Act blocks and `self.bn1(self.conv1(x))` inside residual blocks alike, without tracing.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from edgecnn.errors import BadArgumentError
+from edgecnn.transforms.base import TransformReport
+
+log = logging.getLogger(__name__)
+
+
+def _producers(model, example):
+    """Run `example`; return {bn_name: producer} where producer is (name, module) or a reason string."""
+    import torch
+    from torch import nn
+
+    outputs: dict[int, tuple[str, object, object]] = {}  # id(tensor) -> (name, module, tensor)
+    calls: dict[str, int] = {}
+    found: dict[str, object] = {}
+    handles = []
+    bn_types = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+    def pre(name):
+        def fn(module, args):
+            calls[name] = calls.get(name, 0) + 1
+            x = args[0]
+            hit = outputs.get(id(x))
+            if hit is not None and hit[2] is x:
+                found[name] = (hit[0], hit[1])
+            else:
+                found[name] = (
+                    "its input is not the output of a conv/linear layer (e.g. it follows an add or concat)"
+                )
+
+        return fn
+
+    def post(name):
+        def fn(module, args, out):
+            calls[name] = calls.get(name, 0) + 1
+            if torch.is_tensor(out):
+                outputs[id(out)] = (name, module, out)
+
+        return fn
+
+    for name, m in model.named_modules():
+        if isinstance(m, bn_types):
+            handles.append(m.register_forward_pre_hook(pre(name)))
+        elif not any(m.children()):
+            handles.append(m.register_forward_hook(post(name)))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    for name, m in model.named_modules():
+        if not isinstance(m, bn_types):
+            continue
+        prod = found.get(name)
+        if prod is None:
+            found[name] = "not used in the forward pass"
+        elif isinstance(prod, str):
+            continue
+        elif not isinstance(prod[1], (nn.Conv2d, nn.Linear)):
+            found[name] = f"it follows {type(prod[1]).__name__} '{prod[0]}', not a conv/linear layer"
+        elif calls.get(name, 0) > 1 or calls.get(prod[0], 0) > 1:
+            found[name] = "the BN or its conv is called more than once"
+        elif not m.track_running_stats or m.running_mean is None:
+            found[name] = "it has no running statistics (track_running_stats=False)"
+        elif isinstance(prod[1], nn.Conv2d) and m.num_features != prod[1].out_channels:
+            found[name] = "channel count differs from the conv's"
+    return found
+
+
+def _fold_into(layer, bn) -> None:
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        scale = (
+            bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            if bn.affine
+            else torch.rsqrt(bn.running_var + bn.eps)
+        )
+        shift = bn.bias if bn.affine else torch.zeros_like(scale)
+        shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+        layer.weight.mul_(scale.reshape(shape).to(layer.weight.dtype))
+        bias = layer.bias if layer.bias is not None else torch.zeros_like(scale)
+        new_bias = (bias - bn.running_mean) * scale + shift
+        if layer.bias is None:
+            layer.bias = nn.Parameter(new_bias.to(layer.weight.dtype))
+        else:
+            layer.bias.copy_(new_bias)
+
+
+def fold_bn(model, *, example) -> tuple[object, TransformReport]:
+    """Return (folded copy, report). `example` is an input batch used to find conv -> BN pairs."""
+    if model.training:
+        raise BadArgumentError(
+            "fold_bn needs an eval-mode model (BatchNorm uses batch statistics in training); "
+            "call model.eval() first"
+        )
+    new = copy.deepcopy(model)
+    report = TransformReport("fold_bn")
+    pairs = []
+    for bn_name, prod in _producers(new, example).items():
+        if isinstance(prod, str):
+            report.skipped.append((bn_name, prod))
+        else:
+            pairs.append((prod[0], bn_name))
+    replay(new, {"pairs": pairs}, fill=True)
+    report.recipe = {"pairs": [list(p) for p in pairs]}
+    log.info("folded %d BatchNorm layers, left %d", len(pairs), len(report.skipped))
+    return new, report
+
+
+def replay(model, recipe: dict, *, fill: bool = False) -> None:
+    """Replace each recorded BN by Identity; with fill, fold its statistics into the layer first.
+
+    Without fill (reloading a converted model) only the structure changes: the conv gains a bias
+    parameter for the state dict to fill.
+    """
+    import torch
+    from torch import nn
+
+    for conv_name, bn_name in recipe["pairs"]:
+        layer = model.get_submodule(conv_name)
+        bn = model.get_submodule(bn_name)
+        if fill:
+            _fold_into(layer, bn)
+        elif layer.bias is None:
+            layer.bias = nn.Parameter(
+                torch.zeros(layer.weight.shape[0], dtype=layer.weight.dtype, device=layer.weight.device)
+            )
+        model.set_submodule(bn_name, nn.Identity())
