@@ -7,8 +7,10 @@ empty weights) so a converted model reloads from a plain safetensors state dict.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edgecnn.errors import BadArgumentError
@@ -160,3 +162,36 @@ def keep_or_skip(change: LayerChange, options: SwapOptions, report: TransformRep
         return False
     report.changed.append(change)
     return True
+
+
+def swap_convs(kind: str, model, options: SwapOptions, example, plan: Callable, replay: Callable):
+    """The loop both swaps share; `plan(name, conv, options, in_hw, out_hw)` decides one layer.
+
+    plan returns (LayerChange, recipe value, weights of the replacement's convs in order); the conv's
+    bias goes onto the replacement's last conv.
+    """
+    import torch
+
+    options = options.validate(kind)
+    new = copy.deepcopy(model)
+    report = TransformReport(kind)
+    sizes = conv_geometry(new, example)
+    layers, weights = {}, {}
+    for name, conv in list(swap_candidates(new, options, report)):
+        if name not in sizes:
+            report.skipped.append((name, "not used in the forward pass"))
+            continue
+        change, value, tensors = plan(name, conv, options, *sizes[name])
+        if keep_or_skip(change, options, report):
+            layers[name] = value
+            weights[name] = (tensors, conv.bias)
+    replay(new, {"layers": layers})
+    with torch.no_grad():
+        for name, (tensors, bias) in weights.items():
+            block = new.get_submodule(name)
+            for sub, w in zip(block, tensors, strict=True):
+                sub.weight.copy_(w)
+            if bias is not None:
+                block[-1].bias.copy_(bias)
+    report.recipe = {"layers": layers}
+    return new, report

@@ -7,18 +7,9 @@ onto them gives the R2 x R1 x K x K core (HOSVD). Full ranks (R1 = C, R2 = N) re
 
 from __future__ import annotations
 
-import copy
 import math
 
-from edgecnn.transforms.base import (
-    LayerChange,
-    SwapOptions,
-    TransformReport,
-    conv_geometry,
-    keep_or_skip,
-    rank_for_energy,
-    swap_candidates,
-)
+from edgecnn.transforms.base import LayerChange, SwapOptions, TransformReport, rank_for_energy, swap_convs
 
 
 def _build(conv, r1: int, r2: int):
@@ -80,52 +71,22 @@ def _decompose(conv, options: SwapOptions):
     return r1, r2, err, u_in.T[..., None, None], core, u_out[..., None, None]
 
 
+def _plan(name, conv, options: SwapOptions, in_hw: int, out_hw: int):
+    r1, r2, err, first, core, last = _decompose(conv, options)
+    n, c = conv.out_channels, conv.in_channels
+    k = math.prod(conv.kernel_size)
+    bias = n if conv.bias is not None else 0
+    change = LayerChange(
+        name, "bottleneck", tuple(conv.kernel_size), c, n, (r1, r2), err,
+        macs_before=out_hw * n * c * k, macs_after=in_hw * c * r1 + out_hw * (r1 * r2 * k + r2 * n),
+        params_before=n * c * k + bias, params_after=c * r1 + r1 * r2 * k + r2 * n + bias,
+    )  # fmt: skip
+    return change, [r1, r2], (first, core, last)
+
+
 def bottleneck(model, options: SwapOptions, *, example) -> tuple[object, TransformReport]:
     """Return (copy with eligible convs swapped, report)."""
-    import torch
-
-    options = options.validate("bottleneck")
-    new = copy.deepcopy(model)
-    report = TransformReport("bottleneck")
-    sizes = conv_geometry(new, example)
-    layers: dict[str, list[int]] = {}
-    weights = {}
-    for name, conv in list(swap_candidates(new, options, report)):
-        if name not in sizes:
-            report.skipped.append((name, "not used in the forward pass"))
-            continue
-        r1, r2, err, first, core, last = _decompose(conv, options)
-        n, c = conv.out_channels, conv.in_channels
-        k = math.prod(conv.kernel_size)
-        in_hw, out_hw = sizes[name]
-        bias = n if conv.bias is not None else 0
-        change = LayerChange(
-            name,
-            "bottleneck",
-            tuple(conv.kernel_size),
-            c,
-            n,
-            (r1, r2),
-            err,
-            macs_before=out_hw * n * c * k,
-            macs_after=in_hw * c * r1 + out_hw * (r1 * r2 * k + r2 * n),
-            params_before=n * c * k + bias,
-            params_after=c * r1 + r1 * r2 * k + r2 * n + bias,
-        )
-        if keep_or_skip(change, options, report):
-            layers[name] = [r1, r2]
-            weights[name] = (first, core, last, conv.bias)
-    replay(new, {"layers": layers})
-    with torch.no_grad():
-        for name, (first, core, last, bias) in weights.items():
-            block = new.get_submodule(name)
-            block[0].weight.copy_(first)
-            block[1].weight.copy_(core)
-            block[2].weight.copy_(last)
-            if bias is not None:
-                block[2].bias.copy_(bias)
-    report.recipe = {"layers": layers}
-    return new, report
+    return swap_convs("bottleneck", model, options, example, _plan, replay)
 
 
 def replay(model, recipe: dict) -> None:

@@ -9,18 +9,9 @@ C*T*(K*K + N), a reduction of K*K*N / (T*(K*K + N)).
 
 from __future__ import annotations
 
-import copy
 import math
 
-from edgecnn.transforms.base import (
-    LayerChange,
-    SwapOptions,
-    TransformReport,
-    conv_geometry,
-    keep_or_skip,
-    rank_for_energy,
-    swap_candidates,
-)
+from edgecnn.transforms.base import LayerChange, SwapOptions, TransformReport, rank_for_energy, swap_convs
 
 
 def _build(conv, t: int):
@@ -69,51 +60,22 @@ def _decompose(conv, options: SwapOptions):
     return t, err, dw, pw
 
 
+def _plan(name, conv, options: SwapOptions, in_hw: int, out_hw: int):
+    t, err, dw, pw = _decompose(conv, options)
+    n, c = conv.out_channels, conv.in_channels
+    k = math.prod(conv.kernel_size)
+    bias = n if conv.bias is not None else 0
+    change = LayerChange(
+        name, "separable", tuple(conv.kernel_size), c, n, (t,), err,
+        macs_before=out_hw * n * c * k, macs_after=out_hw * c * t * (k + n),
+        params_before=n * c * k + bias, params_after=c * t * (k + n) + bias,
+    )  # fmt: skip
+    return change, t, (dw, pw)
+
+
 def separable(model, options: SwapOptions, *, example) -> tuple[object, TransformReport]:
     """Return (copy with eligible convs swapped, report)."""
-    import torch
-
-    options = options.validate("separable")
-    new = copy.deepcopy(model)
-    report = TransformReport("separable")
-    sizes = conv_geometry(new, example)
-    layers: dict[str, int] = {}
-    weights = {}
-    for name, conv in list(swap_candidates(new, options, report)):
-        if name not in sizes:
-            report.skipped.append((name, "not used in the forward pass"))
-            continue
-        t, err, dw, pw = _decompose(conv, options)
-        n, c = conv.out_channels, conv.in_channels
-        k = math.prod(conv.kernel_size)
-        out_hw = sizes[name][1]
-        bias = n if conv.bias is not None else 0
-        change = LayerChange(
-            name,
-            "separable",
-            tuple(conv.kernel_size),
-            c,
-            n,
-            (t,),
-            err,
-            macs_before=out_hw * n * c * k,
-            macs_after=out_hw * c * t * (k + n),
-            params_before=n * c * k + bias,
-            params_after=c * t * (k + n) + bias,
-        )
-        if keep_or_skip(change, options, report):
-            layers[name] = t
-            weights[name] = (dw, pw, conv.bias)
-    replay(new, {"layers": layers})
-    with torch.no_grad():
-        for name, (dw, pw, bias) in weights.items():
-            block = new.get_submodule(name)
-            block[0].weight.copy_(dw)
-            block[1].weight.copy_(pw)
-            if bias is not None:
-                block[1].bias.copy_(bias)
-    report.recipe = {"layers": layers}
-    return new, report
+    return swap_convs("separable", model, options, example, _plan, replay)
 
 
 def replay(model, recipe: dict) -> None:
