@@ -8,6 +8,7 @@ import typer
 
 from edgecnn import __version__
 from edgecnn.cli import convert as convert_cmds
+from edgecnn.cli import export as export_cmds
 from edgecnn.cli import zoo as zoo_cmds
 from edgecnn.cli._common import setup_logging
 
@@ -41,6 +42,7 @@ def _root(
 app.command("zoo")(zoo_cmds.zoo)
 app.command("inspect")(zoo_cmds.inspect)
 app.command("convert")(convert_cmds.convert)
+app.command("export")(export_cmds.export)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -9,93 +10,67 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, handle_errors, parse_kv
 
 
 @handle_errors
 def convert(
     model: Annotated[str, typer.Argument(help="Model name (see `edgecnn zoo`).")],
-    weights: Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safetensors file.")] = None,
+    weights: o.Weights = None,
     fold_bn: Annotated[
         bool, typer.Option("--fold-bn/--no-fold-bn", help="Fold BatchNorm into convs.")
     ] = True,
-    separable: Annotated[bool, typer.Option("--separable", help="Depthwise + pointwise swap (SVD).")] = False,
-    bottleneck: Annotated[bool, typer.Option("--bottleneck", help="1x1-KxK-1x1 swap (Tucker-2).")] = False,
-    rank: Annotated[int | None, typer.Option(help="Separable channel multiplier T for every layer.")] = None,
-    rank_ratio: Annotated[
-        float | None, typer.Option(help="Bottleneck ranks as a fraction of C and N.")
-    ] = None,
-    energy: Annotated[
-        float | None,
-        typer.Option(help="Per-layer rank keeping this fraction of spectral energy (default 0.9)."),
-    ] = None,
-    include: Annotated[
-        list[str] | None, typer.Option(help="Only layers matching this glob (repeatable).")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Skip layers matching this glob (repeatable).")
-    ] = None,
-    min_mac_saving: Annotated[
-        float, typer.Option(help="Skip a layer saving no more than this MAC fraction.")
-    ] = 0.0,
-    max_error: Annotated[
-        float | None, typer.Option(help="Skip a layer whose relative weight error exceeds this.")
-    ] = None,
-    input_size: Annotated[
-        tuple[int, int] | None, typer.Option(help="H W used to measure MACs and error.")
-    ] = None,
-    num_classes: Annotated[
-        int | None, typer.Option(help="Classifier outputs (default: the model's).")
-    ] = None,
-    in_chans: Annotated[int | None, typer.Option(help="Input channels (default: the model's).")] = None,
-    model_arg: Annotated[
-        list[str] | None, typer.Option("--model-arg", "-a", help="Builder KEY=VALUE.")
-    ] = None,
+    separable: o.Separable = False,
+    bottleneck: o.Bottleneck = False,
+    rank: o.Rank = None,
+    rank_ratio: o.RankRatio = None,
+    energy: o.Energy = None,
+    include: o.Include = None,
+    exclude: o.Exclude = None,
+    min_mac_saving: o.MinMacSaving = 0.0,
+    max_error: o.MaxError = None,
+    input_size: o.InputSize = None,
+    num_classes: o.NumClasses = None,
+    in_chans: o.InChans = None,
+    model_arg: o.ModelArg = None,
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Default: export/<model>/<model>.converted.safetensors"),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    force: o.Force = False,
+    as_json: o.AsJson = False,
 ) -> None:
     """Fold BN, swap KxK convs for separable / bottleneck variants from the weights, and save."""
     from edgecnn.errors import BadArgumentError
-    from edgecnn.transforms import SwapOptions, save_converted
     from edgecnn.transforms import convert as run_convert
+    from edgecnn.transforms import save_converted
     from edgecnn.zoo import load_model
 
-    if (rank is not None and not separable) or (rank_ratio is not None and not bottleneck):
-        raise BadArgumentError("--rank goes with --separable and --rank-ratio with --bottleneck")
-    common = dict(
+    sep, bot = o.swap_options(
+        separable=separable,
+        bottleneck=bottleneck,
+        rank=rank,
+        rank_ratio=rank_ratio,
         energy=energy,
-        include=tuple(include or ()),
-        exclude=tuple(exclude or ()),
+        include=include,
+        exclude=exclude,
         min_mac_saving=min_mac_saving,
         max_error=max_error,
     )
-    sep = SwapOptions(rank=rank, **common).validate("separable") if separable else None
-    bot = SwapOptions(rank_ratio=rank_ratio, **common).validate("bottleneck") if bottleneck else None
     out = output or Path("export") / model / f"{model}.converted.safetensors"
     if out.exists() and not force:  # fail before the (possibly long) conversion, not after
         raise BadArgumentError(f"{out} already exists; pass --force to overwrite it")
     loaded = load_model(
         model, weights=weights, num_classes=num_classes, in_chans=in_chans, **parse_kv(model_arg)
     )
-    with console.status(f"converting {model}...") if not as_json else _null():
+    with console.status(f"converting {model}...") if not as_json else contextlib.nullcontext():
         result = run_convert(loaded, fold_bn=fold_bn, separable=sep, bottleneck=bot, input_size=input_size)
         save_converted(result, out, force=force)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     _print(result)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _print(result) -> None:

@@ -1,0 +1,49 @@
+"""Options shared by commands that convert (`convert`, `export`): one definition, one help text."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Weights = Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safetensors file.")]
+Separable = Annotated[bool, typer.Option("--separable", help="Depthwise + pointwise swap (SVD).")]
+Bottleneck = Annotated[bool, typer.Option("--bottleneck", help="1x1-KxK-1x1 swap (Tucker-2).")]
+Rank = Annotated[int | None, typer.Option(help="Separable channel multiplier T for every layer.")]
+RankRatio = Annotated[float | None, typer.Option(help="Bottleneck ranks as a fraction of C and N.")]
+Energy = Annotated[
+    float | None, typer.Option(help="Per-layer rank keeping this fraction of spectral energy (default 0.9).")
+]
+Include = Annotated[list[str] | None, typer.Option(help="Only layers matching this glob (repeatable).")]
+Exclude = Annotated[list[str] | None, typer.Option(help="Skip layers matching this glob (repeatable).")]
+MinMacSaving = Annotated[float, typer.Option(help="Skip a layer saving no more than this MAC fraction.")]
+MaxError = Annotated[
+    float | None, typer.Option(help="Skip a layer whose relative weight error exceeds this.")
+]
+NumClasses = Annotated[int | None, typer.Option(help="Classifier outputs (default: the model's).")]
+InChans = Annotated[int | None, typer.Option(help="Input channels (default: the model's).")]
+ModelArg = Annotated[list[str] | None, typer.Option("--model-arg", "-a", help="Builder KEY=VALUE.")]
+InputSize = Annotated[tuple[int, int] | None, typer.Option(help="Input H W (default: the model's).")]
+Force = Annotated[bool, typer.Option(help="Overwrite existing output files.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def swap_options(
+    *, separable, bottleneck, rank, rank_ratio, energy, include, exclude, min_mac_saving, max_error
+):
+    """Validated SwapOptions (or None) for each swap the flags ask for."""
+    from edgecnn.errors import BadArgumentError
+    from edgecnn.transforms import SwapOptions
+
+    if (rank is not None and not separable) or (rank_ratio is not None and not bottleneck):
+        raise BadArgumentError("--rank goes with --separable and --rank-ratio with --bottleneck")
+    common = dict(
+        energy=energy,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        min_mac_saving=min_mac_saving,
+        max_error=max_error,
+    )
+    sep = SwapOptions(rank=rank, **common).validate("separable") if separable else None
+    bot = SwapOptions(rank_ratio=rank_ratio, **common).validate("bottleneck") if bottleneck else None
+    return sep, bot

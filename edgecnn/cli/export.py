@@ -1,0 +1,195 @@
+"""`edgecnn export`: a zoo model or converted file -> verified ONNX / OpenVINO IR / TensorRT artifacts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli import _options as o
+from edgecnn.cli._common import console, handle_errors, parse_kv
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a killed job, a CI timeout) unwinds like Ctrl-C, so work folders are cleaned up."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@handle_errors
+def export(
+    model: Annotated[str, typer.Argument(help="Zoo model name, or a .safetensors from `edgecnn convert`.")],
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Comma-separated: onnx, openvino, tensorrt.")
+    ] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (Q/DQ; needs --calib).")] = "fp32",
+    calib: Annotated[
+        str | None,
+        typer.Option(help="Calibration images for int8: a folder of images, or 'digits' (bundled MNIST)."),
+    ] = None,
+    calib_size: Annotated[int, typer.Option(help="Calibration images to use.")] = 100,
+    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    data: Annotated[
+        str | None,
+        typer.Option(help="Real images for the parity check (default: held out from --calib)."),
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Static batch size (optimum batch with --dynamic-batch).")] = 1,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Symbolic batch axis.")] = False,
+    max_batch: Annotated[int, typer.Option(help="TensorRT profile maximum for --dynamic-batch.")] = 32,
+    input_size: o.InputSize = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    exporter: Annotated[
+        str, typer.Option(help="torchscript (works for the whole zoo) or dynamo.")
+    ] = "torchscript",
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxslim.")] = True,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Check each artifact against PyTorch.")
+    ] = True,
+    workspace: Annotated[float, typer.Option(help="TensorRT builder workspace in GiB.")] = 2.0,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder (default export/<model>/).")
+    ] = None,
+    weights: o.Weights = None,
+    fold_bn: Annotated[bool, typer.Option("--fold-bn", help="Fold BatchNorm into convs first.")] = False,
+    separable: o.Separable = False,
+    bottleneck: o.Bottleneck = False,
+    rank: o.Rank = None,
+    rank_ratio: o.RankRatio = None,
+    energy: o.Energy = None,
+    include: o.Include = None,
+    exclude: o.Exclude = None,
+    min_mac_saving: o.MinMacSaving = 0.0,
+    max_error: o.MaxError = None,
+    num_classes: o.NumClasses = None,
+    in_chans: o.InChans = None,
+    model_arg: o.ModelArg = None,
+    force: o.Force = False,
+    as_json: o.AsJson = False,
+) -> None:
+    """Export to ONNX / OpenVINO IR / TensorRT, verify each artifact against PyTorch, write manifests.
+
+    Exits 1 when any target fails to export or to verify.
+    """
+    from edgecnn.export import ExportOptions
+    from edgecnn.export import export as run_export
+
+    sep, bot = o.swap_options(
+        separable=separable,
+        bottleneck=bottleneck,
+        rank=rank,
+        rank_ratio=rank_ratio,
+        energy=energy,
+        include=include,
+        exclude=exclude,
+        min_mac_saving=min_mac_saving,
+        max_error=max_error,
+    )
+    convert = dict(fold_bn=fold_bn, separable=sep, bottleneck=bot) if (fold_bn or sep or bot) else None
+    options = ExportOptions(
+        targets=tuple(t.strip() for t in target.split(",") if t.strip()),
+        precision=precision,
+        out_dir=output,
+        batch=batch,
+        dynamic_batch=dynamic_batch,
+        max_batch=max_batch,
+        input_size=input_size,
+        opset=opset,
+        exporter=exporter,
+        simplify=simplify,
+        calib=calib,
+        calib_size=calib_size,
+        calib_method=calib_method,
+        data=data,
+        verify=verify,
+        force=force,
+        workspace_gib=workspace,
+    )
+    status = console.status(f"exporting {model}...") if not as_json else contextlib.nullcontext()
+    with _terminate_as_interrupt(), status as spinner:
+        result = run_export(
+            model,
+            options,
+            weights=weights,
+            convert=convert,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            model_kwargs=parse_kv(model_arg),
+            on_step=(lambda msg: spinner.update(f"{model}: {msg}")) if spinner else None,
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print(result) -> None:
+    shape = "x".join(map(str, result.input_shape)) + (" (dynamic batch)" if result.dynamic_batch else "")
+    table = Table(title=f"{result.model} -> {result.out_dir}  input {shape}")
+    for col in (
+        "target",
+        "precision",
+        "status",
+        "file",
+        "size",
+        "max abs err",
+        "max rel err",
+        "top-1 agree",
+        "time",
+    ):
+        table.add_column(col, justify="left" if col in ("target", "status", "file") else "right")
+    for t in result.targets:
+        worst = max(t.parity, key=lambda p: p.max_rel, default=None)
+        images = next((p for p in t.parity if p.inputs.startswith("images")), None)
+        agree = images or (t.parity[0] if t.parity else None)
+        colour = {"ok": "green", "not verified": "yellow"}.get(t.status, "red")
+        table.add_row(
+            t.target,
+            t.precision,
+            f"[{colour}]{t.status}[/]",
+            Path(t.path).name if t.path else "-",
+            _size(t.size_bytes),
+            f"{worst.max_abs:.2e}" if worst else "-",
+            f"{worst.max_rel:.2e}" if worst else "-",
+            f"{agree.top1_agreement:.3f} ({agree.inputs})" if agree else "-",
+            f"{t.seconds:.1f}s",
+        )
+    console.print(table)
+    for t in result.targets:
+        if t.error:
+            console.print(f"[red]{t.target}: {t.error}[/]", highlight=False)
+            if t.status == "verify failed":
+                console.print(
+                    "  nothing was written; --no-verify keeps the unverified artifact", highlight=False
+                )
+    if result.quantization.get("calibration_images"):
+        q = result.quantization
+        console.print(
+            f"int8: {q['weights']} weights, {q['activations']} activations, "
+            f"{q['calibration_method']} calibration on {q['calibration_images']} images",
+            highlight=False,
+        )

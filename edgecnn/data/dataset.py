@@ -1,0 +1,72 @@
+"""What every image source shares: preprocessing on access, and batching that skips bad images."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class ImageDataset:
+    """Map-style dataset of (CHW float32 array, label); also usable as a torch DataLoader source.
+
+    Subclasses implement `load(i) -> (PIL image, label)`; `label` is -1 for unlabelled images.
+    """
+
+    classes: tuple[str, ...] = ()
+    source: str = ""
+    preprocess = None
+    skipped: int = 0  # images that could not be decoded while iterating
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int):
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        image, label = self.load(index)
+        return self.preprocess(image), label
+
+    def batches(
+        self, batch_size: int, *, limit: int | None = None, drop_last: bool = False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (N,C,H,W) arrays and labels in order; undecodable images are skipped and counted."""
+        xs, ys = [], []
+        count = 0
+        for i in range(len(self)):
+            if limit is not None and count >= limit:
+                break
+            try:
+                x, y = self[i]
+            except OSError as e:  # PIL raises OSError subclasses for truncated/corrupt files
+                self.skipped += 1
+                log.warning("skipping unreadable image #%d of %s: %s", i, self.source, e)
+                continue
+            xs.append(x)
+            ys.append(y)
+            count += 1
+            if len(xs) == batch_size:
+                yield np.stack(xs), np.asarray(ys, dtype=np.int64)
+                xs, ys = [], []
+        if xs and not drop_last:
+            yield np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+class Subset(ImageDataset):
+    """A fixed selection of another dataset's images (calibration vs held-out check images)."""
+
+    def __init__(self, base: ImageDataset, indices, label: str):
+        self.base, self.indices = base, list(indices)
+        self.classes, self.preprocess = base.classes, base.preprocess
+        self.source = f"{base.source}:{label}"
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int):
+        return self.base.load(self.indices[index])

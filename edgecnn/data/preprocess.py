@@ -1,0 +1,71 @@
+"""Per-model image preprocessing: resize, center crop, channels, mean/std, as the model was trained.
+
+Plain PIL + NumPy, so feeding ONNX Runtime or OpenVINO never needs torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecnn.errors import BadArgumentError
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Turn a PIL image into a normalised CHW float32 array for one model.
+
+    resize_size: shorter side before the center crop (ImageNet's 256 -> 224); None resizes straight to
+    `input_size` (digits, LeNet-5).
+    """
+
+    input_size: tuple[int, int]
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize_size: int | None = None
+
+    @classmethod
+    def for_model(cls, spec, *, input_size=None, in_chans=None, crop: bool = True) -> Preprocess:
+        """The spec's preset; a non-default `input_size` keeps the spec's resize/crop ratio."""
+        size = tuple(input_size or spec.input_size)
+        chans = in_chans or spec.in_chans
+        resize = None
+        if crop and spec.resize_size:
+            resize = round(spec.resize_size * min(size) / min(spec.input_size))
+        mean, std = _fit_channels(spec.mean, chans), _fit_channels(spec.std, chans)
+        return cls(size, chans, mean, std, resize)
+
+    def __call__(self, image) -> np.ndarray:
+        from PIL import Image
+
+        image = image.convert("L" if self.in_chans == 1 else "RGB")
+        h, w = self.input_size
+        if self.resize_size:
+            scale = self.resize_size / min(image.size)
+            new = (max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale)))
+            image = image.resize(new, Image.BILINEAR)
+            left, top = (image.size[0] - w) // 2, (image.size[1] - h) // 2
+            image = image.crop((left, top, left + w, top + h))
+        elif image.size != (w, h):
+            image = image.resize((w, h), Image.BILINEAR)
+        x = np.asarray(image, dtype=np.float32) / 255.0
+        x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+        if self.in_chans not in (1, 3):  # an adapted stem: repeat the grey/RGB planes to fill it
+            x = np.resize(x, (self.in_chans, h, w))
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def _fit_channels(values: tuple[float, ...], chans: int) -> tuple[float, ...]:
+    if len(values) == chans:
+        return tuple(values)
+    if chans == 1:
+        return (float(np.mean(values)),)
+    if len(values) == 1:
+        return tuple(values) * chans
+    if chans < 1:
+        raise BadArgumentError(f"in_chans must be >= 1, got {chans}")
+    return tuple(np.resize(np.asarray(values), chans).tolist())

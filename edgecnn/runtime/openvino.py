@@ -1,0 +1,48 @@
+"""OpenVINO on CPU (GPU when present), with its latency/throughput performance hints."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecnn.runtime.base import check_device
+
+
+class OpenVINORunner:
+    runtime = "openvino"
+
+    def __init__(
+        self,
+        path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        hint: str = "latency",
+        precision: str | None = None,
+        **_,
+    ):
+        """precision: OpenVINO's INFERENCE_PRECISION_HINT ("f32" pins fp32 math; CPUs with bf16 units
+        would otherwise run fp32 models in bf16). None keeps OpenVINO's default."""
+        import openvino as ov
+
+        self.device = check_device(device, ("cpu", "gpu"), self.runtime)
+        config = {"PERFORMANCE_HINT": hint.upper()}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(path)), device.upper(), config)
+        inp = self.compiled.inputs[0]
+        self.input_name = inp.get_any_name()
+        dim = inp.get_partial_shape()[0]
+        self.batch = dim.get_length() if dim.is_static else None
+        self.request = self.compiled.create_infer_request()
+        self.artifact = str(path)
+        self._ov = ov
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(out[self.compiled.outputs[0]])
+
+    def versions(self) -> dict[str, str]:
+        return {"openvino": self._ov.get_version()}

@@ -1,0 +1,289 @@
+"""Export end to end: real artifacts, run in their runtimes, compared with PyTorch within tolerances."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgecnn.export import ExportOptions, export
+from edgecnn.export import parity as parity_mod
+from edgecnn.zoo import load_model
+
+EDGECNN = [sys.executable, "-m", "edgecnn"]
+HAS_OPENVINO = __import__("importlib").util.find_spec("openvino") is not None
+HAS_TRT = __import__("importlib").util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def lenet_weights(tmp_path_factory):
+    """LeNet-5 trained for two epochs on the bundled digits (~98% test top-1): int8 agreement on a
+    trained model means something, unlike on random weights whose outputs nearly tie."""
+    from edgecnn.data import Preprocess, open_dataset
+
+    torch.manual_seed(0)
+    model = load_model("lenet5").model.train()
+    train = open_dataset(
+        "digits", Preprocess.for_model(load_model("lenet5", device="meta").spec), split="train"
+    )
+    x = torch.from_numpy(np.stack([train[i][0] for i in range(len(train))]))
+    y = torch.from_numpy(train.labels)
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    for _ in range(3):
+        for i in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+            opt.step()
+    path = tmp_path_factory.mktemp("w") / "lenet5_digits.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _torch_logits(name, x, **kw):
+    model = load_model(name, **kw).model
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@openvino
+def test_fp32_onnx_and_openvino_match_pytorch_and_write_manifests(tmp_path):
+    result = export(
+        "resnet18", ExportOptions(targets=("onnx", "openvino"), out_dir=tmp_path, input_size=(64, 64))
+    )
+    assert result.ok, [t.error for t in result.targets]
+    onnx_t, ov_t = result.targets
+    assert Path(onnx_t.path).name == "resnet18.64x64.onnx" and Path(ov_t.path).suffix == ".xml"
+    assert Path(ov_t.path).with_suffix(".bin").is_file()
+    for t in result.targets:
+        (p,) = t.parity
+        assert p.passed and p.max_abs < 1e-3 and p.max_rel < 1e-4 and p.images == 8
+        manifest = json.loads(Path(t.manifest).read_text())
+        assert manifest["format"] == "edgecnn-export/1" and manifest["precision"] == "fp32"
+        assert manifest["input"]["shape"] == [1, 3, 64, 64] and manifest["input"]["mean"][0] == 0.485
+        assert manifest["onnx"]["opset"] == 17 and manifest["onnx"]["exporter"] == "torchscript"
+        assert (
+            torch.__version__.startswith(manifest["versions"]["torch"])
+            and manifest["weights"]["source"] == "random"
+        )
+        assert manifest["file"]["size_bytes"] == t.size_bytes and len(manifest["file"]["sha256"]) == 64
+        assert manifest["parity"][0]["max_abs"] == p.max_abs
+    onnx.checker.check_model(onnx_t.path)
+    # independent check: the published file reproduces PyTorch on a fresh input
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    sess = ort.InferenceSession(onnx_t.path, providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"] and [o.name for o in sess.get_outputs()] == [
+        "logits"
+    ]
+    torch.manual_seed(0)
+    np.testing.assert_allclose(
+        sess.run(None, {"input": x})[0], _torch_logits_seeded("resnet18", x), rtol=1e-4, atol=1e-4
+    )
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "work folder left behind"
+
+
+def _torch_logits_seeded(name, x):
+    torch.manual_seed(0)  # the same seed as the export above, so the same random weights
+    return _torch_logits(name, x)
+
+
+def test_dynamic_batch_runs_any_batch_size(tmp_path):
+    result = export(
+        "mobilenet_v3_small", ExportOptions(out_dir=tmp_path, dynamic_batch=True, input_size=(96, 96))
+    )
+    assert result.ok
+    sess = ort.InferenceSession(result.targets[0].path, providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape[0] == "batch"
+    for n in (1, 3):
+        assert sess.run(None, {"input": np.zeros((n, 3, 96, 96), np.float32)})[0].shape == (n, 1000)
+
+
+def test_static_batch_and_fp16(tmp_path):
+    result = export(
+        "resnet18", ExportOptions(out_dir=tmp_path, precision="fp16", batch=2, input_size=(64, 64))
+    )
+    (t,) = result.targets
+    assert t.ok and t.path.endswith("resnet18.64x64.b2.fp16.onnx")
+    assert t.parity[0].max_rel < 2e-2 and t.parity[0].images == 8
+    model = onnx.load(t.path)
+    assert {i.data_type for i in model.graph.initializer} >= {onnx.TensorProto.FLOAT16}
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
+    fp32 = export("resnet18", ExportOptions(out_dir=tmp_path, batch=2, input_size=(64, 64))).targets[0]
+    assert 0.45 < t.size_bytes / fp32.size_bytes < 0.55
+
+
+@openvino
+def test_int8_qdq_on_trained_lenet_agrees_in_onnxruntime_and_openvino(tmp_path, lenet_weights):
+    opts = ExportOptions(targets=("onnx", "openvino"), out_dir=tmp_path, precision="int8", calib="digits")
+    result = export("lenet5", opts, weights=str(lenet_weights))
+    assert result.ok, [t.error for t in result.targets]
+    q = result.quantization
+    assert q["calibration_images"] == 100 and q["calibration_method"] == "minmax"
+    for t in result.targets:
+        _, images = t.parity
+        assert images.inputs == "images:64" and images.reference_classes == 10
+        assert images.top1_agreement >= 0.95 and images.max_rel < 0.1
+    graph = onnx.load(result.targets[0].path).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # per-channel weight scales on the convs
+    scales = {i.name: i for i in graph.initializer if "scale" in i.name}
+    assert any(len(i.dims) == 1 and i.dims[0] > 1 for i in scales.values())
+
+
+def test_int8_is_about_four_times_smaller(tmp_path):
+    # size only: a random-weight ResNet's near-tied logits make agreement meaningless (see the lenet test)
+    opts = dict(out_dir=tmp_path, input_size=(64, 64), verify=False)
+    fp32 = export("resnet18", ExportOptions(**opts)).targets[0]
+    int8 = export("resnet18", ExportOptions(**opts, precision="int8", calib="digits", calib_size=16)).targets[
+        0
+    ]
+    assert int8.path.endswith(".int8.onnx") and 3.6 < fp32.size_bytes / int8.size_bytes < 4.2
+    assert fp32.status == "not verified" and not fp32.parity
+
+
+def test_int8_calibrates_on_an_image_folder_and_checks_held_out_images(tmp_path, lenet_weights):
+    from PIL import Image
+
+    from edgecnn.data import Preprocess, open_dataset
+    from edgecnn.zoo import get_spec
+
+    digits = open_dataset("digits", Preprocess.for_model(get_spec("lenet5")), split="test")
+    for i in range(40):
+        folder = tmp_path / "imgs" / str(digits.labels[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(digits.images[i]).save(folder / f"{i}.png")
+    (tmp_path / "imgs" / "3" / "corrupt.png").write_bytes(b"\x89PNG broken")
+    opts = ExportOptions(
+        out_dir=tmp_path / "out", precision="int8", calib=str(tmp_path / "imgs"), calib_size=24
+    )
+    result = export("lenet5", opts, weights=str(lenet_weights))
+    (t,) = result.targets
+    assert t.ok, t.error
+    images = t.parity[1]
+    assert images.images in (16, 17) and images.top1_agreement >= 0.9
+    assert (
+        result.quantization["calibration_images"] + result.quantization.get("calibration_images_skipped", 0)
+        == 24
+    )
+
+
+def test_converted_model_exports_and_matches(tmp_path):
+    from edgecnn.transforms import SwapOptions, convert, save_converted
+
+    converted = convert(
+        load_model("resnet18"), separable=SwapOptions(rank=2).validate("separable"), input_size=(64, 64)
+    )
+    path = save_converted(converted, tmp_path / "r18.converted.safetensors")
+    result = export(str(path), ExportOptions(out_dir=tmp_path / "out"))
+    (t,) = result.targets
+    assert t.ok and Path(t.path).name == "r18.converted.onnx"
+    manifest = json.loads(Path(t.manifest).read_text())
+    assert manifest["transforms"] == ["fold_bn", "separable"] and manifest["weights"]["source"] == "converted"
+    ops = [n for n in onnx.load(t.path).graph.node if n.op_type == "Conv"]
+    assert any(a.name == "group" and a.i > 1 for n in ops for a in n.attribute)  # depthwise convs exported
+
+
+def test_conversion_flags_on_export(tmp_path):
+    result = export(
+        "resnet18", ExportOptions(out_dir=tmp_path, input_size=(64, 64)), convert={"fold_bn": True}
+    )
+    (t,) = result.targets
+    assert t.ok and Path(t.path).name == "resnet18.fold_bn.64x64.onnx"
+
+
+def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(parity_mod.TOLERANCES, "fp32", parity_mod.Tolerance(max_rel=0.0, min_agreement=1.0))
+    monkeypatch.setattr("edgecnn.export.api.TOLERANCES", parity_mod.TOLERANCES)
+    result = export("lenet5", ExportOptions(out_dir=tmp_path))
+    (t,) = result.targets
+    assert t.status == "verify failed" and "max relative error" in t.error and not result.ok
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_artifact_is_not_overwritten_without_force(tmp_path):
+    first = export("lenet5", ExportOptions(out_dir=tmp_path)).targets[0]
+    before = Path(first.path).stat().st_mtime_ns
+    r = run("export", "lenet5", "-o", str(tmp_path))
+    assert r.returncode == 2 and "--force" in r.stderr and "Traceback" not in r.stderr
+    assert Path(first.path).stat().st_mtime_ns == before
+    r = run("export", "lenet5", "-o", str(tmp_path), "--force")
+    assert r.returncode == 0, r.stderr
+    assert Path(first.path).stat().st_mtime_ns != before
+
+
+def test_killing_an_export_midway_leaves_no_complete_looking_artifact(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*EDGECNN, "export", "vgg11", "-t", "openvino,onnx", "-o", str(out)])
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until the ONNX exists in the work folder, then kill hard
+        if list(out.glob(".export-*/*.onnx")):
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    visible = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    assert visible == [], visible
+    # a polite stop (SIGTERM) also removes the work folder
+    proc = subprocess.Popen([*EDGECNN, "export", "vgg11", "-t", "openvino,onnx", "-o", str(tmp_path / "b")])
+    while time.time() < deadline and not list((tmp_path / "b").glob(".export-*/*.onnx")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["lenet5", "--target", "onxx"], "unknown target 'onxx'; did you mean: onnx?"),
+        (["lenet5", "--precision", "int4"], "unknown precision 'int4'"),
+        (["lenet5", "--precision", "int8"], "--precision int8 needs calibration images"),
+        (["resnet18", "--precision", "int8", "--calib", "EMPTY"], "no images in"),
+        (["resnet18", "--input-size", "16", "16"], "too small for resnet18 (at least 32x32)"),
+        (["alexnet2012", "--input-size", "200", "200"], "fixed-size classifier"),
+        (["resnet5O"], "unknown model 'resnet5O'; did you mean"),
+        (["lenet5", "--exporter", "jit"], "unknown exporter"),
+    ],
+)
+def test_bad_input_one_line_errors(tmp_path, args, message):
+    (tmp_path / "EMPTY").mkdir()
+    r = run("export", *args, "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT and CUDA are present")
+def test_tensorrt_without_tensorrt_or_gpu_fails_cleanly_and_writes_nothing(tmp_path):
+    r = run("export", "resnet50", "--target", "onnx,tensorrt", "-o", str(tmp_path / "out"))
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert (len(lines) == 1 and "edgecnn[tensorrt]" in r.stderr) or "CUDA" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT and a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_engine_matches_pytorch(tmp_path, precision, lenet_weights):
+    opts = ExportOptions(
+        targets=("tensorrt",), out_dir=tmp_path, precision=precision, calib="digits", dynamic_batch=True
+    )
+    result = export("lenet5", opts, weights=str(lenet_weights))
+    (t,) = result.targets
+    assert t.ok, t.error
+    assert (tmp_path / "tensorrt.timing.cache").is_file()
+    assert t.parity[-1].top1_agreement >= 0.95
