@@ -28,30 +28,6 @@ def run(*args, cwd=None):
     return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def lenet_weights(tmp_path_factory):
-    """LeNet-5 trained for two epochs on the bundled digits (~98% test top-1): int8 agreement on a
-    trained model means something, unlike on random weights whose outputs nearly tie."""
-    from edgecnn.data import Preprocess, open_dataset
-
-    torch.manual_seed(0)
-    model = load_model("lenet5").model.train()
-    train = open_dataset(
-        "digits", Preprocess.for_model(load_model("lenet5", device="meta").spec), split="train"
-    )
-    x = torch.from_numpy(np.stack([train[i][0] for i in range(len(train))]))
-    y = torch.from_numpy(train.labels)
-    opt = torch.optim.Adam(model.parameters(), 2e-3)
-    for _ in range(3):
-        for i in torch.randperm(len(x)).split(64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
-            opt.step()
-    path = tmp_path_factory.mktemp("w") / "lenet5_digits.pth"
-    torch.save(model.state_dict(), path)
-    return path
-
-
 def _torch_logits(name, x, **kw):
     model = load_model(name, **kw).model
     with torch.no_grad():

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from edgecnn import __version__
+from edgecnn.cli import bench as bench_cmds
 from edgecnn.cli import convert as convert_cmds
 from edgecnn.cli import export as export_cmds
 from edgecnn.cli import zoo as zoo_cmds
@@ -43,6 +44,9 @@ app.command("zoo")(zoo_cmds.zoo)
 app.command("inspect")(zoo_cmds.inspect)
 app.command("convert")(convert_cmds.convert)
 app.command("export")(export_cmds.export)
+app.command("bench")(bench_cmds.bench)
+app.command("compare")(bench_cmds.compare)
+app.command("plot")(bench_cmds.plot)
 
 
 def main() -> None:

@@ -52,6 +52,10 @@ def export(
     ] = None,
     calib_size: Annotated[int, typer.Option(help="Calibration images to use.")] = 100,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    int8_activations: Annotated[
+        str,
+        typer.Option(help="s8 (symmetric; ORT, OpenVINO, TensorRT) or u8 (fastest in ONNX Runtime on x86)."),
+    ] = "s8",
     data: Annotated[
         str | None,
         typer.Option(help="Real images for the parity check (default: held out from --calib)."),
@@ -122,6 +126,7 @@ def export(
         calib=calib,
         calib_size=calib_size,
         calib_method=calib_method,
+        int8_activations=int8_activations,
         data=data,
         verify=verify,
         force=force,

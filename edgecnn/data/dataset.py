@@ -70,3 +70,14 @@ class Subset(ImageDataset):
 
     def load(self, index: int):
         return self.base.load(self.indices[index])
+
+
+def split_dataset(dataset: ImageDataset, val_fraction: float, seed: int = 0) -> tuple[Subset, Subset]:
+    """A fixed, seeded train/validation split (for early stopping without touching the test split)."""
+    if not 0 < val_fraction < 1:
+        from edgecnn.errors import BadArgumentError
+
+        raise BadArgumentError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    n_val = max(1, round(len(dataset) * val_fraction))
+    return Subset(dataset, order[n_val:], "train"), Subset(dataset, order[:n_val], "val")

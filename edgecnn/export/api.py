@@ -45,6 +45,7 @@ class ExportOptions:
     calib_size: int = 100
     calib_method: str = "minmax"
     per_channel: bool = True
+    int8_activations: str = "s8"  # "u8": faster in ONNX Runtime on x86, not loadable by TensorRT
     data: str | None = None  # real check images; default: the calibration source's held-out part
     check_size: int = 64
     seeded_checks: int = 8
@@ -67,6 +68,12 @@ class ExportOptions:
             raise BadArgumentError(
                 "--precision int8 needs calibration images: --calib DIR (a folder of images) or "
                 "--calib digits (the bundled MNIST digits)"
+            )
+        if self.int8_activations not in ("s8", "u8"):
+            raise UnknownNameError("int8 activation type", self.int8_activations, ("s8", "u8"))
+        if self.precision == "int8" and self.int8_activations == "u8" and "tensorrt" in self.targets:
+            raise BadArgumentError(
+                "TensorRT needs symmetric int8 activations: drop --int8-activations u8 for --target tensorrt"
             )
         if self.batch < 1 or self.max_batch < self.batch:
             raise BadArgumentError(f"need 1 <= --batch <= --max-batch, got {self.batch} and {self.max_batch}")
@@ -154,14 +161,34 @@ def check_input_size(spec, size: tuple[int, int]) -> tuple[int, int]:
     return h, w
 
 
-def _stem(loaded, source: str, opts: ExportOptions, transforms: list[str], size, default_size) -> str:
-    stem = Path(source).name.removesuffix(".safetensors") if loaded.recipe else loaded.spec.name
+def planned_paths(source: str, options: ExportOptions, *, transforms=(), weights=None) -> dict[str, Path]:
+    """Where `export` writes each target's artifact, known without building anything.
+
+    The name records what makes artifacts differ: transforms applied at export, a non-default input
+    size, the batch (static N or dynamic) and the precision.
+    """
+    from edgecnn.zoo import get_spec
+
+    if str(source).endswith(".safetensors"):
+        from edgecnn.transforms.pipeline import read_recipe
+
+        recipe = read_recipe(source)
+        spec, default_size = get_spec(recipe["model"]), tuple(recipe["input_size"])
+        stem = Path(source).name.removesuffix(".safetensors")
+    else:
+        spec = get_spec(source)
+        default_size, stem = tuple(spec.input_size), spec.name
+    opts = options
+    size = tuple(opts.input_size or default_size)
     if transforms:
         stem += "." + "+".join(transforms)
-    if tuple(size) != tuple(default_size):
+    if size != default_size:
         stem += f".{size[0]}x{size[1]}"
     stem += ".dynbatch" if opts.dynamic_batch else (f".b{opts.batch}" if opts.batch != 1 else "")
-    return stem + ("" if opts.precision == "fp32" else f".{opts.precision}")
+    stem += "" if opts.precision == "fp32" else f".{opts.precision}"
+    stem += "u8" if opts.precision == "int8" and opts.int8_activations == "u8" else ""
+    out_dir = Path(opts.out_dir or Path("export") / spec.name)
+    return {t: out_dir / f"{stem}{_SUFFIX[t]}" for t in opts.targets}
 
 
 def _image_sets(opts: ExportOptions, preprocess):
@@ -206,11 +233,14 @@ def export(
     in_chans: int | None = None,
     model_kwargs: dict | None = None,
     on_step: Callable[[str], None] | None = None,
+    loaded=None,
 ) -> ExportResult:
     """Export `source` (a zoo name or a converted .safetensors) to every target in `options`.
 
     convert: keyword arguments for `edgecnn.transforms.convert` (fold_bn, separable, bottleneck),
-    applied before exporting. Backends are checked before anything is built or written.
+    applied before exporting. loaded: an already built `LoadedModel` for `source` (the benchmark
+    passes its own so random-weight models are the same in every runtime). Backends are checked
+    before anything is built or written.
     """
     from edgecnn.data import Preprocess
     from edgecnn.export.onnx import INPUT_NAME, export_onnx
@@ -227,7 +257,8 @@ def export(
             require(TARGETS[target])
 
     step("loading model")
-    loaded = _load(source, weights, num_classes, in_chans, model_kwargs)
+    if loaded is None:
+        loaded = _load(source, weights, num_classes, in_chans, model_kwargs)
     spec, model = loaded.spec, loaded.model
     transforms = [t["name"] for t in (loaded.recipe or {}).get("transforms", [])]
     applied: list[str] = []
@@ -242,9 +273,9 @@ def export(
         applied = [r.transform for r in converted.reports]
         transforms += applied
 
-    out_dir = Path(opts.out_dir or Path("export") / spec.name)
-    stem = _stem(loaded, source, opts, applied, size, default_size)
-    finals = {t: out_dir / f"{stem}{_SUFFIX[t]}" for t in opts.targets}
+    finals = planned_paths(source, opts, transforms=applied)
+    first = next(iter(finals.values()))
+    out_dir, stem = first.parent, first.name.removesuffix(first.suffix)
     if not opts.force:
         existing = [str(p) for p in finals.values() if p.exists()]
         if existing:
@@ -275,7 +306,7 @@ def export(
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as work_name:
         work = Path(work_name)
         step("exporting ONNX")
-        base = work / f"{stem.removesuffix('.' + opts.precision)}.onnx"
+        base = work / (f"{stem}.onnx" if opts.precision == "fp32" else "fp32-source.onnx")
         result.onnx = export_onnx(
             model,
             base,
@@ -305,6 +336,7 @@ def export(
                 input_name=INPUT_NAME,
                 method=opts.calib_method,
                 per_channel=opts.per_channel,
+                activations=opts.int8_activations,
             )
             if calib_set.skipped:
                 result.quantization["calibration_images_skipped"] = calib_set.skipped

@@ -60,8 +60,14 @@ def quantize_qdq(
     input_name: str,
     method: str = "minmax",
     per_channel: bool = True,
+    activations: str = "s8",
 ) -> dict:
-    """INT8 Q/DQ ONNX through onnxruntime's quant_pre_process + quantize_static."""
+    """INT8 Q/DQ ONNX through onnxruntime's quant_pre_process + quantize_static.
+
+    activations: "s8" (symmetric int8: the portable default, required by TensorRT) or "u8"
+    (asymmetric uint8: what ONNX Runtime's x86 kernels are fastest with, 2.8x vs 1.1x over fp32 for
+    ResNet-50 on an AVX-512 VNNI CPU; OpenVINO runs both).
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -74,6 +80,8 @@ def quantize_qdq(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[method]
+    if activations not in ("s8", "u8"):
+        raise BadArgumentError(f"int8 activations are s8 or u8, not '{activations}'")
     reader = _Reader(input_name, calib_batches)
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent, prefix=".quant-") as work:
         pre = Path(work) / "pre.onnx"
@@ -86,10 +94,10 @@ def quantize_qdq(
                 reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
-                activation_type=QuantType.QInt8,
+                activation_type=QuantType.QInt8 if activations == "s8" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=calibrate,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": activations == "s8", "WeightSymmetric": True},
             )
     if reader.count == 0:
         raise ExportError("calibration saw no images")
@@ -99,5 +107,7 @@ def quantize_qdq(
         "calibration_method": method,
         "calibration_images": reader.count,
         "weights": "int8 symmetric, " + ("per-channel" if per_channel else "per-tensor"),
-        "activations": "int8 symmetric, per-tensor",
+        "activations": "int8 symmetric, per-tensor"
+        if activations == "s8"
+        else "uint8 asymmetric, per-tensor",
     }

@@ -34,5 +34,11 @@ class TorchRunner:
         y = y["out"] if isinstance(y, dict) else y
         return y.float().cpu().numpy()  # .cpu() waits for the device, so timing includes the work
 
+    def run_device(self, x_dev):
+        """Output tensor left on the device (for timing kernels apart from copies)."""
+        with self._torch.inference_mode():
+            y = self._fn(x_dev)
+        return y["out"] if isinstance(y, dict) else y
+
     def versions(self) -> dict[str, str]:
         return {"torch": self._torch.__version__}

@@ -126,16 +126,21 @@ def convert(
 
 def save_converted(result: ConvertResult, path: str | Path, *, force: bool = False) -> Path:
     """Write the converted weights and recipe atomically to a .safetensors file."""
+    result.path = str(save_with_recipe(result.model, result.recipe, path, force=force))
+    return Path(result.path)
+
+
+def save_with_recipe(model, recipe: dict, path: str | Path, *, force: bool = False) -> Path:
+    """A converted model (e.g. after distillation changed its weights) with the recipe that rebuilds it."""
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise BadArgumentError(f"converted models are saved as .safetensors, got {path.name}")
-    state = {k: v.detach().contiguous().clone() for k, v in result.model.state_dict().items()}
-    meta = {"edgecnn": json.dumps(result.recipe), "format": FORMAT}
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {"edgecnn": json.dumps(recipe), "format": FORMAT}
     with atomic_output(path, force=force) as tmp:
         save_file(state, str(tmp), metadata=meta)
-    result.path = str(path)
     return path
 
 

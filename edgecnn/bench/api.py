@@ -1,0 +1,294 @@
+"""`bench`: latency, memory and accuracy of models and artifacts across runtimes, as one BenchRun.
+
+A zoo name (or converted .safetensors) is benchmarked in PyTorch eager and, for the other runtimes,
+through the artifacts `export` makes (reused from `export/<model>/` when they exist). An artifact
+file is benchmarked in its own runtime. A runtime that is missing or fails gives a row with the error
+and an install hint, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.bench.schema import BenchRow, BenchRun
+from edgecnn.errors import BadArgumentError, EdgeCNNError, UnknownNameError
+from edgecnn.runtime import INSTALL_HINTS, RUNTIMES, available, get_runner, runtime_for
+
+log = logging.getLogger(__name__)
+
+_TARGET = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
+_ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine", ".plan")
+
+
+@dataclass
+class BenchOptions:
+    runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+    precisions: tuple[str, ...] = ("fp32",)
+    device: str = "cpu"
+    batches: tuple[int, ...] = (1,)
+    threads: int | None = None
+    data: str | None = None  # image folder or "digits" for top-1/top-5
+    data_limit: int | None = None
+    calib: str | None = None  # for int8 artifacts made on the fly
+    int8_activations: str = "s8"
+    weights: str | None = None
+    input_size: tuple[int, int] | None = None
+    warmup_s: float = 1.0
+    min_iters: int = 30
+    min_seconds: float = 3.0
+    memory: bool = True
+    hint: str = "latency"  # OpenVINO performance hint
+    compile: bool = False  # torch.compile for the torch runtime
+    export_dir: str | None = None
+    verify: bool = True  # verify artifacts made on the fly (off: random-weight int8 checks are moot)
+
+    def validate(self) -> BenchOptions:
+        for r in self.runtimes:
+            if r not in RUNTIMES:
+                raise UnknownNameError("runtime", r, RUNTIMES)
+        for p in self.precisions:
+            if p not in ("fp32", "fp16", "int8"):
+                raise UnknownNameError("precision", p, ("fp32", "fp16", "int8"))
+        if "int8" in self.precisions and not self.calib:
+            raise BadArgumentError(
+                "--precision int8 needs --calib DIR or --calib digits to build int8 artifacts"
+            )
+        if self.device not in ("cpu", "cuda"):
+            raise UnknownNameError("device", self.device, ("cpu", "cuda"))
+        if not self.batches or min(self.batches) < 1:
+            raise BadArgumentError("--batch needs positive sizes, e.g. --batch 1,8,32")
+        if self.threads is not None and self.threads < 1:
+            raise BadArgumentError(f"--threads must be >= 1, got {self.threads}")
+        if self.hint not in ("latency", "throughput"):
+            raise UnknownNameError("hint", self.hint, ("latency", "throughput"))
+        return self
+
+
+def build_torch_model(source: dict):
+    from edgecnn.export.api import _load
+
+    return _load(source["source"], source.get("weights"), None, None, None).model
+
+
+def _is_artifact(item: str) -> bool:
+    return Path(item).suffix.lower() in _ARTIFACT_SUFFIXES
+
+
+def _read_manifest(artifact: Path) -> dict:
+    path = artifact.with_name(artifact.name + ".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _file_size(path: Path) -> int:
+    from edgecnn.export.onnx import artifact_files
+
+    return sum(p.stat().st_size for p in artifact_files(path) if p.exists())
+
+
+class _Job:
+    """One row to measure: how to make the runner, and what the row says about it."""
+
+    def __init__(self, row: BenchRow, make_runner: Callable, mem_job: dict | None, preprocess, input_chw):
+        self.row, self.make_runner, self.mem_job = row, make_runner, mem_job
+        self.preprocess, self.input_chw = preprocess, input_chw
+
+
+def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
+    from edgecnn.analysis import analyze
+    from edgecnn.data import Preprocess
+    from edgecnn.export import ExportOptions, export
+    from edgecnn.export.api import _load, check_input_size
+
+    loaded = _load(item, opts.weights, None, None, None)
+    spec = loaded.spec
+    size = check_input_size(
+        spec, tuple(opts.input_size or (loaded.recipe or {}).get("input_size") or spec.input_size)
+    )
+    stats = analyze(loaded.model, size, in_chans=loaded.in_chans)
+    preprocess = Preprocess.for_model(spec, input_size=size, in_chans=loaded.in_chans)
+    name = Path(item).name.removesuffix(".safetensors") if loaded.recipe else spec.name
+    base = dict(
+        model=spec.name,
+        device=opts.device,
+        threads=opts.threads,
+        params=stats.params,
+        macs=stats.macs,
+        activation_bytes=stats.activation_bytes_fp32,
+    )
+    chw = (loaded.in_chans, *size)
+    jobs = []
+    for runtime in opts.runtimes:
+        for precision in opts.precisions:
+            label = precision + ("u8" if precision == "int8" and opts.int8_activations == "u8" else "")
+            variant = f"{name} {label}" if loaded.recipe else label
+            if runtime == "torch":
+                if precision != "fp32":
+                    continue  # eager PyTorch is the fp32 baseline; reduced precision lives in artifacts
+                for b in opts.batches:
+                    row = BenchRow(variant=variant, runtime="torch", precision="fp32", batch=b, **base)
+                    mem = {
+                        "runtime": "torch",
+                        "artifact": None,
+                        "source": {"source": item, "weights": opts.weights},
+                    }
+                    jobs.append(
+                        _Job(row, lambda m=loaded.model: m, mem, preprocess, (loaded.in_chans, *size))
+                    )
+                continue
+            for b in opts.batches:
+                row = BenchRow(variant=variant, runtime=runtime, precision=precision, batch=b, **base)
+                if not available(runtime):
+                    row.error, row.hint = f"{runtime} is not installed", INSTALL_HINTS[runtime]
+                    jobs.append(_Job(row, None, None, preprocess, None))
+                    continue
+                eo = ExportOptions(
+                    targets=(_TARGET[runtime],), precision=precision, batch=b, input_size=opts.input_size,
+                    calib=opts.calib, out_dir=opts.export_dir, check_size=32,
+                    int8_activations=opts.int8_activations, verify=opts.verify,
+                )  # fmt: skip
+                try:
+                    artifact = _existing_or_export(item, eo, loaded, export, step)
+                except EdgeCNNError as e:
+                    row.error = str(e)
+                    jobs.append(_Job(row, None, None, preprocess, None))
+                    continue
+                row.artifact, row.file_size_bytes = str(artifact), _file_size(artifact)
+                mem = {"runtime": runtime, "artifact": str(artifact)}
+                jobs.append(_Job(row, lambda a=artifact: a, mem, preprocess, chw))
+    return jobs
+
+
+def _existing_or_export(item, eo, loaded, export, step) -> Path:
+    """The artifact `export` would write, reused only when its manifest proves the same weights
+    (random weights never match: every row of a run must measure the same model)."""
+    import dataclasses
+
+    from edgecnn.export.api import planned_paths
+
+    (path,) = planned_paths(item, eo).values()
+    manifest = _read_manifest(path)
+    sha = loaded.weights.sha256
+    if path.exists() and sha and manifest.get("weights", {}).get("sha256") == sha:
+        return path
+    step(f"exporting {Path(item).name} for {eo.targets[0]} {eo.precision} batch {eo.batch}")
+    result = export(item, dataclasses.replace(eo, force=True), loaded=loaded)
+    (target,) = result.targets
+    if not target.ok:
+        raise EdgeCNNError(f"export failed: {target.error}")
+    return Path(target.path)
+
+
+def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
+    from edgecnn.data import Preprocess
+
+    path = Path(item)
+    runtime = runtime_for(path)
+    manifest = _read_manifest(path)
+    inp = manifest.get("input", {})
+    shape = inp.get("shape")
+    preprocess = None
+    if inp:
+        preprocess = Preprocess(tuple(inp["crop_size"]), shape[1], tuple(inp["mean"]), tuple(inp["std"]),
+                                inp.get("resize_size"))  # fmt: skip
+    jobs = []
+    for b in opts.batches:
+        row = BenchRow(
+            model=manifest.get("model", path.stem), variant=path.name, runtime=runtime, device=opts.device,
+            precision=manifest.get("precision", "?"), batch=b, threads=opts.threads, artifact=str(path),
+        )  # fmt: skip
+        if not path.is_file():
+            row.error = f"artifact not found: {path}"
+        elif not available(runtime):
+            row.error, row.hint = f"{runtime} is not installed", INSTALL_HINTS[runtime]
+        elif shape and not inp.get("dynamic_batch") and shape[0] != b:
+            row.error = (
+                f"{path.name} has a static batch of {shape[0]}; export it with --batch {b} or --dynamic-batch"
+            )
+        if row.error:
+            jobs.append(_Job(row, None, None, preprocess, None))
+            continue
+        row.file_size_bytes = _file_size(path)
+        chw = tuple(shape[1:]) if shape else None
+        jobs.append(_Job(row, lambda p=path: p, {"runtime": runtime, "artifact": str(path)}, preprocess, chw))
+    return jobs
+
+
+def bench(
+    items: list[str],
+    options: BenchOptions | None = None,
+    *,
+    on_row: Callable[[BenchRow, int, int], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> BenchRun:
+    """Measure every (item, runtime, precision, batch); rows are appended in that order."""
+    from edgecnn.bench.accuracy import evaluate
+    from edgecnn.bench.fingerprint import machine_fingerprint
+    from edgecnn.bench.latency import measure
+    from edgecnn.bench.memory import measure_memory
+
+    opts = (options or BenchOptions()).validate()
+    if not items:
+        raise BadArgumentError("give at least one model name or artifact file to benchmark")
+    step = on_step or (lambda msg: log.info("%s", msg))
+    jobs: list[_Job] = []
+    for item in items:
+        jobs += _jobs_for_artifact(item, opts) if _is_artifact(item) else _jobs_for_source(item, opts, step)
+    if opts.threads:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    settings = {k: v for k, v in vars(opts).items()}
+    run = BenchRun(machine_fingerprint(opts.threads), settings)
+    for i, job in enumerate(jobs):
+        row = job.row
+        if not row.error:
+            step(f"{row.model} {row.variant} {row.runtime} batch {row.batch}")
+            try:
+                _measure(job, opts, measure, evaluate, measure_memory)
+            except EdgeCNNError as e:
+                row.error = str(e)
+            except Exception as e:  # a runtime failing on one artifact is a row, not the end of the run
+                row.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        run.rows.append(row)
+        if on_row:
+            on_row(row, i + 1, len(jobs))
+    return run
+
+
+def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -> None:
+    row = job.row
+    extra = {}
+    if row.runtime == "openvino":
+        # OpenVINO runs fp32 models in bf16 on CPUs with bf16 units (2x faster on AVX512-BF16, and
+        # not fp32 any more); an fp32 row pins fp32 math so it means what it says.
+        extra = {"hint": opts.hint, "precision": "f32" if row.precision == "fp32" else None}
+    if row.runtime == "torch" and opts.compile:
+        extra["compile"] = True
+    runner = get_runner(row.runtime, job.make_runner(), device=opts.device, threads=opts.threads, **extra)
+    chw = job.input_chw
+    if chw is None:
+        raise BadArgumentError(f"{row.artifact}: no manifest beside it, so its input shape is unknown")
+    x = np.random.default_rng(0).standard_normal((row.batch, *chw)).astype(np.float32)
+    lat = measure(runner, x, warmup_s=opts.warmup_s, min_iters=opts.min_iters, min_seconds=opts.min_seconds)
+    row.latency = lat.to_dict()
+    if opts.data:
+        from edgecnn.data import open_dataset
+
+        if job.preprocess is None:
+            raise BadArgumentError(f"{row.artifact}: no manifest beside it, so its preprocessing is unknown")
+        dataset = open_dataset(opts.data, job.preprocess, split="test")
+        row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()
+    del runner
+    if opts.memory and job.mem_job:
+        mem_job = {**job.mem_job, "device": opts.device, "threads": opts.threads,
+                   "input_shape": [row.batch, *chw], "options": extra}  # fmt: skip
+        row.memory = measure_memory(mem_job)

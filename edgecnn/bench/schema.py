@@ -1,0 +1,134 @@
+"""Benchmark results: one versioned JSON schema (+ a flat CSV view), and strict loading.
+
+A result file carries the machine fingerprint and the settings, so files from different machines
+can be joined by `edgecnn compare` without guessing what produced them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgecnn.artifacts import atomic_output
+from edgecnn.errors import EdgeCNNError
+
+SCHEMA = "edgecnn-bench"
+VERSION = 1
+
+
+class ResultFileError(EdgeCNNError):
+    """A result file that is missing, corrupt, or of another schema or version."""
+
+
+@dataclass
+class BenchRow:
+    model: str
+    variant: str  # what was measured, e.g. "fp32", "int8", "resnet18.converted fp32"
+    runtime: str
+    device: str
+    precision: str
+    batch: int
+    threads: int | None = None
+    artifact: str | None = None
+    file_size_bytes: int | None = None
+    params: int | None = None
+    macs: int | None = None  # multiply-accumulates per image
+    activation_bytes: int | None = None  # fp32 activations of one image, from `inspect`
+    latency: dict | None = None
+    memory: dict | None = None
+    accuracy: dict | None = None
+    error: str = ""
+    hint: str = ""
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.variant, self.runtime, self.device, self.batch)
+
+
+@dataclass
+class BenchRun:
+    machine: dict
+    settings: dict
+    rows: list[BenchRow] = field(default_factory=list)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    schema: str = SCHEMA
+    version: int = VERSION
+    path: str | None = None  # where it was loaded from (not saved)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("path")
+        return d
+
+    @property
+    def label(self) -> str:
+        threads = self.settings.get("threads")
+        return self.machine.get("label", "?") + (f" t{threads}" if threads else "")
+
+
+CSV_COLUMNS = (
+    "machine", "model", "variant", "runtime", "device", "precision", "batch", "threads", "median_ms",
+    "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput", "iterations", "peak_mem_mb", "file_mb",
+    "params", "macs", "top1", "top5", "images", "error",
+)  # fmt: skip
+
+
+def flat(row: BenchRow, machine: str) -> dict:
+    lat, mem, acc = row.latency or {}, row.memory or {}, row.accuracy or {}
+    peak = mem.get("peak_over_baseline_bytes")
+    return {
+        "machine": machine,
+        **{k: getattr(row, k) for k in ("model", "variant", "runtime", "device", "precision", "batch")},
+        "threads": row.threads,
+        **{k: lat.get(k) for k in ("median_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput")},
+        "iterations": lat.get("iterations"),
+        "peak_mem_mb": None if peak is None else peak / 2**20,
+        "file_mb": None if row.file_size_bytes is None else row.file_size_bytes / 1e6,
+        "params": row.params,
+        "macs": row.macs,
+        "top1": acc.get("top1"),
+        "top5": acc.get("top5"),
+        "images": acc.get("images"),
+        "error": row.error,
+    }
+
+
+def save(run: BenchRun, path: str | Path, *, force: bool = True) -> tuple[Path, Path]:
+    """Write `path` (.json) and the CSV view beside it, atomically."""
+    path = Path(path)
+    with atomic_output(path, force=force) as tmp:
+        tmp.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+    csv_path = path.with_suffix(".csv")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_COLUMNS)
+    writer.writeheader()
+    for row in run.rows:
+        writer.writerow(flat(row, run.label))
+    with atomic_output(csv_path, force=True) as tmp:
+        tmp.write_text(buf.getvalue())
+    return path, csv_path
+
+
+def load(path: str | Path) -> BenchRun:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultFileError(f"result file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"{path} is not valid JSON ({e}); re-run `edgecnn bench -o {path}`") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ResultFileError(f"{path} is not an edgecnn benchmark result (no schema '{SCHEMA}')")
+    if data.get("version") != VERSION:
+        raise ResultFileError(
+            f"{path} has result schema version {data.get('version')}; this edgecnn reads version {VERSION}"
+        )
+    try:
+        rows = [BenchRow(**r) for r in data["rows"]]
+        return BenchRun(data["machine"], data["settings"], rows, data["created"], path=str(path))
+    except (KeyError, TypeError) as e:
+        raise ResultFileError(f"{path} does not match result schema version {VERSION} ({e})") from None

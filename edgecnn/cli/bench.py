@@ -1,0 +1,138 @@
+"""`edgecnn bench`, `compare`, `plot`: measure, join across machines/settings, draw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecnn.cli import _options as o
+from edgecnn.cli._common import console, handle_errors
+
+
+def _csv(value: str, cast=str) -> tuple:
+    from edgecnn.errors import BadArgumentError
+
+    try:
+        return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise BadArgumentError(f"expected a comma-separated list, got {value!r}") from None
+
+
+@handle_errors
+def bench(
+    items: Annotated[list[str], typer.Argument(help="Zoo model names, converted .safetensors or artifacts.")],
+    runtime: Annotated[
+        str, typer.Option("--runtime", "-r", help="Comma-separated: torch, onnxruntime, openvino, tensorrt.")
+    ] = "torch,onnxruntime,openvino",
+    precision: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16, int8.")] = "fp32",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1",
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Top-1/top-5 on an image folder or 'digits' (test split).")
+    ] = None,
+    data_limit: Annotated[int | None, typer.Option(help="Evaluate at most this many images.")] = None,
+    calib: Annotated[str | None, typer.Option(help="Calibration images for int8 artifacts.")] = None,
+    int8_activations: Annotated[str, typer.Option(help="s8 or u8 activations for int8.")] = "s8",
+    weights: o.Weights = None,
+    input_size: o.InputSize = None,
+    warmup: Annotated[float, typer.Option(help="Warm-up seconds.")] = 1.0,
+    iterations: Annotated[int, typer.Option(help="Minimum timed iterations.")] = 30,
+    duration: Annotated[float, typer.Option(help="Minimum timed seconds.")] = 3.0,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory in a subprocess.")] = True,
+    hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the PyTorch model.")] = False,
+    export_dir: Annotated[Path | None, typer.Option(help="Where artifacts are made/reused.")] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Verify artifacts made on the fly against PyTorch.")
+    ] = True,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write results JSON (+ .csv).")
+    ] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a markdown table.")] = False,
+) -> None:
+    """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgecnn.bench import BenchOptions, save
+    from edgecnn.bench import bench as run_bench
+    from edgecnn.report.tables import markdown as to_markdown
+    from edgecnn.report.tables import rich_table
+
+    opts = BenchOptions(
+        runtimes=_csv(runtime),
+        precisions=_csv(precision),
+        device=device,
+        batches=_csv(batch, int),
+        threads=threads,
+        data=data,
+        data_limit=data_limit,
+        calib=calib,
+        int8_activations=int8_activations,
+        weights=weights,
+        input_size=input_size,
+        warmup_s=warmup,
+        min_iters=iterations,
+        min_seconds=duration,
+        memory=memory,
+        hint=hint,
+        compile=compile,
+        export_dir=str(export_dir) if export_dir else None,
+        verify=verify,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("preparing", total=None)
+        result = run_bench(
+            list(items),
+            opts,
+            on_step=lambda msg: progress.update(task, description=msg),
+            on_row=lambda row, done, total: progress.update(task, completed=done, total=total),
+        )
+    if markdown:
+        typer.echo(to_markdown(result))
+    else:
+        console.print(rich_table(result))
+    if output:
+        json_path, csv_path = save(result, output)
+        console.print(f"wrote {json_path} and {csv_path}", highlight=False)
+
+
+@handle_errors
+def compare(
+    files: Annotated[list[Path], typer.Argument(help="Two or more result JSON files from `edgecnn bench`.")],
+    metric: Annotated[
+        str, typer.Option(help="median_ms, p90_ms, p99_ms, throughput, peak_mem or top1.")
+    ] = "median_ms",
+    baseline: Annotated[int, typer.Option(help="Index of the file the ratios divide by.")] = 0,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a markdown table.")] = False,
+) -> None:
+    """Join results from different machines or settings into one table with ratios."""
+    from edgecnn.bench.schema import load
+    from edgecnn.report.compare import compare as run_compare
+    from edgecnn.report.compare import markdown as to_markdown
+    from edgecnn.report.compare import rich_table
+
+    comparison = run_compare([load(f) for f in files], metric=metric, baseline=baseline)
+    if markdown:
+        typer.echo(to_markdown(comparison))
+    else:
+        console.print(rich_table(comparison))
+
+
+@handle_errors
+def plot(
+    files: Annotated[list[Path], typer.Argument(help="Result JSON files from `edgecnn bench`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image file (.png, .svg, .pdf).")] = Path(
+        "bench.png"
+    ),
+    force: o.Force = False,
+) -> None:
+    """Latency vs top-1 (Pareto front marked) and MACs vs measured latency."""
+    from edgecnn.bench.schema import load
+    from edgecnn.report.plot import plot as run_plot
+
+    path = run_plot([load(f) for f in files], output, force=force)
+    console.print(f"wrote {path}", highlight=False)

@@ -1,0 +1,1 @@
+"""Tables (rich, markdown, CSV), cross-run comparison and plots of benchmark results."""

@@ -1,0 +1,95 @@
+"""Join results of several runs (machines, thread counts, variants) into one table with ratios.
+
+Rows are (model, variant, runtime, batch); one column per run; the ratio column divides each run's
+metric by the baseline run's, so "2.00x" reads "twice the baseline's latency".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgecnn.bench.schema import BenchRun
+from edgecnn.errors import BadArgumentError, UnknownNameError
+
+METRICS = {
+    "median_ms": ("latency", "median_ms"),
+    "p90_ms": ("latency", "p90_ms"),
+    "p99_ms": ("latency", "p99_ms"),
+    "throughput": ("latency", "throughput"),
+    "peak_mem": ("memory", "peak_over_baseline_bytes"),
+    "top1": ("accuracy", "top1"),
+}
+
+
+@dataclass
+class Comparison:
+    metric: str
+    labels: list[str]
+    baseline: int
+    rows: list[tuple[tuple, list[float | None]]]  # (model, variant, runtime, batch), one value per run
+
+    def ratios(self, values: list[float | None]) -> list[float | None]:
+        base = values[self.baseline]
+        return [None if v is None or not base else v / base for v in values]
+
+
+def _labels(runs: list[BenchRun]) -> list[str]:
+    labels = [r.label for r in runs]
+    if len(set(labels)) < len(labels):  # same machine and threads: tell them apart by file name
+        from pathlib import Path
+
+        labels = [
+            f"{lab} [{Path(r.path).stem}]" if r.path else lab for lab, r in zip(labels, runs, strict=True)
+        ]
+    return labels
+
+
+def compare(runs: list[BenchRun], *, metric: str = "median_ms", baseline: int = 0) -> Comparison:
+    if metric not in METRICS:
+        raise UnknownNameError("metric", metric, METRICS)
+    if len(runs) < 2:
+        raise BadArgumentError("compare needs at least two result files")
+    if not 0 <= baseline < len(runs):
+        raise BadArgumentError(f"--baseline must be between 0 and {len(runs) - 1}, got {baseline}")
+    section, key = METRICS[metric]
+    table: dict[tuple, list[float | None]] = {}
+    for i, run in enumerate(runs):
+        for row in run.rows:
+            k = (row.model, row.variant, row.runtime, row.batch)
+            values = table.setdefault(k, [None] * len(runs))
+            values[i] = (getattr(row, section) or {}).get(key) if not row.error else None
+    return Comparison(metric, _labels(runs), baseline, list(table.items()))
+
+
+def markdown(c: Comparison) -> str:
+    ratio_cols = [f"{lab} / base" for i, lab in enumerate(c.labels) if i != c.baseline]
+    head = ["model", "variant", "runtime", "batch", *c.labels, *ratio_cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, values in c.rows:
+        ratios = [r for i, r in enumerate(c.ratios(values)) if i != c.baseline]
+        lines.append("| " + " | ".join(_fmt_row(key, values, ratios)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_row(key, values, ratios) -> list[str]:
+    fmt = [("-" if v is None else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3f}") for v in values]
+    rat = [("-" if r is None else f"{r:.2f}x") for r in ratios]
+    return [str(k) for k in key] + fmt + rat
+
+
+def rich_table(c: Comparison):
+    from rich.table import Table
+
+    base = c.labels[c.baseline]
+    table = Table(title=f"{c.metric}: one column per result file; ratios against {base}")
+    for col in ("model", "variant", "runtime", "batch"):
+        table.add_column(col)
+    for lab in c.labels:
+        table.add_column(lab, justify="right")
+    for i, lab in enumerate(c.labels):
+        if i != c.baseline:
+            table.add_column(f"{lab} / base", justify="right")
+    for key, values in c.rows:
+        ratios = [r for i, r in enumerate(c.ratios(values)) if i != c.baseline]
+        table.add_row(*_fmt_row(key, values, ratios))
+    return table

@@ -1,0 +1,195 @@
+"""Benchmark harness: statistics, rows across runtimes, memory probe, accuracy, schema, compare, plot."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgecnn.bench import BenchOptions, ResultFileError, bench, load, save
+from edgecnn.bench.latency import LatencyStats, time_calls
+from edgecnn.report.compare import compare
+from edgecnn.report.plot import pareto_front
+
+EDGECNN = [sys.executable, "-m", "edgecnn"]
+FAST = dict(warmup_s=0.05, min_iters=5, min_seconds=0.05)
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_latency_statistics_from_known_times():
+    times = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    s = LatencyStats.from_times(times, batch=4, warmup_s=0.0)
+    assert (s.min_ms, s.median_ms, s.mean_ms) == pytest.approx((1.0, 50.5, 50.5))
+    assert s.p90_ms == pytest.approx(np.percentile(np.arange(1, 101), 90))
+    assert s.p99_ms == pytest.approx(99.01)
+    assert s.throughput == pytest.approx(4 * 1000 / 50.5)
+
+
+def test_time_calls_honours_minimum_iterations_and_duration():
+    calls = []
+    s = time_calls(lambda: calls.append(1), batch=1, warmup_s=0.0, min_iters=25, min_seconds=0.02)
+    assert s.iterations >= 25 and len(calls) == s.iterations + 1  # one warm-up call at least
+
+
+def test_pareto_front():
+    pts = [(10, 70), (5, 60), (20, 75), (12, 65), (5, 55)]
+    assert sorted(pareto_front(pts)) == [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory, lenet_weights):
+    out = tmp_path_factory.mktemp("bench")
+    opts = BenchOptions(
+        runtimes=("torch", "onnxruntime", "openvino", "tensorrt"),
+        data="digits",
+        weights=str(lenet_weights),
+        export_dir=str(out / "export"),
+        **FAST,
+    )
+    return bench(["lenet5"], opts), out
+
+
+def test_every_runtime_reports_identical_accuracy_on_the_digits(lenet_run):
+    result, _ = lenet_run
+    rows = {r.runtime: r for r in result.rows}
+    ok = [rows[r] for r in ("torch", "onnxruntime", "openvino")]
+    for row in ok:
+        assert not row.error, row.error
+        assert row.accuracy["images"] == 1000 and row.accuracy["dataset"] == "digits:test"
+        assert row.latency["iterations"] >= 5 and row.latency["median_ms"] > 0
+        assert row.latency["p90_ms"] >= row.latency["median_ms"] >= row.latency["min_ms"]
+        assert row.memory["peak_over_baseline_bytes"] > 0
+        assert row.params == 61_706 and row.macs == 416_520
+    assert ok[0].accuracy["top1"] > 85  # trained model: the numbers mean something
+    assert len({(r.accuracy["top1"], r.accuracy["top5"]) for r in ok}) == 1
+    assert rows["onnxruntime"].file_size_bytes > 200_000 and rows["torch"].artifact is None
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tensorrt") is not None, reason="TensorRT is installed here"
+)
+def test_missing_runtime_is_a_row_with_an_install_hint(lenet_run):
+    result, _ = lenet_run
+    (row,) = [r for r in result.rows if r.runtime == "tensorrt"]
+    assert row.error == "tensorrt is not installed" and "edgecnn[tensorrt]" in row.hint
+    assert row.latency is None
+
+
+def test_results_round_trip_json_and_csv(lenet_run):
+    result, out = lenet_run
+    json_path, csv_path = save(result, out / "r.json")
+    loaded = load(json_path)
+    assert loaded.machine == result.machine and len(loaded.rows) == len(result.rows)
+    assert loaded.rows[0].latency == result.rows[0].latency
+    m = loaded.machine
+    assert m["logical_cores"] >= 1 and m["versions"]["onnxruntime"] and "isa" in m and m["ram_bytes"] > 0
+    header, *lines = csv_path.read_text().splitlines()
+    assert header.startswith("machine,model,variant,runtime") and len(lines) == len(result.rows)
+
+
+def test_artifacts_are_reused_when_the_weights_match(lenet_run, lenet_weights):
+    result, out = lenet_run
+    onnx_row = next(r for r in result.rows if r.runtime == "onnxruntime")
+    before = __import__("os").stat(onnx_row.artifact).st_mtime_ns
+    opts = BenchOptions(runtimes=("onnxruntime",), weights=str(lenet_weights), export_dir=str(out / "export"),
+                        memory=False, **FAST)  # fmt: skip
+    again = bench(["lenet5"], opts)
+    assert again.rows[0].artifact == onnx_row.artifact
+    assert __import__("os").stat(onnx_row.artifact).st_mtime_ns == before
+
+
+def test_artifact_file_with_static_batch_pads_the_last_batch(lenet_run):
+    out = lenet_run[1]
+    from edgecnn.export import ExportOptions, export
+
+    art = export("lenet5", ExportOptions(out_dir=out / "b3", batch=3, verify=False)).targets[0].path
+    rows = bench([art], BenchOptions(batches=(3, 2), data="digits", memory=False, **FAST)).rows
+    assert rows[0].runtime == "onnxruntime" and rows[0].accuracy["images"] == 1000  # 1000 = 333*3 + 1
+    assert "static batch of 3" in rows[1].error
+
+
+def test_int8_rows(tmp_path, lenet_weights):
+    opts = BenchOptions(
+        runtimes=("onnxruntime", "openvino"), precisions=("fp32", "int8"), calib="digits",
+        weights=str(lenet_weights), export_dir=str(tmp_path), memory=False, data="digits", data_limit=200,
+        **FAST,
+    )  # fmt: skip
+    rows = bench(["lenet5"], opts).rows
+    assert [(r.runtime, r.variant) for r in rows] == [
+        ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
+    ]  # fmt: skip
+    for fp32, int8 in (rows[:2], rows[2:]):
+        assert not int8.error and int8.file_size_bytes < fp32.file_size_bytes / 2  # tiny model: metadata counts
+        assert abs(int8.accuracy["top1"] - fp32.accuracy["top1"]) <= 2.0
+
+
+def test_compare_and_plot_cli(tmp_path, lenet_weights):
+    files = []
+    for threads in (1, 2):
+        path = tmp_path / f"t{threads}.json"
+        r = run("bench", "lenet5", "-r", "torch,onnxruntime", "--threads", str(threads), "--weights",
+                str(lenet_weights), "--no-memory", "--duration", "0.2", "--iterations", "5", "-o", str(path),
+                "--export-dir", str(tmp_path / "e"))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        files.append(path)
+    c = compare([load(f) for f in files])
+    assert c.labels == ["AMD EPYC 2c t1", "AMD EPYC 2c t2"] or c.labels[0].endswith("t1")
+    (key, values), _ = c.rows
+    assert key == ("lenet5", "fp32", "torch", 1) and all(v > 0 for v in values)
+    assert c.ratios(values)[0] == 1.0
+    r = run("compare", *map(str, files), "--markdown")
+    assert r.returncode == 0 and "/ base" in r.stdout and "| lenet5 | fp32 | onnxruntime | 1 |" in r.stdout
+    png = tmp_path / "fig.png"
+    r = run("plot", *map(str, files), "-o", str(png))
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 500
+        pixels = np.asarray(im.convert("L"))
+        assert pixels.std() > 5  # something was drawn
+    r = run("plot", *map(str, files), "-o", str(png))
+    assert r.returncode == 2 and "--force" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"rows": [', "is not valid JSON"),
+        ('{"schema": "other"}', "is not an edgecnn benchmark result"),
+        ('{"schema": "edgecnn-bench", "version": 99, "rows": []}', "schema version 99"),
+    ],
+)
+def test_bad_result_files(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(ResultFileError, match=message):
+        load(bad)
+    r = run("compare", str(bad), str(bad))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_cli_bad_input(tmp_path):
+    r = run("bench", "lenet5", "-r", "onnxrt")
+    assert r.returncode == 2 and "did you mean: onnxruntime" in r.stderr
+    r = run("bench", "lenet5", "--precision", "int8")
+    assert r.returncode == 2 and "--calib" in r.stderr
+    r = run("bench", "lenet5", "--batch", "1,x")
+    assert r.returncode == 2 and "comma-separated" in r.stderr
+
+
+def test_bench_json_output_has_the_schema(tmp_path):
+    path = tmp_path / "r.json"
+    r = run("bench", "lenet5", "-r", "onnxruntime", "--no-memory", "--duration", "0.1", "-o", str(path),
+            "--export-dir", str(tmp_path / "e"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads(path.read_text())
+    assert (
+        data["schema"] == "edgecnn-bench"
+        and data["version"] == 1
+        and data["rows"][0]["runtime"] == "onnxruntime"
+    )
