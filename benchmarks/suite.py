@@ -51,8 +51,13 @@ def main() -> int:
         work = Path(work)
         opts = BenchOptions(precisions=("fp32", "int8"), export_dir=str(work / "export"), **common)
         run = bench(models, opts, on_row=progress)
-        u8 = BenchOptions(runtimes=("onnxruntime", "openvino"), precisions=("int8",), int8_activations="u8",
-                          export_dir=str(work / "export"), **common)  # fmt: skip
+        u8 = BenchOptions(
+            runtimes=("onnxruntime", "openvino"),
+            precisions=("int8",),
+            int8_activations="u8",
+            export_dir=str(work / "export"),
+            **common,
+        )
         run.rows += bench(models, u8, on_row=progress).rows
         sources = [converted(m, work) for m in models if m in CONVERTED]
         if sources:

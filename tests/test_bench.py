@@ -95,8 +95,13 @@ def test_artifacts_are_reused_when_the_weights_match(lenet_run, lenet_weights):
     result, out = lenet_run
     onnx_row = next(r for r in result.rows if r.runtime == "onnxruntime")
     before = __import__("os").stat(onnx_row.artifact).st_mtime_ns
-    opts = BenchOptions(runtimes=("onnxruntime",), weights=str(lenet_weights), export_dir=str(out / "export"),
-                        memory=False, **FAST)  # fmt: skip
+    opts = BenchOptions(
+        runtimes=("onnxruntime",),
+        weights=str(lenet_weights),
+        export_dir=str(out / "export"),
+        memory=False,
+        **FAST,
+    )
     again = bench(["lenet5"], opts)
     assert again.rows[0].artifact == onnx_row.artifact
     assert __import__("os").stat(onnx_row.artifact).st_mtime_ns == before
@@ -114,16 +119,27 @@ def test_artifact_file_with_static_batch_pads_the_last_batch(lenet_run):
 
 def test_int8_rows(tmp_path, lenet_weights):
     opts = BenchOptions(
-        runtimes=("onnxruntime", "openvino"), precisions=("fp32", "int8"), calib="digits",
-        weights=str(lenet_weights), export_dir=str(tmp_path), memory=False, data="digits", data_limit=200,
+        runtimes=("onnxruntime", "openvino"),
+        precisions=("fp32", "int8"),
+        calib="digits",
+        weights=str(lenet_weights),
+        export_dir=str(tmp_path),
+        memory=False,
+        data="digits",
+        data_limit=200,
         **FAST,
-    )  # fmt: skip
+    )
     rows = bench(["lenet5"], opts).rows
     assert [(r.runtime, r.variant) for r in rows] == [
-        ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
-    ]  # fmt: skip
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+        ("openvino", "fp32"),
+        ("openvino", "int8"),
+    ]
     for fp32, int8 in (rows[:2], rows[2:]):
-        assert not int8.error and int8.file_size_bytes < fp32.file_size_bytes / 2  # tiny model: metadata counts
+        assert (
+            not int8.error and int8.file_size_bytes < fp32.file_size_bytes / 2
+        )  # tiny model: metadata counts
         assert abs(int8.accuracy["top1"] - fp32.accuracy["top1"]) <= 2.0
 
 
@@ -131,9 +147,25 @@ def test_compare_and_plot_cli(tmp_path, lenet_weights):
     files = []
     for threads in (1, 2):
         path = tmp_path / f"t{threads}.json"
-        r = run("bench", "lenet5", "-r", "torch,onnxruntime", "--threads", str(threads), "--weights",
-                str(lenet_weights), "--no-memory", "--duration", "0.2", "--iterations", "5", "-o", str(path),
-                "--export-dir", str(tmp_path / "e"))  # fmt: skip
+        r = run(
+            "bench",
+            "lenet5",
+            "-r",
+            "torch,onnxruntime",
+            "--threads",
+            str(threads),
+            "--weights",
+            str(lenet_weights),
+            "--no-memory",
+            "--duration",
+            "0.2",
+            "--iterations",
+            "5",
+            "-o",
+            str(path),
+            "--export-dir",
+            str(tmp_path / "e"),
+        )
         assert r.returncode == 0, r.stderr
         files.append(path)
     c = compare([load(f) for f in files])
@@ -184,8 +216,19 @@ def test_bench_cli_bad_input(tmp_path):
 
 def test_bench_json_output_has_the_schema(tmp_path):
     path = tmp_path / "r.json"
-    r = run("bench", "lenet5", "-r", "onnxruntime", "--no-memory", "--duration", "0.1", "-o", str(path),
-            "--export-dir", str(tmp_path / "e"))  # fmt: skip
+    r = run(
+        "bench",
+        "lenet5",
+        "-r",
+        "onnxruntime",
+        "--no-memory",
+        "--duration",
+        "0.1",
+        "-o",
+        str(path),
+        "--export-dir",
+        str(tmp_path / "e"),
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(path.read_text())
     assert (

@@ -151,10 +151,16 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
                     jobs.append(_Job(row, None, None, preprocess, None))
                     continue
                 eo = ExportOptions(
-                    targets=(_TARGET[runtime],), precision=precision, batch=b, input_size=opts.input_size,
-                    calib=opts.calib, out_dir=opts.export_dir, check_size=32,
-                    int8_activations=opts.int8_activations, verify=opts.verify,
-                )  # fmt: skip
+                    targets=(_TARGET[runtime],),
+                    precision=precision,
+                    batch=b,
+                    input_size=opts.input_size,
+                    calib=opts.calib,
+                    out_dir=opts.export_dir,
+                    check_size=32,
+                    int8_activations=opts.int8_activations,
+                    verify=opts.verify,
+                )
                 try:
                     artifact = _existing_or_export(item, eo, loaded, export, step)
                 except EdgeCNNError as e:
@@ -197,14 +203,21 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     shape = inp.get("shape")
     preprocess = None
     if inp:
-        preprocess = Preprocess(tuple(inp["crop_size"]), shape[1], tuple(inp["mean"]), tuple(inp["std"]),
-                                inp.get("resize_size"))  # fmt: skip
+        preprocess = Preprocess(
+            tuple(inp["crop_size"]), shape[1], tuple(inp["mean"]), tuple(inp["std"]), inp.get("resize_size")
+        )
     jobs = []
     for b in opts.batches:
         row = BenchRow(
-            model=manifest.get("model", path.stem), variant=path.name, runtime=runtime, device=opts.device,
-            precision=manifest.get("precision", "?"), batch=b, threads=opts.threads, artifact=str(path),
-        )  # fmt: skip
+            model=manifest.get("model", path.stem),
+            variant=path.name,
+            runtime=runtime,
+            device=opts.device,
+            precision=manifest.get("precision", "?"),
+            batch=b,
+            threads=opts.threads,
+            artifact=str(path),
+        )
         if not path.is_file():
             row.error = f"artifact not found: {path}"
         elif not available(runtime):
@@ -289,6 +302,11 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
         row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()
     del runner
     if opts.memory and job.mem_job:
-        mem_job = {**job.mem_job, "device": opts.device, "threads": opts.threads,
-                   "input_shape": [row.batch, *chw], "options": extra}  # fmt: skip
+        mem_job = {
+            **job.mem_job,
+            "device": opts.device,
+            "threads": opts.threads,
+            "input_shape": [row.batch, *chw],
+            "options": extra,
+        }
         row.memory = measure_memory(mem_job)

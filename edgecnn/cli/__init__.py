@@ -10,6 +10,8 @@ from edgecnn import __version__
 from edgecnn.cli import bench as bench_cmds
 from edgecnn.cli import convert as convert_cmds
 from edgecnn.cli import export as export_cmds
+from edgecnn.cli import pipeline as pipeline_cmds
+from edgecnn.cli import train as train_cmds
 from edgecnn.cli import zoo as zoo_cmds
 from edgecnn.cli._common import setup_logging
 
@@ -47,6 +49,9 @@ app.command("export")(export_cmds.export)
 app.command("bench")(bench_cmds.bench)
 app.command("compare")(bench_cmds.compare)
 app.command("plot")(bench_cmds.plot)
+app.command("train")(train_cmds.train)
+app.command("distill")(train_cmds.distill)
+app.command("pipeline")(pipeline_cmds.pipeline)
 
 
 def main() -> None:
