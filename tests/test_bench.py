@@ -236,3 +236,16 @@ def test_bench_json_output_has_the_schema(tmp_path):
         and data["version"] == 1
         and data["rows"][0]["runtime"] == "onnxruntime"
     )
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tensorrt") is not None, reason="TensorRT is installed here"
+)
+def test_engine_artifact_without_tensorrt_is_an_error_row(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not built here")
+    (row,) = bench([str(engine)], BenchOptions(memory=False, **FAST)).rows
+    assert row.runtime == "tensorrt" and row.error == "tensorrt is not installed"
+    assert "edgecnn[tensorrt]" in row.hint
+    r = run("bench", str(engine), "--no-memory")
+    assert r.returncode == 0 and "tensorrt is not installed" in r.stdout and "edgecnn[tensorrt]" in r.stdout

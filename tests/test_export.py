@@ -263,3 +263,23 @@ def test_tensorrt_engine_matches_pytorch(tmp_path, precision, lenet_weights):
     assert t.ok, t.error
     assert (tmp_path / "tensorrt.timing.cache").is_file()
     assert t.parity[-1].top1_agreement >= 0.95
+
+
+def test_large_models_keep_weights_in_an_external_data_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("edgecnn.export.onnx.EXTERNAL_DATA_BYTES", 1000)  # treat lenet5 as "large"
+    result = export("lenet5", ExportOptions(targets=("onnx", "openvino"), out_dir=tmp_path))
+    assert result.ok, [t.error for t in result.targets]
+    onnx_t = result.targets[0]
+    data = Path(onnx_t.path + ".data")
+    assert data.is_file() and data.stat().st_size > 200_000 and result.onnx["external_data"] == data.name
+    assert Path(onnx_t.path).stat().st_size < 50_000 and onnx_t.size_bytes > 200_000
+    sess = ort.InferenceSession(onnx_t.path, providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": np.zeros((1, 1, 32, 32), np.float32)})[0].shape == (1, 10)
+
+
+def test_dynamo_exporter_on_request(tmp_path):
+    pytest.importorskip("onnxscript")
+    result = export("lenet5", ExportOptions(out_dir=tmp_path, exporter="dynamo", dynamic_batch=True))
+    (t,) = result.targets
+    assert t.ok, t.error
+    assert json.loads(Path(t.manifest).read_text())["onnx"]["exporter"] == "dynamo"

@@ -21,7 +21,10 @@ class Tolerance:
 TOLERANCES = {
     "fp32": Tolerance(max_rel=1e-4, min_agreement=0.99),
     "fp16": Tolerance(max_rel=2e-2, min_agreement=0.95),
-    "int8": Tolerance(max_rel=0.25, min_agreement=0.90),
+    # int8 is judged mainly by top-1 agreement on real images: a trained ResNet-50 (digits) keeps
+    # 0.995-1.0 agreement while its worst logit moves by 33% of the largest one. The error bound only
+    # catches broken graphs.
+    "int8": Tolerance(max_rel=0.5, min_agreement=0.90),
 }
 
 
