@@ -15,6 +15,12 @@ class ArtifactExistsError(EdgeCNNError):
     pass
 
 
+def check_writable(path: str | os.PathLike, *, force: bool) -> None:
+    """Refuse to replace an existing artifact unless forced; called before long work, not after it."""
+    if Path(path).exists() and not force:
+        raise ArtifactExistsError(f"{path} already exists; pass --force to overwrite it")
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed.
@@ -22,8 +28,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     The rename is atomic on one filesystem, so readers see either the old file or the complete new one.
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise ArtifactExistsError(f"{path} already exists; pass --force to overwrite it")
+    check_writable(path, force=force)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)

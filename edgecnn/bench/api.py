@@ -71,9 +71,9 @@ class BenchOptions:
 
 
 def build_torch_model(source: dict):
-    from edgecnn.export.api import _load
+    from edgecnn.export.api import load_source
 
-    return _load(source["source"], source.get("weights"), None, None, None).model
+    return load_source(source["source"], source.get("weights")).model
 
 
 def _is_artifact(item: str) -> bool:
@@ -106,9 +106,9 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
     from edgecnn.analysis import analyze
     from edgecnn.data import Preprocess
     from edgecnn.export import ExportOptions, export
-    from edgecnn.export.api import _load, check_input_size
+    from edgecnn.export.api import check_input_size, load_source
 
-    loaded = _load(item, opts.weights, None, None, None)
+    loaded = load_source(item, opts.weights)
     spec = loaded.spec
     size = check_input_size(
         spec, tuple(opts.input_size or (loaded.recipe or {}).get("input_size") or spec.input_size)

@@ -42,7 +42,7 @@ def convert(
     as_json: o.AsJson = False,
 ) -> None:
     """Fold BN, swap KxK convs for separable / bottleneck variants from the weights, and save."""
-    from edgecnn.errors import BadArgumentError
+    from edgecnn.artifacts import check_writable
     from edgecnn.transforms import convert as run_convert
     from edgecnn.transforms import save_converted
     from edgecnn.zoo import load_model
@@ -59,8 +59,7 @@ def convert(
         max_error=max_error,
     )
     out = output or Path("export") / model / f"{model}.converted.safetensors"
-    if out.exists() and not force:  # fail before the (possibly long) conversion, not after
-        raise BadArgumentError(f"{out} already exists; pass --force to overwrite it")
+    check_writable(out, force=force)
     loaded = load_model(
         model, weights=weights, num_classes=num_classes, in_chans=in_chans, **parse_kv(model_arg)
     )

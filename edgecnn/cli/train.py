@@ -82,6 +82,7 @@ def train(
     as_json: o.AsJson = False,
 ) -> None:
     """Train (or fine-tune) a zoo model; the weights load with `--weights` everywhere else."""
+    from edgecnn.artifacts import check_writable
     from edgecnn.errors import BadArgumentError
     from edgecnn.train import TrainOptions
     from edgecnn.train.api import save_weights, train_model
@@ -89,8 +90,7 @@ def train(
     out = output or Path("export") / model / f"{model}.trained.safetensors"
     if out.suffix != ".safetensors":
         raise BadArgumentError(f"trained weights are written as .safetensors, got {out.name}")
-    if out.exists() and not force:
-        raise BadArgumentError(f"{out} already exists; pass --force to overwrite it")
+    check_writable(out, force=force)
     opts = TrainOptions(
         epochs=epochs,
         batch_size=batch_size,
@@ -160,8 +160,9 @@ def distill(
 
     Runs on several processes / machines unchanged: torchrun --nproc-per-node 2 -m edgecnn distill ...
     """
+    from edgecnn.artifacts import check_writable
     from edgecnn.data import Preprocess
-    from edgecnn.errors import BadArgumentError, UnknownNameError
+    from edgecnn.errors import UnknownNameError
     from edgecnn.train import TrainOptions, evaluate_top1
     from edgecnn.train.api import distill_model, load_splits, reinitialise
     from edgecnn.transforms import load_converted
@@ -171,8 +172,7 @@ def distill(
     if init not in ("weights", "random"):
         raise UnknownNameError("init", init, ("weights", "random"))
     out = output or student.with_name(student.name.removesuffix(".safetensors") + ".distilled.safetensors")
-    if out.exists() and not force:
-        raise BadArgumentError(f"{out} already exists; pass --force to overwrite it")
+    check_writable(out, force=force)
     stu = load_converted(student)
     teach = load_model(teacher, weights=teacher_weights, num_classes=stu.num_classes, in_chans=stu.in_chans)
     size = tuple(stu.recipe["input_size"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.artifacts import ArtifactExistsError
+from edgecnn.artifacts import check_writable
 from edgecnn.errors import BadArgumentError, UnknownNameError
 from edgecnn.export.onnx import DEFAULT_OPSET, EXPORTERS, ExportError, artifact_files
 from edgecnn.export.parity import TOLERANCES, Parity, compare, run_all
@@ -128,7 +128,8 @@ class ExportResult:
         return d
 
 
-def _load(source: str, weights, num_classes, in_chans, model_kwargs):
+def load_source(source: str, weights=None, num_classes=None, in_chans=None, model_kwargs=None):
+    """A zoo name (with optional weights) or a converted .safetensors, as a LoadedModel."""
     from edgecnn.zoo import load_model
 
     if str(source).endswith(".safetensors"):
@@ -258,7 +259,7 @@ def export(
 
     step("loading model")
     if loaded is None:
-        loaded = _load(source, weights, num_classes, in_chans, model_kwargs)
+        loaded = load_source(source, weights, num_classes, in_chans, model_kwargs)
     spec, model = loaded.spec, loaded.model
     transforms = [t["name"] for t in (loaded.recipe or {}).get("transforms", [])]
     applied: list[str] = []
@@ -276,10 +277,8 @@ def export(
     finals = planned_paths(source, opts, transforms=applied)
     first = next(iter(finals.values()))
     out_dir, stem = first.parent, first.name.removesuffix(first.suffix)
-    if not opts.force:
-        existing = [str(p) for p in finals.values() if p.exists()]
-        if existing:
-            raise ArtifactExistsError(f"{', '.join(existing)} already exists; pass --force to overwrite")
+    for path in finals.values():
+        check_writable(path, force=opts.force)
 
     preprocess = Preprocess.for_model(spec, input_size=size, in_chans=loaded.in_chans)
     calib_set, check_set = _image_sets(opts, preprocess)
@@ -436,8 +435,7 @@ def _publish(artifact: Path, final: Path, *, force: bool) -> None:
         dst = final.parent / (
             final.name if src == artifact else src.name.replace(artifact.stem, final.stem, 1)
         )
-        if dst.exists() and not force:
-            raise ArtifactExistsError(f"{dst} already exists; pass --force to overwrite it")
+        check_writable(dst, force=force)
         os.replace(src, dst)
 
 
