@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -205,8 +206,9 @@ def distill(
             on_step=on_step,
             on_epoch=on_epoch,
         )
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
-        save_with_recipe(stu.model, stu.recipe, out, force=True)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 saves and reports
+        return
+    save_with_recipe(stu.model, stu.recipe, out, force=True)
     summary = {
         "teacher_test_top1": teacher_top1,
         "student_test_top1": test_top1,
