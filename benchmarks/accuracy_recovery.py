@@ -39,10 +39,10 @@ def main() -> int:
 
     from edgecnn.bench import BenchOptions, bench
     from edgecnn.data import Preprocess
-    from edgecnn.train import TrainOptions, evaluate_top1
-    from edgecnn.train.api import distill_model, load_splits, recalibrate_bn, reinitialise, train_model
-    from edgecnn.transforms import SwapOptions, convert
-    from edgecnn.transforms.pipeline import save_with_recipe
+    from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
+    from edgecnn.train.api import load_splits, train_model
+    from edgecnn.train.distillation import recalibrate_bn, reinitialise
+    from edgecnn.transforms import SwapOptions, convert, save_with_recipe
 
     t_start = time.time()
     size = (args.input_size, args.input_size)
@@ -85,9 +85,8 @@ def main() -> int:
                 raw = evaluate_top1(student.model, splits.test)
                 recalibrate_bn(student.model, splits.train, batches=20)
                 before = evaluate_top1(student.model, splits.test)
-                result, after = distill_model(
-                    ref.model, student.model, student.recipe, "digits", pre, short, bn_batches=0
-                )
+                distilled = distill(ref, student, "digits", DistillOptions(train=short, bn_batches=0))
+                result, after = distilled.training, distilled.student_test_top1
                 entry[init] = {
                     "test_top1_raw_swap": raw,
                     "test_top1_before_distill": before,
@@ -105,9 +104,8 @@ def main() -> int:
                 print(f"           val curve (step:top-1) {curve}")
             student = convert(ref, fold_bn=False, input_size=size, **kwargs)
             recalibrate_bn(student.model, splits.train, batches=20)
-            result, final = distill_model(
-                ref.model, student.model, student.recipe, "digits", pre, full, bn_batches=0
-            )
+            distilled = distill(ref, student, "digits", DistillOptions(train=full, bn_batches=0))
+            result, final = distilled.training, distilled.student_test_top1
             entry["weights"]["test_top1_after_distill"] = final
             entry["weights"]["distill_epochs"] = args.distill_epochs
             print(

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgecnn.artifacts import package_versions
 from edgecnn.export import ExportOptions, export
-from edgecnn.export.manifest import package_versions
 from edgecnn.runtime import available
 from edgecnn.zoo import list_models
 

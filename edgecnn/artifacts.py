@@ -1,8 +1,13 @@
-"""Writing artifacts without ever leaving a half-written file or silently replacing a good one."""
+"""The I/O helpers every layer shares: atomic writes, the overwrite check, file hashes, versions.
+
+Writing artifacts never leaves a half-written file or silently replaces a good one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.metadata
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,3 +46,24 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(*names: str) -> dict[str, str | None]:
+    """edgecnn's version and each named distribution's (None when it is not installed)."""
+    from edgecnn import __version__
+
+    out: dict[str, str | None] = {"edgecnn": __version__}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out

@@ -38,6 +38,12 @@ class WeightsError(EdgeCNNError):
     """A weights file that is missing, corrupt, unsafe, or does not fit the architecture."""
 
 
+class ExportError(EdgeCNNError):
+    """A backend could not produce or run the artifact (unsupported op, parser error)."""
+
+    exit_code = 1
+
+
 class MissingBackendError(EdgeCNNError):
     """An optional backend (OpenVINO, TensorRT, CUDA) is not installed or not usable here."""
 

@@ -53,13 +53,11 @@ def run_pipeline(
     on_epoch=None,
 ) -> PipelineResult:
     from edgecnn.bench import BenchOptions, bench, save
-    from edgecnn.data import Preprocess
     from edgecnn.report.plot import plot
     from edgecnn.report.tables import markdown
-    from edgecnn.train import TrainOptions
-    from edgecnn.train.api import distill_model, reference_model
-    from edgecnn.transforms import SwapOptions, convert
-    from edgecnn.transforms.pipeline import save_with_recipe
+    from edgecnn.train import DistillOptions, TrainOptions, distill
+    from edgecnn.train.api import reference_model
+    from edgecnn.transforms import SwapOptions, convert, save_with_recipe
 
     opts = options or PipelineOptions()
     say = on_message or (lambda msg: log.info("%s", msg))
@@ -100,28 +98,26 @@ def run_pipeline(
         swaps.append(
             ("bottleneck", dict(bottleneck=SwapOptions(rank_ratio=opts.rank_ratio).validate("bottleneck")))
         )
-    preprocess = Preprocess.for_model(ref.spec, input_size=size, in_chans=ref.in_chans)
     for name, kwargs in swaps:
         # Swap the raw convs and keep their BatchNorms while distilling: a student whose BN is already
         # folded trains unstably (DESIGN.md). Export folds BN into the convs at the end.
         student = convert(ref, fold_bn=False, input_size=size, **kwargs)
         fewer = original.macs_after / student.macs_after
         say(f"{name}: {fewer:.2f}x fewer MACs than the BN-folded original; distilling")
-        distilled, top1 = distill_model(
-            ref.model,
-            student.model,
-            student.recipe,
+        train = TrainOptions(
+            epochs=opts.distill_epochs, lr=0.02, feature_steps=opts.feature_steps, seed=opts.seed
+        )
+        distilled = distill(
+            ref,
+            student,
             opts.data,
-            preprocess,
-            TrainOptions(
-                epochs=opts.distill_epochs, lr=0.02, feature_steps=opts.feature_steps, seed=opts.seed
-            ),
+            DistillOptions(train=train),
+            output=out / f"{model}.{name}.safetensors",
+            force=True,
             on_step=on_step,
             on_epoch=on_epoch,
         )
-        path = save_with_recipe(
-            student.model, student.recipe, out / f"{model}.{name}.safetensors", force=True
-        )
+        path, top1 = distilled.path, distilled.student_test_top1
         paths.append(str(path))
         result.variants[name] = {
             "path": str(path),
@@ -129,9 +125,9 @@ def run_pipeline(
             "params": student.params_after,
             "mac_reduction": original.macs_after / student.macs_after,
             "test_top1": top1,
-            "initial_val_top1": distilled.initial_val_top1,
+            "initial_val_top1": distilled.training.initial_val_top1,
         }
-        before = distilled.initial_val_top1
+        before = distilled.training.initial_val_top1
         say(f"{name}: test top-1 {top1:.2f}% after distillation (before: {before:.2f}% val)")
 
     say("exporting and benchmarking every variant")

@@ -14,6 +14,7 @@ from edgecnn.report.plot import pareto_front
 
 EDGECNN = [sys.executable, "-m", "edgecnn"]
 FAST = dict(warmup_s=0.05, min_iters=5, min_seconds=0.05)
+HAS_OPENVINO = __import__("importlib").util.find_spec("openvino") is not None
 
 
 def run(*args, cwd=None):
@@ -56,7 +57,8 @@ def lenet_run(tmp_path_factory, lenet_weights):
 def test_every_runtime_reports_identical_accuracy_on_the_digits(lenet_run):
     result, _ = lenet_run
     rows = {r.runtime: r for r in result.rows}
-    ok = [rows[r] for r in ("torch", "onnxruntime", "openvino")]
+    # Every installed one: without OpenVINO its row is an install hint and torch/ORT still must agree.
+    ok = [rows[r] for r in ("torch", "onnxruntime", "openvino") if HAS_OPENVINO or r != "openvino"]
     for row in ok:
         assert not row.error, row.error
         assert row.accuracy["images"] == 1000 and row.accuracy["dataset"] == "digits:test"
@@ -117,6 +119,7 @@ def test_artifact_file_with_static_batch_pads_the_last_batch(lenet_run):
     assert "static batch of 3" in rows[1].error
 
 
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed")
 def test_int8_rows(tmp_path, lenet_weights):
     opts = BenchOptions(
         runtimes=("onnxruntime", "openvino"),

@@ -10,8 +10,9 @@ import torch
 
 from edgecnn.data import Preprocess
 from edgecnn.errors import BadArgumentError
-from edgecnn.train import TrainOptions, evaluate_top1, fit
-from edgecnn.train.api import distill_model, load_splits, recalibrate_bn, reinitialise
+from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1, fit
+from edgecnn.train.api import load_splits
+from edgecnn.train.distillation import recalibrate_bn, reinitialise
 from edgecnn.transforms import SwapOptions, convert
 from edgecnn.zoo import get_spec, load_model
 
@@ -73,7 +74,8 @@ def test_distillation_recovers_a_separable_student(lenet_weights, splits):
     student = convert(teacher, fold_bn=False, separable=SwapOptions(rank=1).validate("separable"))
     assert [s["name"] for s in student.recipe["transforms"]] == ["separable"]
     opts = TrainOptions(epochs=1, max_steps=40, lr=0.02, feature_steps=20, eval_every=20)
-    result, top1 = distill_model(teacher.model, student.model, student.recipe, "digits", LENET, opts)
+    distilled = distill(teacher, student, "digits", DistillOptions(train=opts))
+    result, top1 = distilled.training, distilled.student_test_top1
     assert [s for s, _ in result.curve] == [0, 20, 40]
     assert top1 > 80 and top1 > result.initial_val_top1 and teacher_top1 - top1 < 10
 

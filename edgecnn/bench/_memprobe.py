@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
@@ -11,17 +10,19 @@ import numpy as np
 
 def main(job: dict) -> dict:
     from edgecnn.bench.memory import rss_bytes
-    from edgecnn.runtime import RUNTIMES, get_runner, require
+    from edgecnn.lazy import import_string
+    from edgecnn.runtime import get_backend, get_runner, require
 
     runtime = job["runtime"]
-    require(runtime)  # the backend is imported before the baseline, whichever it is
-    importlib.import_module(RUNTIMES[runtime].split(":")[0])
+    require(runtime)  # the backend and its runner are imported before the baseline, whichever it is
+    import_string(get_backend(runtime).runner)
     baseline, _ = rss_bytes()
     artifact = job["artifact"]
-    if runtime == "torch":
-        from edgecnn.bench.api import build_torch_model
+    if artifact is None:  # an in-memory model: rebuild it from its source
+        from edgecnn.transforms import load_source
 
-        artifact = build_torch_model(job["source"])
+        source = job["source"]
+        artifact = load_source(source["source"], source.get("weights")).model
     options = {k: v for k, v in job.get("options", {}).items() if k != "compile"}
     runner = get_runner(
         runtime, artifact, device=job.get("device", "cpu"), threads=job.get("threads"), **options

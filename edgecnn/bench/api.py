@@ -8,7 +8,6 @@ and an install hint, never a crash.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +17,18 @@ import numpy as np
 
 from edgecnn.bench.schema import BenchRow, BenchRun
 from edgecnn.errors import BadArgumentError, EdgeCNNError, UnknownNameError
-from edgecnn.runtime import INSTALL_HINTS, RUNTIMES, available, get_runner, runtime_for
+from edgecnn.runtime import (
+    artifact_suffixes,
+    available,
+    backend_for,
+    get_backend,
+    get_int8_scheme,
+    get_precision,
+    get_runner,
+    precision_tag,
+)
 
 log = logging.getLogger(__name__)
-
-_TARGET = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
-_ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine", ".plan")
 
 
 @dataclass
@@ -50,15 +55,13 @@ class BenchOptions:
 
     def validate(self) -> BenchOptions:
         for r in self.runtimes:
-            if r not in RUNTIMES:
-                raise UnknownNameError("runtime", r, RUNTIMES)
+            get_backend(r)
         for p in self.precisions:
-            if p not in ("fp32", "fp16", "int8"):
-                raise UnknownNameError("precision", p, ("fp32", "fp16", "int8"))
-        if "int8" in self.precisions and not self.calib:
-            raise BadArgumentError(
-                "--precision int8 needs --calib DIR or --calib digits to build int8 artifacts"
-            )
+            if get_precision(p).calibrated and not self.calib:
+                raise BadArgumentError(
+                    f"--precision {p} needs --calib DIR or --calib digits to build {p} artifacts"
+                )
+        get_int8_scheme(self.int8_activations)
         if self.device not in ("cpu", "cuda"):
             raise UnknownNameError("device", self.device, ("cpu", "cuda"))
         if not self.batches or min(self.batches) < 1:
@@ -70,28 +73,12 @@ class BenchOptions:
         return self
 
 
-def build_torch_model(source: dict):
-    from edgecnn.export.api import load_source
-
-    return load_source(source["source"], source.get("weights")).model
-
-
 def _is_artifact(item: str) -> bool:
-    return Path(item).suffix.lower() in _ARTIFACT_SUFFIXES
-
-
-def _read_manifest(artifact: Path) -> dict:
-    path = artifact.with_name(artifact.name + ".json")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    return Path(item).suffix.lower() in artifact_suffixes()
 
 
 def _file_size(path: Path) -> int:
-    from edgecnn.export.onnx import artifact_files
-
-    return sum(p.stat().st_size for p in artifact_files(path) if p.exists())
+    return sum(p.stat().st_size for p in backend_for(path).files(path) if p.exists())
 
 
 class _Job:
@@ -105,8 +92,8 @@ class _Job:
 def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
     from edgecnn.analysis import analyze
     from edgecnn.data import Preprocess
-    from edgecnn.export import ExportOptions, export
-    from edgecnn.export.api import check_input_size, load_source
+    from edgecnn.transforms import load_source
+    from edgecnn.zoo import check_input_size
 
     loaded = load_source(item, opts.weights)
     spec = loaded.spec
@@ -127,61 +114,65 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
     chw = (loaded.in_chans, *size)
     jobs = []
     for runtime in opts.runtimes:
+        backend = get_backend(runtime)
         for precision in opts.precisions:
-            label = precision + ("u8" if precision == "int8" and opts.int8_activations == "u8" else "")
+            if precision not in backend.precisions:
+                continue  # eager PyTorch is the fp32 baseline; reduced precision lives in artifacts
+            label = precision_tag(precision, opts.int8_activations)
             variant = f"{name} {label}" if loaded.recipe else label
-            if runtime == "torch":
-                if precision != "fp32":
-                    continue  # eager PyTorch is the fp32 baseline; reduced precision lives in artifacts
-                for b in opts.batches:
-                    row = BenchRow(variant=variant, runtime="torch", precision="fp32", batch=b, **base)
+            for b in opts.batches:
+                row = BenchRow(variant=variant, runtime=runtime, precision=precision, batch=b, **base)
+                if backend.target is None:  # runs the in-memory module: nothing to export
                     mem = {
-                        "runtime": "torch",
+                        "runtime": runtime,
                         "artifact": None,
                         "source": {"source": item, "weights": opts.weights},
                     }
-                    jobs.append(
-                        _Job(row, lambda m=loaded.model: m, mem, preprocess, (loaded.in_chans, *size))
-                    )
-                continue
-            for b in opts.batches:
-                row = BenchRow(variant=variant, runtime=runtime, precision=precision, batch=b, **base)
-                if not available(runtime):
-                    row.error, row.hint = f"{runtime} is not installed", INSTALL_HINTS[runtime]
-                    jobs.append(_Job(row, None, None, preprocess, None))
-                    continue
-                eo = ExportOptions(
-                    targets=(_TARGET[runtime],),
-                    precision=precision,
-                    batch=b,
-                    input_size=opts.input_size,
-                    calib=opts.calib,
-                    out_dir=opts.export_dir,
-                    check_size=32,
-                    int8_activations=opts.int8_activations,
-                    verify=opts.verify,
-                )
-                try:
-                    artifact = _existing_or_export(item, eo, loaded, export, step)
-                except EdgeCNNError as e:
-                    row.error = str(e)
-                    jobs.append(_Job(row, None, None, preprocess, None))
-                    continue
-                row.artifact, row.file_size_bytes = str(artifact), _file_size(artifact)
-                mem = {"runtime": runtime, "artifact": str(artifact)}
-                jobs.append(_Job(row, lambda a=artifact: a, mem, preprocess, chw))
+                    jobs.append(_Job(row, lambda m=loaded.model: m, mem, preprocess, chw))
+                else:
+                    jobs.append(_artifact_job(row, item, loaded, opts, preprocess, chw, step))
     return jobs
 
 
-def _existing_or_export(item, eo, loaded, export, step) -> Path:
+def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, chw, step) -> _Job:
+    """The row's artifact, exported unless an export of the same weights is already there."""
+    from edgecnn.export import ExportOptions
+
+    backend = get_backend(row.runtime)
+    if not available(row.runtime):
+        row.error, row.hint = f"{row.runtime} is not installed", backend.install_hint
+        return _Job(row, None, None, preprocess, None)
+    eo = ExportOptions(
+        targets=(backend.target,),
+        precision=row.precision,
+        batch=row.batch,
+        input_size=opts.input_size,
+        calib=opts.calib,
+        out_dir=opts.export_dir,
+        check_size=32,
+        int8_activations=opts.int8_activations,
+        verify=opts.verify,
+    )
+    try:
+        artifact = _existing_or_export(item, eo, loaded, step)
+    except EdgeCNNError as e:
+        row.error = str(e)
+        return _Job(row, None, None, preprocess, None)
+    row.artifact, row.file_size_bytes = str(artifact), _file_size(artifact)
+    return _Job(
+        row, lambda a=artifact: a, {"runtime": row.runtime, "artifact": str(artifact)}, preprocess, chw
+    )
+
+
+def _existing_or_export(item, eo, loaded, step) -> Path:
     """The artifact `export` would write, reused only when its manifest proves the same weights
     (random weights never match: every row of a run must measure the same model)."""
     import dataclasses
 
-    from edgecnn.export.api import planned_paths
+    from edgecnn.export import export, planned_paths, read_manifest
 
     (path,) = planned_paths(item, eo).values()
-    manifest = _read_manifest(path)
+    manifest = read_manifest(path)
     sha = loaded.weights.sha256
     if path.exists() and sha and manifest.get("weights", {}).get("sha256") == sha:
         return path
@@ -195,10 +186,12 @@ def _existing_or_export(item, eo, loaded, export, step) -> Path:
 
 def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     from edgecnn.data import Preprocess
+    from edgecnn.export import read_manifest
 
     path = Path(item)
-    runtime = runtime_for(path)
-    manifest = _read_manifest(path)
+    backend = backend_for(path)
+    runtime = backend.runtime
+    manifest = read_manifest(path)
     inp = manifest.get("input", {})
     shape = inp.get("shape")
     preprocess = None
@@ -221,7 +214,7 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
         if not path.is_file():
             row.error = f"artifact not found: {path}"
         elif not available(runtime):
-            row.error, row.hint = f"{runtime} is not installed", INSTALL_HINTS[runtime]
+            row.error, row.hint = f"{runtime} is not installed", backend.install_hint
         elif shape and not inp.get("dynamic_batch") and shape[0] != b:
             row.error = (
                 f"{path.name} has a static batch of {shape[0]}; export it with --batch {b} or --dynamic-batch"
@@ -279,13 +272,13 @@ def bench(
 
 def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -> None:
     row = job.row
-    extra = {}
-    if row.runtime == "openvino":
-        # OpenVINO runs fp32 models in bf16 on CPUs with bf16 units (2x faster on AVX512-BF16, and
-        # not fp32 any more); an fp32 row pins fp32 math so it means what it says.
-        extra = {"hint": opts.hint, "precision": "f32" if row.precision == "fp32" else None}
-    if row.runtime == "torch" and opts.compile:
-        extra["compile"] = True
+    # Every runner takes the options it knows and ignores the rest (hint: OpenVINO; compile: torch);
+    # the table adds per-precision ones (OpenVINO's f32 pin for fp32 rows).
+    extra = {
+        "hint": opts.hint,
+        "compile": opts.compile,
+        **get_backend(row.runtime).options_for(row.precision),
+    }
     runner = get_runner(row.runtime, job.make_runner(), device=opts.device, threads=opts.threads, **extra)
     chw = job.input_chw
     if chw is None:

@@ -76,7 +76,8 @@ def _gpu() -> dict | None:
 
 
 def machine_fingerprint(threads: int | None = None) -> dict:
-    from edgecnn.export.manifest import package_versions
+    from edgecnn.artifacts import package_versions
+    from edgecnn.runtime import backend_packages
 
     model, flags = _cpuinfo()
     torch = sys.modules.get("torch")
@@ -90,7 +91,7 @@ def machine_fingerprint(threads: int | None = None) -> dict:
         "gpu": gpu,
         "os": platform.platform(),
         "python": platform.python_version(),
-        "versions": package_versions("torch", "onnxruntime", "openvino", "tensorrt"),
+        "versions": package_versions(*backend_packages()),
         "threads": {
             "requested": threads,
             "torch": torch.get_num_threads() if torch is not None else None,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from edgecnn.artifacts import check_writable
 from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, err_console, handle_errors
 
@@ -83,7 +83,6 @@ def train(
     as_json: o.AsJson = False,
 ) -> None:
     """Train (or fine-tune) a zoo model; the weights load with `--weights` everywhere else."""
-    from edgecnn.artifacts import check_writable
     from edgecnn.errors import BadArgumentError
     from edgecnn.train import TrainOptions
     from edgecnn.train.api import save_weights, train_model
@@ -161,65 +160,44 @@ def distill(
 
     Runs on several processes / machines unchanged: torchrun --nproc-per-node 2 -m edgecnn distill ...
     """
-    from edgecnn.artifacts import check_writable
-    from edgecnn.data import Preprocess
-    from edgecnn.errors import UnknownNameError
-    from edgecnn.train import TrainOptions, evaluate_top1
-    from edgecnn.train.api import distill_model, load_splits, reinitialise
+    from edgecnn.train import DistillOptions, TrainOptions, is_main_process
+    from edgecnn.train import distill as run_distill
     from edgecnn.transforms import load_converted
-    from edgecnn.transforms.pipeline import save_with_recipe
     from edgecnn.zoo import load_model
 
-    if init not in ("weights", "random"):
-        raise UnknownNameError("init", init, ("weights", "random"))
     out = output or student.with_name(student.name.removesuffix(".safetensors") + ".distilled.safetensors")
+    opts = DistillOptions(
+        train=TrainOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            temperature=temperature,
+            alpha=alpha,
+            feature_steps=feature_steps,
+            patience=patience,
+            seed=seed,
+            checkpoint=out.with_suffix(".ckpt"),
+            resume=resume,
+        ),
+        val_fraction=val_fraction,
+        init=init,
+    ).validate()
     check_writable(out, force=force)
     stu = load_converted(student)
     teach = load_model(teacher, weights=teacher_weights, num_classes=stu.num_classes, in_chans=stu.in_chans)
-    size = tuple(stu.recipe["input_size"])
-    preprocess = Preprocess.for_model(stu.spec, input_size=size, in_chans=stu.in_chans)
-    if init == "random":
-        reinitialise(stu.model, seed)
-    opts = TrainOptions(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        temperature=temperature,
-        alpha=alpha,
-        feature_steps=feature_steps,
-        patience=patience,
-        seed=seed,
-        checkpoint=out.with_suffix(".ckpt"),
-        resume=resume,
-    )
-    teacher_top1 = evaluate_top1(teach.model, load_splits(data, preprocess).test)
     with progress_bars(f"distilling into {student.name}") as (on_step, on_epoch):
-        result, test_top1 = distill_model(
-            teach.model,
-            stu.model,
-            stu.recipe,
-            data,
-            preprocess,
-            opts,
-            val_fraction=val_fraction,
-            on_step=on_step,
-            on_epoch=on_epoch,
+        result = run_distill(
+            teach, stu, data, opts, output=out, force=force, on_step=on_step, on_epoch=on_epoch
         )
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 saves and reports
+    if not is_main_process():  # under torchrun, rank 0 saves and reports
         return
-    save_with_recipe(stu.model, stu.recipe, out, force=True)
-    summary = {
-        "teacher_test_top1": teacher_top1,
-        "student_test_top1": test_top1,
-        "student_initial_val_top1": result.initial_val_top1,
-        "output": str(out),
-    }
     if as_json:
-        typer.echo(json.dumps({**result.to_dict(), **summary}, indent=2))
+        typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     console.print(
-        f"teacher {teacher_top1:.2f}% -> student {test_top1:.2f}% test top-1 (student before distillation: "
-        f"{result.initial_val_top1:.2f}% val); saved {out}",
+        f"teacher {result.teacher_test_top1:.2f}% -> student {result.student_test_top1:.2f}% test top-1 on "
+        f"{result.test_set} (student before distillation: {result.training.initial_val_top1:.2f}% val); "
+        f"saved {out}",
         highlight=False,
     )

@@ -1,17 +1,21 @@
 """Export to ONNX, OpenVINO IR and TensorRT engines (fp32, fp16, int8 Q/DQ), each verified."""
 
-from edgecnn.export.api import PRECISIONS, TARGETS, ExportOptions, ExportResult, TargetResult, export
-from edgecnn.export.onnx import ExportError
-from edgecnn.export.parity import TOLERANCES, Parity
+from edgecnn.errors import ExportError
+from edgecnn.export.api import export
+from edgecnn.export.manifest import read_manifest
+from edgecnn.export.options import CALIBRATION_METHODS, ExportOptions
+from edgecnn.export.parity import Parity
+from edgecnn.export.planning import planned_paths
+from edgecnn.export.results import ExportResult, TargetResult
 
 __all__ = [
-    "PRECISIONS",
-    "TARGETS",
-    "TOLERANCES",
+    "CALIBRATION_METHODS",
     "ExportError",
     "ExportOptions",
     "ExportResult",
     "Parity",
     "TargetResult",
     "export",
+    "planned_paths",
+    "read_manifest",
 ]

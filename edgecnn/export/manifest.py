@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from edgecnn import __version__
-from edgecnn.artifacts import atomic_output
+from edgecnn.artifacts import atomic_output, package_versions
+from edgecnn.runtime import backend_packages, get_target
 
 FORMAT = "edgecnn-export/1"
 
 
-def package_versions(*names: str) -> dict[str, str | None]:
-    out: dict[str, str | None] = {"edgecnn": __version__}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def manifest_path(artifact: Path) -> Path:
     return Path(artifact).with_name(Path(artifact).name + ".json")
+
+
+def read_manifest(artifact: str | Path) -> dict:
+    """The manifest beside `artifact`, or {} when there is none (or it is unreadable)."""
+    try:
+        return json.loads(manifest_path(Path(artifact)).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def write_manifest(artifact: Path, manifest: dict) -> Path:
@@ -34,3 +32,38 @@ def write_manifest(artifact: Path, manifest: dict) -> Path:
     with atomic_output(path, force=True) as tmp:
         tmp.write_text(json.dumps(body, indent=2) + "\n")
     return path
+
+
+def target_manifest(res, job, result) -> dict:
+    """The manifest of one published target (`res`, a TargetResult) of an export `job`."""
+    loaded, preprocess, opts = job.loaded, job.preprocess, job.options
+    return {
+        "model": loaded.spec.name,
+        "source": result.source,
+        "target": res.target,
+        "runtime": get_target(res.target).runtime,
+        "precision": res.precision,
+        "weights": asdict(loaded.weights),
+        "transforms": job.transforms,
+        "recipe": loaded.recipe,
+        "input": {
+            "name": "input",
+            "shape": list(result.input_shape),
+            "dynamic_batch": opts.dynamic_batch,
+            "layout": "NCHW",
+            "color": "grey" if loaded.in_chans == 1 else "RGB",
+            "resize_size": preprocess.resize_size,
+            "crop_size": list(job.size),
+            "mean": list(preprocess.mean),
+            "std": list(preprocess.std),
+        },
+        "output": {"name": "logits", "num_classes": loaded.num_classes, "task": loaded.spec.task},
+        "onnx": result.onnx,
+        "quantization": result.quantization,
+        "backend": res.info,
+        "versions": package_versions("onnx", "onnxslim", *backend_packages()),
+        "parity": [p.to_dict() for p in res.parity],
+        "verified": res.status == "ok",
+        "file": {"path": Path(res.path).name, "size_bytes": res.size_bytes, "sha256": res.sha256},
+        "seconds": round(res.seconds, 3),
+    }

@@ -13,21 +13,15 @@ import logging
 import warnings
 from pathlib import Path
 
-from edgecnn.errors import BadArgumentError, EdgeCNNError
+from edgecnn.errors import ExportError
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 17
+OPSETS = tuple(range(13, 22))  # per-channel Q/DQ needs 13
 # Protobuf cannot hold more than 2 GiB; larger models keep their weights in a side file.
 EXTERNAL_DATA_BYTES = 1_800_000_000
-
-
-class ExportError(EdgeCNNError):
-    """A backend could not produce or run the artifact (unsupported op, parser error)."""
-
-    exit_code = 1
 
 
 def _wrap(model):
@@ -47,6 +41,22 @@ def _wrap(model):
     return Logits(model).eval()
 
 
+def _torchscript_args(*, dynamic_batch: bool, large: bool) -> dict:
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    return dict(dynamo=False, dynamic_axes=axes, do_constant_folding=True)
+
+
+def _dynamo_args(*, dynamic_batch: bool, large: bool) -> dict:
+    import torch
+
+    shapes = ({0: torch.export.Dim("batch", max=4096)},) if dynamic_batch else None
+    return dict(dynamo=True, dynamic_shapes=shapes, external_data=large)
+
+
+# Exporter name -> torch.onnx.export arguments for it (the first is the default).
+EXPORTERS = {"torchscript": _torchscript_args, "dynamo": _dynamo_args}
+
+
 def model_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
         b.numel() * b.element_size() for b in model.buffers()
@@ -63,28 +73,19 @@ def export_onnx(
     exporter: str = "torchscript",
     simplify: bool = True,
 ) -> dict:
-    """Write `model` (eval mode, CPU) to `path`; returns what the manifest records about the export."""
+    """Write `model` (eval mode, CPU) to `path`; returns what the manifest records about the export.
+
+    `exporter` and `opset` are checked by ExportOptions.validate before any work."""
     import onnx
     import torch
 
-    if exporter not in EXPORTERS:
-        from edgecnn.errors import UnknownNameError
-
-        raise UnknownNameError("exporter", exporter, EXPORTERS)
-    if not 13 <= opset <= 21:
-        raise BadArgumentError(f"--opset must be between 13 and 21 (per-channel Q/DQ needs 13), got {opset}")
     path = Path(path)
     raw = path.with_name(path.stem + ".raw.onnx")
     wrapped = _wrap(model)
     example = torch.zeros(input_shape)
     large = model_bytes(model) > EXTERNAL_DATA_BYTES
     kwargs = dict(opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
-    if exporter == "torchscript":
-        axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-        kwargs.update(dynamo=False, dynamic_axes=axes, do_constant_folding=True)
-    else:
-        shapes = ({0: torch.export.Dim("batch", max=4096)},) if dynamic_batch else None
-        kwargs.update(dynamo=True, dynamic_shapes=shapes, external_data=large)
+    kwargs.update(EXPORTERS[exporter](dynamic_batch=dynamic_batch, large=large))
     chatter = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
@@ -120,12 +121,3 @@ def export_onnx(
         "nodes_before_simplify": nodes_before,
         "external_data": path.name + ".data" if large else None,
     }
-
-
-def artifact_files(path: Path) -> list[Path]:
-    """The artifact and its side files (ONNX external data, OpenVINO .bin) in publish order."""
-    path = Path(path)
-    if path.suffix == ".xml":
-        return [path.with_suffix(".bin"), path]
-    data = path.with_name(path.name + ".data")
-    return [data, path] if data.exists() else [path]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.export.onnx import ExportError
-from edgecnn.runtime import require
+from edgecnn.errors import ExportError
+from edgecnn.runtime import Precision, require
 
 
 def export_openvino(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool) -> dict:
@@ -20,3 +20,10 @@ def export_openvino(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool) 
         raise ExportError(f"openvino.convert_model failed: {str(e).strip().splitlines()[0]}") from e
     ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return {"openvino_compress_to_fp16": compress_to_fp16, "openvino": ov.get_version()}
+
+
+def build(
+    onnx_path: Path, artifact: Path, *, options, input_shape, precision: Precision, out_dir: Path
+) -> dict:
+    """The backend table's builder: the IR from the ONNX, fp16 weights where the precision has them."""
+    return export_openvino(onnx_path, artifact, compress_to_fp16=precision.fp16_weights)

@@ -1,8 +1,9 @@
 """Run an artifact in its runtime on fixed inputs and compare with PyTorch.
 
-Tolerances depend on precision. Errors are relative to the largest reference logit, because random
--weight ResNets produce logits of 1e2..1e6 where an absolute bound means nothing; max abs is recorded
-as well. Top-1 agreement is the share of images whose arg-max matches PyTorch fp32.
+Tolerances come from the precision table (runtime.precisions). Errors are relative to the largest
+reference logit, because random-weight ResNets produce logits of 1e2..1e6 where an absolute bound
+means nothing; max abs is recorded as well. Top-1 agreement is the share of images whose arg-max
+matches PyTorch fp32.
 """
 
 from __future__ import annotations
@@ -11,21 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    max_rel: float  # max |y - y_ref| / max |y_ref|
-    min_agreement: float  # top-1 agreement with PyTorch fp32 on the real check images
-
-
-TOLERANCES = {
-    "fp32": Tolerance(max_rel=1e-4, min_agreement=0.99),
-    "fp16": Tolerance(max_rel=2e-2, min_agreement=0.95),
-    # int8 is judged mainly by top-1 agreement on real images: a trained ResNet-50 (digits) keeps
-    # 0.995-1.0 agreement while its worst logit moves by 33% of the largest one. The error bound only
-    # catches broken graphs.
-    "int8": Tolerance(max_rel=0.5, min_agreement=0.90),
-}
+from edgecnn.runtime import Tolerance
 
 
 @dataclass

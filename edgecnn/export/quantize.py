@@ -2,7 +2,8 @@
 
 One symmetric int8 Q/DQ graph (per-channel weights, per-tensor activations) is what ONNX Runtime,
 OpenVINO and TensorRT 10/11 all consume unchanged: TensorRT requires zero points of 0, hence
-symmetric activations; explicit Q/DQ is TensorRT 11's only INT8 path.
+symmetric activations; explicit Q/DQ is TensorRT 11's only INT8 path. `fp16_step` and `int8_step`
+are the ONNX steps the precision table names.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from edgecnn.errors import BadArgumentError
-from edgecnn.export.onnx import ExportError
+from edgecnn.errors import ExportError
+from edgecnn.export.options import CALIBRATION_METHODS, ExportOptions
+from edgecnn.runtime import get_int8_scheme
 
 log = logging.getLogger(__name__)
-
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 def to_fp16(fp32_path: Path, out_path: Path) -> dict:
@@ -64,24 +64,14 @@ def quantize_qdq(
 ) -> dict:
     """INT8 Q/DQ ONNX through onnxruntime's quant_pre_process + quantize_static.
 
-    activations: "s8" (symmetric int8: the portable default, required by TensorRT) or "u8"
-    (asymmetric uint8: what ONNX Runtime's x86 kernels are fastest with, 2.8x vs 1.1x over fp32 for
-    ResNet-50 on an AVX-512 VNNI CPU; OpenVINO runs both).
+    method: a CALIBRATION_METHODS name; activations: an INT8_ACTIVATIONS scheme (runtime.precisions
+    says which runtime is fast with which).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if method not in CALIBRATION_METHODS:
-        raise BadArgumentError(
-            f"unknown calibration method '{method}'; valid: {', '.join(CALIBRATION_METHODS)}"
-        )
-    calibrate = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[method]
-    if activations not in ("s8", "u8"):
-        raise BadArgumentError(f"int8 activations are s8 or u8, not '{activations}'")
+    calibrate = getattr(CalibrationMethod, CALIBRATION_METHODS[method])
+    scheme = get_int8_scheme(activations)
     reader = _Reader(input_name, calib_batches)
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent, prefix=".quant-") as work:
         pre = Path(work) / "pre.onnx"
@@ -94,10 +84,10 @@ def quantize_qdq(
                 reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
-                activation_type=QuantType.QInt8 if activations == "s8" else QuantType.QUInt8,
+                activation_type=getattr(QuantType, scheme.quant_type),
                 weight_type=QuantType.QInt8,
                 calibrate_method=calibrate,
-                extra_options={"ActivationSymmetric": activations == "s8", "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": scheme.symmetric, "WeightSymmetric": True},
             )
     if reader.count == 0:
         raise ExportError("calibration saw no images")
@@ -107,7 +97,36 @@ def quantize_qdq(
         "calibration_method": method,
         "calibration_images": reader.count,
         "weights": "int8 symmetric, " + ("per-channel" if per_channel else "per-tensor"),
-        "activations": "int8 symmetric, per-tensor"
-        if activations == "s8"
-        else "uint8 asymmetric, per-tensor",
+        "activations": scheme.description,
     }
+
+
+def fp16_step(fp32_path: Path, out_path: Path, *, options: ExportOptions, calibration, on_step) -> dict:
+    return to_fp16(fp32_path, out_path)
+
+
+def int8_step(
+    fp32_path: Path,
+    out_path: Path,
+    *,
+    options: ExportOptions,
+    calibration,
+    on_step: Callable[[str], None],
+) -> dict:
+    """Calibrate on `calibration` (a dataset) in batches of the export's static batch (8 when dynamic)."""
+    from edgecnn.export.onnx import INPUT_NAME
+
+    on_step(f"calibrating INT8 on {len(calibration)} images from {options.calib}")
+    batch = 8 if options.dynamic_batch else options.batch
+    info = quantize_qdq(
+        fp32_path,
+        out_path,
+        (x for x, _ in calibration.batches(batch, drop_last=not options.dynamic_batch)),
+        input_name=INPUT_NAME,
+        method=options.calib_method,
+        per_channel=options.per_channel,
+        activations=options.int8_activations,
+    )
+    if calibration.skipped:
+        info["calibration_images_skipped"] = calibration.skipped
+    return info

@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edgecnn.errors import MissingBackendError
-from edgecnn.export.onnx import ExportError
+from edgecnn.errors import ExportError, MissingBackendError
 from edgecnn.runtime.tensorrt import require_tensorrt_gpu
 
 log = logging.getLogger(__name__)
@@ -82,3 +81,16 @@ def build_engine(
         "profile": [list(s) for s in profile_shapes] if profile_shapes else None,
         "timing_cache": str(timing_cache) if timing_cache else None,
     }
+
+
+def build(onnx_path: Path, artifact: Path, *, options, input_shape, precision, out_dir: Path) -> dict:
+    """The backend table's builder; the timing cache lives beside the engines and is shared by them."""
+    return build_engine(
+        onnx_path,
+        artifact,
+        input_shape=input_shape,
+        dynamic_batch=options.dynamic_batch,
+        max_batch=options.max_batch,
+        workspace_gib=options.workspace_gib,
+        timing_cache=out_dir / "tensorrt.timing.cache",
+    )

@@ -1,19 +1,58 @@
 """One `Runner` per inference backend behind one protocol, imported only when asked for.
 
 Export uses runners to verify artifacts and the benchmark harness uses the same runners to time
-them, so "what was verified" and "what was measured" are the same code path.
+them, so "what was verified" and "what was measured" are the same code path. The backend and
+precision tables (`backends.py`, `precisions.py`) describe every backend; this package imports
+nothing of edgecnn above `errors`.
 """
 
 from __future__ import annotations
 
-from edgecnn.runtime.base import (
-    INSTALL_HINTS,
-    RUNTIMES,
-    Runner,
-    available,
-    get_runner,
-    require,
-    runtime_for,
+from edgecnn.runtime.backends import (
+    BACKENDS,
+    TARGETS,
+    Backend,
+    artifact_suffixes,
+    backend_for,
+    backend_packages,
+    get_backend,
+    get_target,
+)
+from edgecnn.runtime.base import Runner, available, check_device, ensure_ready, get_runner, require
+from edgecnn.runtime.precisions import (
+    INT8_ACTIVATIONS,
+    PRECISIONS,
+    Int8Scheme,
+    Precision,
+    Tolerance,
+    file_label,
+    get_int8_scheme,
+    get_precision,
+    precision_tag,
 )
 
-__all__ = ["INSTALL_HINTS", "RUNTIMES", "Runner", "available", "get_runner", "require", "runtime_for"]
+__all__ = [
+    "BACKENDS",
+    "INT8_ACTIVATIONS",
+    "PRECISIONS",
+    "TARGETS",
+    "Backend",
+    "Int8Scheme",
+    "Precision",
+    "Runner",
+    "Tolerance",
+    "artifact_suffixes",
+    "available",
+    "backend_for",
+    "backend_packages",
+    "check_device",
+    "ensure_ready",
+    "file_label",
+    "get_backend",
+    "get_int8_scheme",
+    "get_precision",
+    "get_runner",
+    "get_target",
+    "precision_tag",
+    "require",
+]

@@ -1,30 +1,16 @@
-"""The Runner protocol, the lazy backend table and the "is it installed?" checks."""
+"""The Runner protocol and the "is it installed?" checks, all read from the backend table."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edgecnn.errors import BadArgumentError, MissingBackendError, UnknownNameError
-
-RUNTIMES = {
-    "torch": "edgecnn.runtime.torch_runner:TorchRunner",
-    "onnxruntime": "edgecnn.runtime.ort:OrtRunner",
-    "openvino": "edgecnn.runtime.openvino:OpenVINORunner",
-    "tensorrt": "edgecnn.runtime.tensorrt:TensorRTRunner",
-}
-# Python module that proves a backend is installed, and how to install it.
-_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
-INSTALL_HINTS = {
-    "torch": "pip install torch",
-    "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu for CUDA)",
-    "openvino": "pip install 'edgecnn[openvino]'",
-    "tensorrt": "pip install 'edgecnn[tensorrt]' on a machine with an NVIDIA GPU and CUDA",
-}
+from edgecnn.errors import BadArgumentError, MissingBackendError
+from edgecnn.lazy import import_string
+from edgecnn.runtime.backends import Backend, get_backend
 
 
 @runtime_checkable
@@ -43,42 +29,34 @@ class Runner(Protocol):
 
 
 def available(runtime: str) -> bool:
-    return importlib.util.find_spec(_MODULES[runtime]) is not None
+    return importlib.util.find_spec(get_backend(runtime).module) is not None
 
 
 def require(runtime: str):
     """Import and return the backend's module, or raise a one-line error with the install command."""
-    if runtime not in RUNTIMES:
-        raise UnknownNameError("runtime", runtime, RUNTIMES)
+    backend = get_backend(runtime)
     try:
-        return importlib.import_module(_MODULES[runtime])
+        return importlib.import_module(backend.module)
     except ImportError as e:
         raise MissingBackendError(
-            f"{runtime} is not installed ({e.msg}); install it with: {INSTALL_HINTS[runtime]}"
+            f"{runtime} is not installed ({e.msg}); install it with: {backend.install_hint}"
         ) from None
 
 
-def runtime_for(artifact) -> str:
-    """The runtime that runs an artifact file (or an in-memory torch module)."""
-    if not isinstance(artifact, str | Path):
-        return "torch"
-    suffix = Path(artifact).suffix.lower()
-    by_suffix = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
-    if suffix not in by_suffix:
-        raise BadArgumentError(f"cannot tell the runtime of {artifact}: expected .onnx, .xml or .engine")
-    return by_suffix[suffix]
+def ensure_ready(backend: Backend):
+    """Fail before any work when the backend cannot run here (missing, or no device it needs)."""
+    return import_string(backend.ready)() if backend.ready else require(backend.runtime)
 
 
 def get_runner(runtime: str, artifact, **options) -> Runner:
     """Build the runner for `runtime` on `artifact` (a path, or an nn.Module for torch)."""
-    if runtime not in RUNTIMES:
-        raise UnknownNameError("runtime", runtime, RUNTIMES)
+    backend = get_backend(runtime)
     require(runtime)
-    module, cls = RUNTIMES[runtime].split(":")
-    return getattr(importlib.import_module(module), cls)(artifact, **options)
+    return import_string(backend.runner)(artifact, **options)
 
 
-def check_device(device: str, valid: tuple[str, ...], runtime: str) -> str:
+def check_device(device: str, runtime: str) -> str:
+    valid = get_backend(runtime).devices
     if device not in valid:
         raise BadArgumentError(f"{runtime} runs on {' or '.join(valid)}, not '{device}'")
     return device

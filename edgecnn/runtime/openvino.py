@@ -24,7 +24,7 @@ class OpenVINORunner:
         would otherwise run fp32 models in bf16). None keeps OpenVINO's default."""
         import openvino as ov
 
-        self.device = check_device(device, ("cpu", "gpu"), self.runtime)
+        self.device = check_device(device, self.runtime)
         config = {"PERFORMANCE_HINT": hint.upper()}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

@@ -20,7 +20,7 @@ class OrtRunner:
     def __init__(self, path, *, device: str = "cpu", threads: int | None = None, **_):
         import onnxruntime as ort
 
-        self.device = check_device(device, tuple(_PROVIDERS), self.runtime)
+        self.device = check_device(device, self.runtime)
         wanted = _PROVIDERS[device][0]
         if wanted not in ort.get_available_providers():
             raise MissingBackendError(

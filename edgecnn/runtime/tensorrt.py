@@ -33,7 +33,7 @@ class TensorRTRunner:
     def __init__(self, path, *, device: str = "cuda", **_):
         import torch
 
-        check_device(device, ("cuda",), self.runtime)
+        check_device(device, self.runtime)
         trt = require_tensorrt_gpu()
         self.device, self.artifact = device, str(path)
         self._trt, self._torch = trt, torch

@@ -14,7 +14,7 @@ class TorchRunner:
     def __init__(self, model, *, device: str = "cpu", threads: int | None = None, compile: bool = False, **_):
         import torch
 
-        self.device = check_device(device, ("cpu", "cuda"), self.runtime)
+        self.device = check_device(device, self.runtime)
         if device == "cuda" and not torch.cuda.is_available():
             raise MissingBackendError(
                 "torch has no usable CUDA device here (torch.cuda.is_available() is False)"

@@ -1,7 +1,7 @@
-"""Train a zoo model on a dataset, distill a converted student, and cache reference models.
+"""Train a zoo model on a dataset, and cache reference models.
 
-These are the calls behind `edgecnn train`, `edgecnn distill` and the pipeline; the CLI only draws
-progress bars around them.
+These are the calls behind `edgecnn train` and the pipeline (distillation: `distillation.py`); the
+CLI only draws progress bars around them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.errors import BadArgumentError
-from edgecnn.train.loop import TrainOptions, TrainResult, evaluate_top1, fit
+from edgecnn.train.loop import TrainOptions, evaluate_top1, fit
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ def train_model(
 
     Returns (LoadedModel, TrainResult, test_top1)."""
     from edgecnn.data import Preprocess
-    from edgecnn.export.api import check_input_size
-    from edgecnn.zoo import get_spec, load_model
+    from edgecnn.zoo import check_input_size, get_spec, load_model
 
     spec = get_spec(name)
     size = check_input_size(spec, tuple(input_size or spec.input_size))
@@ -148,95 +147,3 @@ def reference_model(
     with atomic_output(info_path, force=True) as tmp:
         tmp.write_text(json.dumps(info, indent=2))
     return load_model(name, weights=str(path), num_classes=loaded.num_classes), info
-
-
-def swapped_layers(recipe: dict) -> list[str]:
-    """Names of the layers a converter recipe replaced (the ones feature reconstruction matches)."""
-    names: list[str] = []
-    for step in recipe.get("transforms", []):
-        if step["name"] in ("separable", "bottleneck"):
-            names += list(step["layers"])
-    return names
-
-
-def reinitialise(model, seed: int = 0) -> None:
-    """Fresh random weights for every conv/linear/BN (the 'random init' baseline of the same shape)."""
-    import torch
-
-    torch.manual_seed(seed)
-    for m in model.modules():
-        if hasattr(m, "reset_parameters") and m is not model:
-            m.reset_parameters()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-
-
-def recalibrate_bn(model, dataset, *, batches: int = 20, batch_size: int = 64, seed: int = 0) -> int:
-    """Re-estimate BatchNorm running statistics on real images (no gradients, no labels).
-
-    A truncated swap shifts every activation distribution a little; stale BN statistics compound
-    those shifts layer after layer, which is what sends a freshly swapped model to chance accuracy.
-    Returns the number of images used.
-    """
-    import torch
-    from torch.nn.modules.batchnorm import _BatchNorm
-
-    from edgecnn.train.loop import _loader
-
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    if not bns or batches <= 0:
-        return 0
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-    was_training = model.training
-    model.train()
-    seen = 0
-    with torch.no_grad():
-        for i, (x, _) in enumerate(_loader(dataset, batch_size, shuffle=True, seed=seed)):
-            if i >= batches:
-                break
-            model(x)
-            seen += len(x)
-    for m, momentum in zip(bns, momenta, strict=True):
-        m.momentum = momentum
-    model.train(was_training)
-    return seen
-
-
-def distill_model(
-    teacher,
-    student,
-    recipe: dict,
-    data: str,
-    preprocess,
-    options: TrainOptions,
-    *,
-    val_fraction: float = 0.1,
-    bn_batches: int = 20,
-    on_step=None,
-    on_epoch=None,
-) -> tuple[TrainResult, float]:
-    """Hinton KD from `teacher` into `student`: BN statistics re-estimated on `bn_batches` batches
-    first, then KD (+ feature reconstruction of swapped layers for the first
-    `options.feature_steps` steps). Returns (result, test top-1)."""
-    splits = load_splits(data, preprocess, val_fraction=val_fraction, seed=options.seed)
-    if bn_batches:
-        recalibrate_bn(student, splits.train, batches=bn_batches, seed=options.seed)
-    layers = swapped_layers(recipe) if options.feature_steps else None
-    teacher_modules = dict(teacher.named_modules())
-    if layers:
-        layers = [n for n in layers if n in teacher_modules]
-    student.train()
-    result = fit(
-        student,
-        splits.train,
-        splits.val,
-        options,
-        teacher=teacher,
-        feature_layers=layers,
-        on_step=on_step,
-        on_epoch=on_epoch,
-    )
-    return result, evaluate_top1(student, splits.test, device=options.device)

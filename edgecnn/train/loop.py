@@ -92,7 +92,8 @@ def _distributed():
     return dist
 
 
-def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, dist=None):
+def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, dist=None):
+    """A seeded DataLoader (a DistributedSampler under torchrun); shuffled loaders drop the last batch."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
@@ -116,9 +117,8 @@ def evaluate_top1(model, dataset, *, batch_size: int = 256, device: str = "cpu")
     model.eval()
     correct = total = 0
     with torch.inference_mode():
-        for x, y in _loader(dataset, batch_size, shuffle=False, seed=0):
-            out = model(x.to(device))
-            out = out["out"] if isinstance(out, dict) else out
+        for x, y in make_loader(dataset, batch_size, shuffle=False, seed=0):
+            out = _logits(model(x.to(device)))
             correct += int((out.argmax(1).cpu() == y).sum())
             total += len(y)
     model.train(was_training)
@@ -167,6 +167,171 @@ def _load_checkpoint(path: Path) -> dict:
         raise WeightsError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
 
 
+def _logits(out):
+    return out["out"] if isinstance(out, dict) else out
+
+
+def kd_loss(out, t_out, y, opts: TrainOptions):
+    """Hinton KD: KL at temperature T (scaled by T^2) weighted alpha, plus (1 - alpha) cross-entropy."""
+    import torch.nn.functional as F
+
+    T = opts.temperature
+    kd = F.kl_div(
+        F.log_softmax(out / T, 1), F.log_softmax(t_out / T, 1), reduction="batchmean", log_target=True
+    )
+    return opts.alpha * kd * T * T + (1 - opts.alpha) * F.cross_entropy(out, y)
+
+
+def feature_loss(s_feats: _Features, t_feats: _Features, layers: list[str]):
+    """Mean over layers of the student/teacher output MSE, normalised by the teacher's energy."""
+    import torch.nn.functional as F
+
+    total = 0
+    for n in layers:
+        target = t_feats.outputs[n].detach()
+        total = total + F.mse_loss(s_feats.outputs[n], target) / target.pow(2).mean().clamp_min(1e-8)
+    return total / len(layers)
+
+
+class _Session:
+    """The state of one `fit` call: model, optimiser, schedule, hooks; one method per job."""
+
+    def __init__(self, model, train_set, val_set, opts: TrainOptions, teacher, feature_layers):
+        import torch
+
+        self.opts, self.model, self.teacher, self.val_set = opts, model, teacher, val_set
+        self.dist = _distributed()
+        self.rank = self.dist.get_rank() if self.dist else 0
+        self.device = opts.device
+        model.to(self.device)
+        if teacher is not None:
+            teacher.to(self.device).eval()
+            n_s, n_t = (
+                _num_classes(model, train_set, self.device),
+                _num_classes(teacher, train_set, self.device),
+            )
+            if n_s != n_t:
+                raise BadArgumentError(f"teacher has {n_t} classes and student {n_s}; they must match")
+        params = [p for p in model.parameters() if p.requires_grad]
+        if opts.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(
+                params, opts.lr, momentum=0.9, nesterov=True, weight_decay=opts.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(params, opts.lr, weight_decay=opts.weight_decay)
+        self.loader = make_loader(train_set, opts.batch_size, shuffle=True, seed=opts.seed, dist=self.dist)
+        n = len(self.loader)
+        self.steps = n if opts.max_steps is None else min(n, opts.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=opts.lr, total_steps=max(1, self.steps * opts.epochs), pct_start=0.15
+        )
+        self.net = torch.nn.parallel.DistributedDataParallel(model) if self.dist else model
+        self.layers = (
+            feature_layers if feature_layers and teacher is not None and opts.feature_steps > 0 else None
+        )
+        self.s_feats = _Features(model, self.layers) if self.layers else None
+        self.t_feats = _Features(teacher, self.layers) if self.layers else None
+        self.global_step = 0
+
+    def close(self) -> None:
+        for feats in (self.s_feats, self.t_feats):
+            if feats is not None:
+                feats.remove()
+
+    def loss(self, x, y):
+        """(loss, student logits) for one batch: cross-entropy, or KD (+ feature reconstruction)."""
+        import torch
+        import torch.nn.functional as F
+
+        out = _logits(self.net(x))
+        if self.teacher is None:
+            return F.cross_entropy(out, y), out
+        with torch.no_grad():
+            t_out = _logits(self.teacher(x))
+        loss = kd_loss(out, t_out, y, self.opts)
+        if self.s_feats is not None and self.global_step < self.opts.feature_steps:
+            loss = loss + self.opts.feature_weight * feature_loss(self.s_feats, self.t_feats, self.layers)
+        return loss, out
+
+    def step(self, x, y, epoch: int, result: TrainResult):
+        """One optimiser step; returns (loss value, correct predictions)."""
+        x, y = x.to(self.device), y.to(self.device)
+        loss, out = self.loss(x, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise BadArgumentError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.global_step += 1
+        if self.opts.eval_every and self.val_set is not None and self.global_step % self.opts.eval_every == 0:
+            result.curve.append(
+                (self.global_step, evaluate_top1(self.model, self.val_set, device=self.device))
+            )
+            self.net.train()
+        return value, int((out.argmax(1) == y).sum())
+
+    def epoch(self, epoch: int, result: TrainResult, on_step) -> EpochLog:
+        if self.dist:
+            self.loader.sampler.set_epoch(epoch)
+        self.net.train()
+        t0, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
+        for i, (x, y) in enumerate(self.loader):
+            if i >= self.steps:
+                break
+            value, right = self.step(x, y, epoch, result)
+            total_loss, correct, seen = total_loss + value * len(y), correct + right, seen + len(y)
+            if on_step and self.rank == 0:
+                on_step(epoch, i + 1, self.steps, value)
+        val = (
+            evaluate_top1(self.model, self.val_set, device=self.device) if self.val_set is not None else None
+        )
+        return EpochLog(
+            epoch + 1,
+            total_loss / max(seen, 1),
+            100.0 * correct / max(seen, 1),
+            val,
+            self.scheduler.get_last_lr()[0],
+            time.perf_counter() - t0,
+        )
+
+    def resume(self, result: TrainResult):
+        """Restore from the checkpoint: (first epoch to run, best weights so far)."""
+        state = _load_checkpoint(Path(self.opts.checkpoint))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"]) + 1
+        if state["scheduler"].get("total_steps") == self.scheduler.total_steps:
+            self.scheduler.load_state_dict(state["scheduler"])
+        else:  # resumed with another --epochs: same one-cycle shape over the new length
+            self.scheduler.last_epoch = start_epoch * self.steps
+        result.history = [EpochLog(**h) for h in state["history"]]
+        result.best_val_top1, result.best_epoch = state.get("best_val_top1"), state.get("best_epoch")
+        result.initial_val_top1 = state.get("initial_val_top1")
+        result.curve = [tuple(c) for c in state.get("curve", [])]
+        self.global_step = start_epoch * self.steps
+        log.info("resumed from %s at epoch %d", self.opts.checkpoint, start_epoch + 1)
+        return start_epoch, state.get("best_model")
+
+    def checkpoint(self, epoch: int, result: TrainResult, best_state) -> None:
+        _save_checkpoint(
+            Path(self.opts.checkpoint),
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "epoch": epoch,
+                "history": [asdict(h) for h in result.history],
+                "best_val_top1": result.best_val_top1,
+                "best_epoch": result.best_epoch,
+                "initial_val_top1": result.initial_val_top1,
+                "curve": [list(c) for c in result.curve],
+                "best_model": best_state,
+            },
+        )
+
+
 def fit(
     model,
     train_set,
@@ -188,146 +353,40 @@ def fit(
     import copy
 
     import torch
-    import torch.nn.functional as F
 
     opts = (options or TrainOptions()).validate()
     torch.manual_seed(opts.seed)
-    dist = _distributed()
-    rank = dist.get_rank() if dist else 0
-    device = opts.device
-    model.to(device)
-    if teacher is not None:
-        teacher.to(device).eval()
-        n_s, n_t = _num_classes(model, train_set, device), _num_classes(teacher, train_set, device)
-        if n_s != n_t:
-            raise BadArgumentError(f"teacher has {n_t} classes and student {n_s}; they must match")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if opts.optimizer == "sgd":
-        optimizer = torch.optim.SGD(
-            params, opts.lr, momentum=0.9, nesterov=True, weight_decay=opts.weight_decay
-        )
-    else:
-        optimizer = torch.optim.AdamW(params, opts.lr, weight_decay=opts.weight_decay)
-    loader = _loader(train_set, opts.batch_size, shuffle=True, seed=opts.seed, dist=dist)
-    steps = len(loader) if opts.max_steps is None else min(len(loader), opts.max_steps)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=opts.lr, total_steps=max(1, steps * opts.epochs), pct_start=0.15
-    )
+    session = _Session(model, train_set, val_set, opts, teacher, feature_layers)
     result = TrainResult(model)
     start_epoch, best_state = 0, None
     if opts.resume and opts.checkpoint and Path(opts.checkpoint).is_file():
-        state = _load_checkpoint(Path(opts.checkpoint))
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"]) + 1
-        if state["scheduler"].get("total_steps") == scheduler.total_steps:
-            scheduler.load_state_dict(state["scheduler"])
-        else:  # resumed with another --epochs: same one-cycle shape over the new length
-            scheduler.last_epoch = start_epoch * steps
-        result.history = [EpochLog(**h) for h in state["history"]]
-        result.best_val_top1, result.best_epoch = state.get("best_val_top1"), state.get("best_epoch")
-        result.initial_val_top1 = state.get("initial_val_top1")
-        result.curve = [tuple(c) for c in state.get("curve", [])]
-        best_state = state.get("best_model")
-        log.info("resumed from %s at epoch %d", opts.checkpoint, start_epoch + 1)
+        start_epoch, best_state = session.resume(result)
     elif val_set is not None:
-        result.initial_val_top1 = evaluate_top1(model, val_set, device=device)
+        result.initial_val_top1 = evaluate_top1(model, val_set, device=opts.device)
         result.curve.append((0, result.initial_val_top1))
-
-    net = torch.nn.parallel.DistributedDataParallel(model) if dist else model
-    s_feats = t_feats = None
-    if feature_layers and teacher is not None and opts.feature_steps > 0:
-        s_feats, t_feats = _Features(model, feature_layers), _Features(teacher, feature_layers)
-    global_step, since_best = start_epoch * steps, 0
-    for epoch in range(start_epoch, opts.epochs):
-        if dist:
-            loader.sampler.set_epoch(epoch)
-        net.train()
-        t0, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for step, (x, y) in enumerate(loader):
-            if step >= steps:
-                break
-            x, y = x.to(device), y.to(device)
-            out = net(x)
-            out = out["out"] if isinstance(out, dict) else out
-            if teacher is None:
-                loss = F.cross_entropy(out, y)
+    since_best = 0
+    try:
+        for epoch in range(start_epoch, opts.epochs):
+            entry = session.epoch(epoch, result, on_step)
+            result.history.append(entry)
+            val = entry.val_top1
+            if val is not None and (result.best_val_top1 is None or val > result.best_val_top1):
+                result.best_val_top1, result.best_epoch, since_best = val, epoch + 1, 0
+                best_state = copy.deepcopy(model.state_dict())
             else:
-                with torch.no_grad():
-                    t_out = teacher(x)
-                    t_out = t_out["out"] if isinstance(t_out, dict) else t_out
-                T = opts.temperature
-                kd = F.kl_div(
-                    F.log_softmax(out / T, 1),
-                    F.log_softmax(t_out / T, 1),
-                    reduction="batchmean",
-                    log_target=True,
+                since_best += 1
+            if on_epoch and session.rank == 0:
+                on_epoch(entry)
+            if opts.checkpoint and session.rank == 0:
+                session.checkpoint(epoch, result, best_state)
+            if opts.patience is not None and since_best >= opts.patience:
+                result.stopped_early = True
+                log.info(
+                    "early stop after epoch %d: no better val top-1 for %d epochs", epoch + 1, since_best
                 )
-                loss = opts.alpha * kd * T * T + (1 - opts.alpha) * F.cross_entropy(out, y)
-                if s_feats is not None and global_step < opts.feature_steps:
-                    rec = sum(
-                        F.mse_loss(s_feats.outputs[n], t_feats.outputs[n].detach())
-                        / t_feats.outputs[n].detach().pow(2).mean().clamp_min(1e-8)
-                        for n in feature_layers
-                    ) / len(feature_layers)
-                    loss = loss + opts.feature_weight * rec
-            if not math.isfinite(loss.item()):
-                raise BadArgumentError(
-                    f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower --lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            global_step += 1
-            if opts.eval_every and val_set is not None and global_step % opts.eval_every == 0:
-                result.curve.append((global_step, evaluate_top1(model, val_set, device=device)))
-                net.train()
-            total_loss += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum())
-            seen += len(y)
-            if on_step and rank == 0:
-                on_step(epoch, step + 1, steps, loss.item())
-        val = evaluate_top1(model, val_set, device=device) if val_set is not None else None
-        entry = EpochLog(
-            epoch + 1,
-            total_loss / max(seen, 1),
-            100.0 * correct / max(seen, 1),
-            val,
-            scheduler.get_last_lr()[0],
-            time.perf_counter() - t0,
-        )
-        result.history.append(entry)
-        if val is not None and (result.best_val_top1 is None or val > result.best_val_top1):
-            result.best_val_top1, result.best_epoch, since_best = val, epoch + 1, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            since_best += 1
-        if on_epoch and rank == 0:
-            on_epoch(entry)
-        if opts.checkpoint and rank == 0:
-            _save_checkpoint(
-                Path(opts.checkpoint),
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": [asdict(h) for h in result.history],
-                    "best_val_top1": result.best_val_top1,
-                    "best_epoch": result.best_epoch,
-                    "initial_val_top1": result.initial_val_top1,
-                    "curve": [list(c) for c in result.curve],
-                    "best_model": best_state,
-                },
-            )
-        if opts.patience is not None and since_best >= opts.patience:
-            result.stopped_early = True
-            log.info("early stop after epoch %d: no better val top-1 for %d epochs", epoch + 1, since_best)
-            break
-    if s_feats is not None:
-        s_feats.remove()
-        t_feats.remove()
+                break
+    finally:
+        session.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -343,5 +402,4 @@ def _num_classes(model, dataset, device) -> int:
     with torch.no_grad():
         out = model(torch.as_tensor(x)[None].to(device))
     model.train(was)
-    out = out["out"] if isinstance(out, dict) else out
-    return out.shape[1]
+    return _logits(out).shape[1]

@@ -6,7 +6,8 @@ Each is `(model, options) -> (new_model, report)` and never mutates its input.
 from edgecnn.transforms.base import LayerChange, SwapOptions, TransformReport
 from edgecnn.transforms.bottleneck import bottleneck
 from edgecnn.transforms.fold_bn import fold_bn
-from edgecnn.transforms.pipeline import ConvertResult, convert, load_converted, save_converted
+from edgecnn.transforms.io import load_converted, load_source, read_recipe, save_converted, save_with_recipe
+from edgecnn.transforms.pipeline import ConvertResult, convert
 from edgecnn.transforms.separable import separable
 
 __all__ = [
@@ -18,6 +19,9 @@ __all__ = [
     "convert",
     "fold_bn",
     "load_converted",
+    "load_source",
+    "read_recipe",
     "save_converted",
+    "save_with_recipe",
     "separable",
 ]

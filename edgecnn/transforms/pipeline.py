@@ -1,32 +1,20 @@
 """`convert`: fold BN, then the requested swaps, with totals and the output error measured.
 
-A converted model is saved as one safetensors file whose header holds the recipe (zoo name, build
-options, transforms with their per-layer ranks). Reloading rebuilds the zoo model, replays the
-recipe's structure and loads the tensors: no pickle, no arbitrary code.
+The result's recipe (zoo name, build options, transforms with their per-layer ranks) is what
+`transforms.io` saves in the file header and replays on load.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from edgecnn.artifacts import atomic_output
-from edgecnn.errors import BadArgumentError, WeightsError
+from edgecnn.errors import BadArgumentError
 from edgecnn.transforms.base import SwapOptions, TransformReport
+from edgecnn.transforms.io import FORMAT
 
 log = logging.getLogger(__name__)
-
-FORMAT = "edgecnn-converted/1"
-# Transform name -> structural replay, imported only when a converted model is loaded.
-_REPLAY = {
-    "fold_bn": "edgecnn.transforms.fold_bn:replay",
-    "separable": "edgecnn.transforms.separable:replay",
-    "bottleneck": "edgecnn.transforms.bottleneck:replay",
-}
 
 
 @dataclass
@@ -122,72 +110,3 @@ def convert(
     return ConvertResult(
         model, recipe, reports, size, before.params, after.params, before.macs, after.macs, err
     )
-
-
-def save_converted(result: ConvertResult, path: str | Path, *, force: bool = False) -> Path:
-    """Write the converted weights and recipe atomically to a .safetensors file."""
-    result.path = str(save_with_recipe(result.model, result.recipe, path, force=force))
-    return Path(result.path)
-
-
-def save_with_recipe(model, recipe: dict, path: str | Path, *, force: bool = False) -> Path:
-    """A converted model (e.g. after distillation changed its weights) with the recipe that rebuilds it."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise BadArgumentError(f"converted models are saved as .safetensors, got {path.name}")
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {"edgecnn": json.dumps(recipe), "format": FORMAT}
-    with atomic_output(path, force=force) as tmp:
-        save_file(state, str(tmp), metadata=meta)
-    return path
-
-
-def read_recipe(path: str | Path) -> dict:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError) as e:
-        raise WeightsError(f"{path} is not a readable safetensors file ({e})") from None
-    if meta.get("format") != FORMAT or "edgecnn" not in meta:
-        raise WeightsError(f"{path} is not an edgecnn converted model (no '{FORMAT}' recipe in its header)")
-    return json.loads(meta["edgecnn"])
-
-
-def load_converted(path: str | Path):
-    """Rebuild a converted model from its file: zoo build, structural replay, then the tensors."""
-    from edgecnn.zoo import load_model
-    from edgecnn.zoo.weights import WeightsInfo, apply_state_dict, read_state_dict, sha256_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"converted model not found: {path}")
-    recipe = read_recipe(path)
-    # Shapes only: every tensor comes from the file, so nothing is initialised twice.
-    loaded = load_model(
-        recipe["model"],
-        num_classes=recipe["num_classes"],
-        in_chans=recipe["in_chans"],
-        device="meta",
-        **recipe.get("model_kwargs", {}),
-    )
-    model = loaded.model
-    for step in recipe["transforms"]:
-        if step["name"] not in _REPLAY:
-            raise WeightsError(f"{path} uses transform '{step['name']}', unknown to this edgecnn version")
-        module, func = _REPLAY[step["name"]].split(":")
-        getattr(importlib.import_module(module), func)(model, step)
-    model = model.to_empty(device="cpu")
-    apply_state_dict(model, read_state_dict(path), spec=loaded.spec, origin=str(path))
-    loaded.model = model.eval()
-    loaded.weights = WeightsInfo(
-        "converted",
-        str(path.resolve()),
-        sha256_file(path),
-        ", ".join(s["name"] for s in recipe["transforms"]),
-    )
-    loaded.recipe = recipe
-    return loaded

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecnn.artifacts import sha256_file
 from edgecnn.errors import BadArgumentError, WeightsError
+from edgecnn.lazy import import_string
 from edgecnn.zoo.registry import ModelSpec, get_spec
 from edgecnn.zoo.weights import (
     PRETRAINED,
@@ -15,7 +16,6 @@ from edgecnn.zoo.weights import (
     apply_state_dict,
     pretrained_state_dict,
     read_state_dict,
-    sha256_file,
 )
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,7 @@ class LoadedModel:
 
 
 def _builder(spec: ModelSpec):
-    module, func = spec.builder.split(":")
-    return getattr(importlib.import_module(module), func)
+    return import_string(spec.builder)
 
 
 def load_model(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
-from edgecnn.errors import UnknownNameError
+from edgecnn.errors import BadArgumentError, UnknownNameError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,3 +96,19 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownNameError("model", name, _REGISTRY) from None
+
+
+def check_input_size(spec: ModelSpec, size: tuple[int, int]) -> tuple[int, int]:
+    """`size` as (H, W) when `spec`'s model accepts it, else a one-line error naming what works."""
+    h, w = size
+    if spec.fixed_input and tuple(size) != tuple(spec.input_size):
+        raise BadArgumentError(
+            f"{spec.name} has a fixed-size classifier: only --input-size {spec.input_size[0]} "
+            f"{spec.input_size[1]} works, not {h} {w}"
+        )
+    if min(h, w) < spec.min_input_size:
+        raise BadArgumentError(
+            f"input size {h}x{w} is too small for {spec.name} (at least "
+            f"{spec.min_input_size}x{spec.min_input_size})"
+        )
+    return h, w

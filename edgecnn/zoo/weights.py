@@ -6,7 +6,6 @@ unless the user asked for `imagenet` weights that are not cached yet.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -32,14 +31,6 @@ class WeightsInfo:
     path: str | None = None
     sha256: str | None = None
     detail: str | None = None
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:

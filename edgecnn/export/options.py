@@ -1,0 +1,72 @@
+"""What `export` is asked to do, checked in one place before any model is built or file written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecnn.errors import BadArgumentError, UnknownNameError
+from edgecnn.export.onnx import DEFAULT_OPSET, EXPORTERS, OPSETS
+from edgecnn.runtime import get_int8_scheme, get_precision, get_target
+
+# Calibration method -> onnxruntime.quantization.CalibrationMethod member.
+CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+@dataclass
+class ExportOptions:
+    targets: tuple[str, ...] = ("onnx",)
+    precision: str = "fp32"
+    out_dir: Path | None = None
+    batch: int = 1
+    dynamic_batch: bool = False
+    max_batch: int = 32
+    input_size: tuple[int, int] | None = None
+    opset: int = DEFAULT_OPSET
+    exporter: str = "torchscript"
+    simplify: bool = True
+    calib: str | None = None  # image folder or "digits"
+    calib_size: int = 100
+    calib_method: str = "minmax"
+    per_channel: bool = True
+    int8_activations: str = "s8"  # "u8": faster in ONNX Runtime on x86, not loadable by TensorRT
+    data: str | None = None  # real check images; default: the calibration source's held-out part
+    check_size: int = 64
+    seeded_checks: int = 8
+    verify: bool = True
+    force: bool = False
+    workspace_gib: float = 2.0
+    seed: int = 0
+
+    def validate(self) -> ExportOptions:
+        if not self.targets:
+            raise BadArgumentError("give at least one --target (onnx, openvino, tensorrt)")
+        backends = [get_target(t) for t in self.targets]
+        precision = get_precision(self.precision)
+        if self.exporter not in EXPORTERS:
+            raise UnknownNameError("exporter", self.exporter, EXPORTERS)
+        if self.opset not in OPSETS:
+            raise BadArgumentError(
+                f"--opset must be between {OPSETS[0]} and {OPSETS[-1]} (per-channel Q/DQ needs 13), "
+                f"got {self.opset}"
+            )
+        scheme = get_int8_scheme(self.int8_activations)
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise UnknownNameError("calibration method", self.calib_method, CALIBRATION_METHODS)
+        if precision.calibrated:
+            if not self.calib:
+                raise BadArgumentError(
+                    f"--precision {precision.name} needs calibration images: --calib DIR (a folder of "
+                    "images) or --calib digits (the bundled MNIST digits)"
+                )
+            for b in backends:
+                if scheme.name not in b.int8_activations:
+                    raise BadArgumentError(
+                        f"{b.runtime} cannot load {scheme.description} activations: drop "
+                        f"--int8-activations {scheme.name} for --target {b.target}"
+                    )
+        if self.batch < 1 or self.max_batch < self.batch:
+            raise BadArgumentError(f"need 1 <= --batch <= --max-batch, got {self.batch} and {self.max_batch}")
+        if self.calib_size < 1 or self.check_size < 0 or self.seeded_checks < 1:
+            raise BadArgumentError("--calib-size and the number of check inputs must be positive")
+        return self

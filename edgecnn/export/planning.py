@@ -1,0 +1,157 @@
+"""Everything `export` settles before it builds a target: the model, paths, data and reference outputs.
+
+`planned_paths` is public and pure (no model is built), so `bench` can find an export's artifacts
+without making them. `prepare` returns an `ExportJob`: once it exists every check has passed and
+nothing has been written yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.artifacts import check_writable
+from edgecnn.errors import BadArgumentError
+from edgecnn.export.options import ExportOptions
+from edgecnn.runtime import file_label, get_target
+
+log = logging.getLogger(__name__)
+
+
+def planned_paths(source: str, options: ExportOptions, *, transforms=()) -> dict[str, Path]:
+    """Where `export` writes each target's artifact, known without building anything.
+
+    The name records what makes artifacts differ: transforms applied at export, a non-default input
+    size, the batch (static N or dynamic) and the precision.
+    """
+    from edgecnn.transforms import read_recipe
+    from edgecnn.zoo import get_spec
+
+    if str(source).endswith(".safetensors"):
+        recipe = read_recipe(source)
+        spec, default_size = get_spec(recipe["model"]), tuple(recipe["input_size"])
+        stem = Path(source).name.removesuffix(".safetensors")
+    else:
+        spec = get_spec(source)
+        default_size, stem = tuple(spec.input_size), spec.name
+    opts = options
+    size = tuple(opts.input_size or default_size)
+    if transforms:
+        stem += "." + "+".join(transforms)
+    if size != default_size:
+        stem += f".{size[0]}x{size[1]}"
+    stem += ".dynbatch" if opts.dynamic_batch else (f".b{opts.batch}" if opts.batch != 1 else "")
+    stem += file_label(opts.precision, opts.int8_activations)
+    out_dir = Path(opts.out_dir or Path("export") / spec.name)
+    return {t: out_dir / f"{stem}{get_target(t).suffixes[0]}" for t in opts.targets}
+
+
+@dataclass
+class ExportJob:
+    """What every target's build and check share, prepared once."""
+
+    options: ExportOptions
+    source: str
+    loaded: object  # LoadedModel
+    model: object  # the module exported (converted when `convert` was given)
+    size: tuple[int, int]
+    transforms: list[str]  # all transforms in the model: the converted file's and those applied now
+    preprocess: object
+    finals: dict[str, Path]  # target -> published path
+    calibration: object | None  # dataset
+    seeded: list[np.ndarray] = field(default_factory=list)
+    real: list[np.ndarray] = field(default_factory=list)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # "seeded"/"real" -> PyTorch logits
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.options.batch, self.loaded.in_chans, *self.size)
+
+    @property
+    def out_dir(self) -> Path:
+        return next(iter(self.finals.values())).parent
+
+    @property
+    def stem(self) -> str:
+        first = next(iter(self.finals.values()))
+        return first.name.removesuffix(first.suffix)
+
+
+def prepare(source, opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
+    """Build (or take) the model, apply `convert`, check paths and data, run the PyTorch reference."""
+    from edgecnn.data import Preprocess
+    from edgecnn.zoo import check_input_size
+
+    spec, model = loaded.spec, loaded.model
+    transforms = [t["name"] for t in (loaded.recipe or {}).get("transforms", [])]
+    default_size = tuple((loaded.recipe or {}).get("input_size") or spec.input_size)
+    size = check_input_size(spec, tuple(opts.input_size or default_size))
+    applied: list[str] = []
+    if convert:
+        from edgecnn.transforms import convert as run_convert
+
+        on_step("converting")
+        converted = run_convert(loaded, input_size=size, **convert)
+        model, applied = converted.model, [r.transform for r in converted.reports]
+        transforms += applied
+    finals = planned_paths(source, opts, transforms=applied)
+    for path in finals.values():
+        check_writable(path, force=opts.force)
+    preprocess = Preprocess.for_model(spec, input_size=size, in_chans=loaded.in_chans)
+    calibration, check_set = _image_sets(opts, preprocess)
+    job = ExportJob(opts, str(source), loaded, model, size, transforms, preprocess, finals, calibration)
+    rng = np.random.default_rng(opts.seed)
+    n_seeded = max(1, opts.seeded_checks // opts.batch)
+    job.seeded = [rng.standard_normal(job.shape).astype(np.float32) for _ in range(n_seeded)]
+    if opts.verify:
+        if check_set:
+            job.real = [x for x, _ in check_set.batches(opts.batch, limit=opts.check_size, drop_last=True)]
+        on_step("running PyTorch reference")
+        job.reference = _reference(job)
+    return job
+
+
+def _image_sets(opts: ExportOptions, preprocess):
+    """(calibration set or None, real check set or None): never the same images."""
+    from edgecnn.data import DIGITS, open_dataset
+    from edgecnn.data.dataset import Subset
+
+    calib = check = None
+    if opts.calib:
+        full = open_dataset(opts.calib, preprocess, split="train")
+        order = np.random.default_rng(opts.seed).permutation(len(full))
+        calib = Subset(full, order[: opts.calib_size], "calib")
+        if opts.data is None:
+            if opts.calib == DIGITS:
+                check = open_dataset(DIGITS, preprocess, split="test")
+            else:
+                held_out = order[opts.calib_size : opts.calib_size + opts.check_size]
+                check = Subset(full, held_out, "held-out") if len(held_out) else None
+                if check is None:
+                    log.warning(
+                        "%s has no images beyond the %d used for calibration: parity uses seeded inputs only",
+                        opts.calib,
+                        opts.calib_size,
+                    )
+    if opts.data:
+        check = open_dataset(opts.data, preprocess, split="test")
+    return calib, check
+
+
+def _reference(job: ExportJob) -> dict[str, np.ndarray]:
+    from edgecnn.export.parity import run_all
+    from edgecnn.runtime import backend_for, get_runner
+
+    runner = get_runner(backend_for(job.model).runtime, job.model)
+    try:
+        reference = {"seeded": run_all(runner, job.seeded).astype(np.float64)}
+    except RuntimeError as e:
+        raise BadArgumentError(
+            f"{job.loaded.spec.name} cannot run at {job.size[0]}x{job.size[1]}: {str(e).splitlines()[0]}"
+        ) from None
+    if job.real:
+        reference["real"] = run_all(runner, job.real).astype(np.float64)
+    return reference

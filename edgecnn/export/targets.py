@@ -1,0 +1,119 @@
+"""One target's step of `export`: build its artifact from the ONNX, verify it, publish it.
+
+Every target runs the same three steps; what differs (builder, side files, device, runner options)
+comes from its row in the backend table, and the tolerance from the precision table.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edgecnn.artifacts import check_writable, sha256_file
+from edgecnn.errors import ExportError
+from edgecnn.export.parity import Parity, compare, run_all
+from edgecnn.export.planning import ExportJob
+from edgecnn.export.results import TargetResult
+from edgecnn.lazy import import_string
+from edgecnn.runtime import Backend, get_precision, get_runner, get_target
+
+
+def build_target(target: str, onnx_path: Path, work: Path, job: ExportJob, on_step) -> TargetResult:
+    """The published, verified artifact of one target, or a result saying why there is none."""
+    backend, opts = get_target(target), job.options
+    final = job.finals[target]
+    t0 = time.perf_counter()
+    res = TargetResult(target, opts.precision, "ok")
+    artifact = onnx_path if backend.builder is None else work / final.name
+    try:
+        if backend.builder is not None:
+            res.info = import_string(backend.builder)(
+                onnx_path,
+                artifact,
+                options=opts,
+                input_shape=job.shape,
+                precision=get_precision(opts.precision),
+                out_dir=final.parent,
+            )
+        if opts.verify:
+            on_step(f"{target}: verifying against PyTorch")
+            res.parity = verify(backend, artifact, job)
+            failed = [p for p in res.parity if not p.passed]
+            if failed:
+                res.status = "verify failed"
+                res.error = "; ".join(f"{p.inputs}: {p.reason}" for p in failed)
+        else:
+            res.status = "not verified"
+    except ExportError as e:
+        res.status, res.error = "export failed", str(e)
+    if res.ok:
+        publish(backend, artifact, final, force=opts.force)
+        res.path, res.size_bytes = str(final), sum(p.stat().st_size for p in backend.files(final))
+        res.sha256 = sha256_file(final)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def verify(backend: Backend, artifact: Path, job: ExportJob) -> list[Parity]:
+    """Run the artifact where it deploys and compare with PyTorch on the seeded and the real inputs."""
+    precision = get_precision(job.options.precision)
+    runner = get_runner(
+        backend.runtime, artifact, device=backend.devices[0], **backend.options_for(precision.name)
+    )
+    # Agreement is gated on real images only; seeded noise gates the error unless the precision says
+    # its ranges come from calibration images (then the real images gate it).
+    checks = [("seeded", job.seeded, False, precision.gate_noise_error or not job.real)]
+    if job.real:
+        checks.append(("images", job.real, True, True))
+    out = []
+    for label, batches, gate_agreement, gate_error in checks:
+        outputs = run_all(runner, batches)
+        ref = job.reference["real" if label == "images" else "seeded"]
+        inputs = f"{label}:{sum(map(len, batches))}"
+        out.append(
+            compare(
+                backend.runtime,
+                inputs,
+                outputs,
+                ref,
+                precision.tolerance,
+                gate_agreement=gate_agreement,
+                gate_error=gate_error,
+            )
+        )
+    return out
+
+
+def publish(backend: Backend, artifact: Path, final: Path, *, force: bool) -> None:
+    """Move the artifact and its side files into place, the main file last (it is what readers open)."""
+    for src in backend.files(artifact):
+        dst = final.parent / (
+            final.name if src == artifact else src.name.replace(artifact.stem, final.stem, 1)
+        )
+        check_writable(dst, force=force)
+        os.replace(src, dst)
+
+
+def make_onnx(job: ExportJob, work: Path, on_step: Callable[[str], None]) -> tuple[Path, dict, dict]:
+    """The ONNX every target is built from, in the export's precision: (path, onnx info, precision info)."""
+    from edgecnn.export.onnx import export_onnx
+
+    opts, precision = job.options, get_precision(job.options.precision)
+    on_step("exporting ONNX")
+    final = work / f"{job.stem}.onnx"
+    base = final if precision.onnx_step is None else work / "fp32-source.onnx"
+    info = export_onnx(
+        job.model,
+        base,
+        input_shape=job.shape,
+        dynamic_batch=opts.dynamic_batch,
+        opset=opts.opset,
+        exporter=opts.exporter,
+        simplify=opts.simplify,
+    )
+    if precision.onnx_step is None:
+        return base, info, {}
+    step = import_string(precision.onnx_step)
+    return final, info, step(base, final, options=opts, calibration=job.calibration, on_step=on_step)

@@ -1,0 +1,174 @@
+"""`distill`: the one library call behind `edgecnn distill`, the pipeline and Python users.
+
+Teacher -> converted student: the data split once (the same test images score teacher and student),
+BatchNorm statistics re-estimated, Hinton KD with feature reconstruction of the swapped layers, the
+student saved with the recipe that rebuilds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecnn.errors import UnknownNameError
+from edgecnn.train.loop import TrainOptions, TrainResult, evaluate_top1, fit, make_loader
+
+log = logging.getLogger(__name__)
+
+INITS = ("weights", "random")
+
+
+@dataclass
+class DistillOptions:
+    train: TrainOptions = field(default_factory=lambda: TrainOptions(epochs=2, lr=0.02, feature_steps=100))
+    val_fraction: float = 0.1  # share of the training images held out for early stopping
+    bn_batches: int = 20  # batches that re-estimate BN statistics before any step (0: keep them)
+    init: str = "weights"  # "random": the same architecture re-initialised (the baseline to beat)
+
+    def validate(self) -> DistillOptions:
+        if self.init not in INITS:
+            raise UnknownNameError("init", self.init, INITS)
+        self.train.validate()
+        return self
+
+
+@dataclass
+class DistillResult:
+    model: object  # the distilled student (nn.Module), best validation weights restored
+    recipe: dict
+    training: TrainResult
+    teacher_test_top1: float
+    student_test_top1: float
+    test_set: str  # which images both were scored on
+    path: Path | None = None  # where the student was saved (rank 0 of a distributed run only)
+
+    def to_dict(self) -> dict:
+        return {
+            **self.training.to_dict(),
+            "teacher_test_top1": self.teacher_test_top1,
+            "student_test_top1": self.student_test_top1,
+            "student_initial_val_top1": self.training.initial_val_top1,
+            "test_set": self.test_set,
+            "output": str(self.path) if self.path else None,
+        }
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (or a plain single process): the one that saves and reports."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def distill(
+    teacher,
+    student,
+    data: str,
+    options: DistillOptions | None = None,
+    *,
+    output: str | Path | None = None,
+    force: bool = False,
+    on_step=None,
+    on_epoch=None,
+) -> DistillResult:
+    """Distill `teacher` (a LoadedModel or nn.Module) into `student` (a converted model: a LoadedModel
+    or ConvertResult with a recipe, or the path of a converted .safetensors), trained in place.
+
+    data: an image folder or "digits". output: save the student there (checked before any work).
+    """
+    from edgecnn.artifacts import check_writable
+    from edgecnn.data import Preprocess
+    from edgecnn.train.api import load_splits
+    from edgecnn.transforms import load_converted, save_with_recipe
+    from edgecnn.zoo import get_spec
+
+    opts = (options or DistillOptions()).validate()
+    if output is not None:
+        check_writable(output, force=force)
+    if isinstance(student, str | Path):
+        student = load_converted(student)
+    recipe, student_model = student.recipe, student.model
+    teacher_model = getattr(teacher, "model", teacher)
+    preprocess = Preprocess.for_model(
+        get_spec(recipe["model"]), input_size=tuple(recipe["input_size"]), in_chans=recipe["in_chans"]
+    )
+    splits = load_splits(data, preprocess, val_fraction=opts.val_fraction, seed=opts.train.seed)
+    device = opts.train.device
+    teacher_top1 = evaluate_top1(teacher_model, splits.test, device=device)
+    if opts.init == "random":
+        reinitialise(student_model, opts.train.seed)
+    if opts.bn_batches:
+        recalibrate_bn(student_model, splits.train, batches=opts.bn_batches, seed=opts.train.seed)
+    layers = None
+    if opts.train.feature_steps:
+        teacher_modules = dict(teacher_model.named_modules())
+        layers = [n for n in swapped_layers(recipe) if n in teacher_modules]
+    student_model.train()
+    training = fit(
+        student_model,
+        splits.train,
+        splits.val,
+        opts.train,
+        teacher=teacher_model,
+        feature_layers=layers,
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )
+    student_top1 = evaluate_top1(student_model, splits.test, device=device)
+    test_set = f"{len(splits.test)} images from {splits.test.source}"
+    result = DistillResult(student_model, recipe, training, teacher_top1, student_top1, test_set)
+    if output is not None and is_main_process():
+        result.path = save_with_recipe(student_model, recipe, output, force=True)
+    return result
+
+
+def swapped_layers(recipe: dict) -> list[str]:
+    """Names of the layers a converter recipe replaced (the ones feature reconstruction matches)."""
+    names: list[str] = []
+    for step in recipe.get("transforms", []):
+        names += list(step.get("layers", ()))
+    return names
+
+
+def reinitialise(model, seed: int = 0) -> None:
+    """Fresh random weights for every conv/linear/BN (the 'random init' baseline of the same shape)."""
+    import torch
+
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if hasattr(m, "reset_parameters") and m is not model:
+            m.reset_parameters()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+
+
+def recalibrate_bn(model, dataset, *, batches: int = 20, batch_size: int = 64, seed: int = 0) -> int:
+    """Re-estimate BatchNorm running statistics on real images (no gradients, no labels).
+
+    A truncated swap shifts every activation distribution a little; stale BN statistics compound
+    those shifts layer after layer, which is what sends a freshly swapped model to chance accuracy.
+    Returns the number of images used.
+    """
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    if not bns or batches <= 0:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    was_training = model.training
+    model.train()
+    seen = 0
+    with torch.no_grad():
+        for i, (x, _) in enumerate(make_loader(dataset, batch_size, shuffle=True, seed=seed)):
+            if i >= batches:
+                break
+            model(x)
+            seen += len(x)
+    for m, momentum in zip(bns, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was_training)
+    return seen
