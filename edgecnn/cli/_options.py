@@ -9,8 +9,12 @@ import typer
 Weights = Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safetensors file.")]
 Separable = Annotated[bool, typer.Option("--separable", help="Depthwise + pointwise swap (SVD).")]
 Bottleneck = Annotated[bool, typer.Option("--bottleneck", help="1x1-KxK-1x1 swap (Tucker-2).")]
+Lowrank = Annotated[bool, typer.Option("--lowrank", help="1x1 convs and Linear layers split C->r->N (SVD).")]
 Rank = Annotated[int | None, typer.Option(help="Separable channel multiplier T for every layer.")]
-RankRatio = Annotated[float | None, typer.Option(help="Bottleneck ranks as a fraction of C and N.")]
+RankRatio = Annotated[
+    float | None,
+    typer.Option(help="Bottleneck ranks as a fraction of C and N; low-rank r as a fraction of min(C, N)."),
+]
 Energy = Annotated[
     float | None, typer.Option(help="Per-layer rank keeping this fraction of spectral energy (default 0.9).")
 ]
@@ -29,14 +33,24 @@ AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")
 
 
 def swap_options(
-    *, separable, bottleneck, rank, rank_ratio, energy, include, exclude, min_mac_saving, max_error
+    *,
+    separable,
+    bottleneck,
+    lowrank=False,
+    rank,
+    rank_ratio,
+    energy,
+    include,
+    exclude,
+    min_mac_saving,
+    max_error,
 ):
-    """Validated SwapOptions (or None) for each swap the flags ask for."""
+    """Validated SwapOptions (or None) for each swap the flags ask for: separable, bottleneck, lowrank."""
     from edgecnn.errors import BadArgumentError
     from edgecnn.transforms import SwapOptions
 
-    if (rank is not None and not separable) or (rank_ratio is not None and not bottleneck):
-        raise BadArgumentError("--rank goes with --separable and --rank-ratio with --bottleneck")
+    if (rank is not None and not separable) or (rank_ratio is not None and not (bottleneck or lowrank)):
+        raise BadArgumentError("--rank goes with --separable and --rank-ratio with --bottleneck or --lowrank")
     common = dict(
         energy=energy,
         include=tuple(include or ()),
@@ -46,4 +60,5 @@ def swap_options(
     )
     sep = SwapOptions(rank=rank, **common).validate("separable") if separable else None
     bot = SwapOptions(rank_ratio=rank_ratio, **common).validate("bottleneck") if bottleneck else None
-    return sep, bot
+    low = SwapOptions(rank_ratio=rank_ratio, **common).validate("lowrank") if lowrank else None
+    return sep, bot, low

@@ -23,6 +23,7 @@ def convert(
     ] = True,
     separable: o.Separable = False,
     bottleneck: o.Bottleneck = False,
+    lowrank: o.Lowrank = False,
     rank: o.Rank = None,
     rank_ratio: o.RankRatio = None,
     energy: o.Energy = None,
@@ -41,15 +42,16 @@ def convert(
     force: o.Force = False,
     as_json: o.AsJson = False,
 ) -> None:
-    """Fold BN, swap KxK convs for separable / bottleneck variants from the weights, and save."""
+    """Fold BN, swap KxK convs (separable / bottleneck) and 1x1 / Linear layers (lowrank) from the weights."""
     from edgecnn.artifacts import check_writable
     from edgecnn.transforms import convert as run_convert
     from edgecnn.transforms import save_converted
     from edgecnn.zoo import load_model
 
-    sep, bot = o.swap_options(
+    sep, bot, low = o.swap_options(
         separable=separable,
         bottleneck=bottleneck,
+        lowrank=lowrank,
         rank=rank,
         rank_ratio=rank_ratio,
         energy=energy,
@@ -64,7 +66,9 @@ def convert(
         model, weights=weights, num_classes=num_classes, in_chans=in_chans, **parse_kv(model_arg)
     )
     with console.status(f"converting {model}...") if not as_json else contextlib.nullcontext():
-        result = run_convert(loaded, fold_bn=fold_bn, separable=sep, bottleneck=bot, input_size=input_size)
+        result = run_convert(
+            loaded, fold_bn=fold_bn, separable=sep, bottleneck=bot, lowrank=low, input_size=input_size
+        )
         save_converted(result, out, force=force)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

@@ -80,6 +80,7 @@ def export(
     fold_bn: Annotated[bool, typer.Option("--fold-bn", help="Fold BatchNorm into convs first.")] = False,
     separable: o.Separable = False,
     bottleneck: o.Bottleneck = False,
+    lowrank: o.Lowrank = False,
     rank: o.Rank = None,
     rank_ratio: o.RankRatio = None,
     energy: o.Energy = None,
@@ -100,9 +101,10 @@ def export(
     from edgecnn.export import ExportOptions
     from edgecnn.export import export as run_export
 
-    sep, bot = o.swap_options(
+    sep, bot, low = o.swap_options(
         separable=separable,
         bottleneck=bottleneck,
+        lowrank=lowrank,
         rank=rank,
         rank_ratio=rank_ratio,
         energy=energy,
@@ -111,7 +113,8 @@ def export(
         min_mac_saving=min_mac_saving,
         max_error=max_error,
     )
-    convert = dict(fold_bn=fold_bn, separable=sep, bottleneck=bot) if (fold_bn or sep or bot) else None
+    swaps = dict(separable=sep, bottleneck=bot, lowrank=low)
+    convert = dict(fold_bn=fold_bn, **swaps) if (fold_bn or any(swaps.values())) else None
     options = ExportOptions(
         targets=tuple(t.strip() for t in target.split(",") if t.strip()),
         precision=precision,

@@ -1,4 +1,4 @@
-"""Pure model transforms: fold BN, separable and bottleneck swaps from trained weights, and `convert`.
+"""Pure model transforms: fold BN, separable / bottleneck / low-rank swaps from trained weights, `convert`.
 
 Each is `(model, options) -> (new_model, report)` and never mutates its input.
 """
@@ -7,6 +7,7 @@ from edgecnn.transforms.base import LayerChange, SwapOptions, TransformReport
 from edgecnn.transforms.bottleneck import bottleneck
 from edgecnn.transforms.fold_bn import fold_bn
 from edgecnn.transforms.io import load_converted, load_source, read_recipe, save_converted, save_with_recipe
+from edgecnn.transforms.lowrank import lowrank
 from edgecnn.transforms.pipeline import ConvertResult, convert
 from edgecnn.transforms.separable import separable
 
@@ -20,6 +21,7 @@ __all__ = [
     "fold_bn",
     "load_converted",
     "load_source",
+    "lowrank",
     "read_recipe",
     "save_converted",
     "save_with_recipe",

@@ -35,6 +35,9 @@ class SwapOptions:
     exclude: tuple[str, ...] = ()
     min_mac_saving: float | None = 0.0
     max_error: float | None = None
+    # Ranks rounded to multiples of this where they are at least that large (runtimes run channel
+    # counts that are multiples of 8 faster); 1 keeps them as computed.
+    multiple_of: int = 1
 
     def validate(self, kind: str) -> SwapOptions:
         rank_opt = "rank" if kind == "separable" else "rank_ratio"
@@ -56,6 +59,8 @@ class SwapOptions:
             raise BadArgumentError(f"--energy must be in (0, 1], got {self.energy}")
         if self.min_mac_saving is not None and not 0 <= self.min_mac_saving < 1:
             raise BadArgumentError(f"--min-mac-saving must be in [0, 1), got {self.min_mac_saving}")
+        if self.multiple_of < 1:
+            raise BadArgumentError(f"multiple_of must be >= 1, got {self.multiple_of}")
         if self.max_error is not None and self.max_error < 0:
             raise BadArgumentError(f"--max-error must be >= 0, got {self.max_error}")
         if not given:  # a sensible default: keep 90% of the spectral energy
@@ -92,8 +97,17 @@ def selected(name: str, options: SwapOptions) -> bool:
     return not any(fnmatch.fnmatch(name, p) for p in options.exclude)
 
 
+def round_rank(rank: int, options: SwapOptions, cap: int) -> int:
+    """`rank` rounded to the nearest multiple of options.multiple_of (never below one, never above cap)."""
+    m = options.multiple_of
+    if m > 1 and rank >= m:
+        rank = max(m, round(rank / m) * m)
+    return max(1, min(rank, cap))
+
+
 def conv_geometry(model, example) -> dict[str, tuple[int, int]]:
-    """Input and output spatial sizes (H*W) of every Conv2d, from one forward pass."""
+    """Input and output spatial sizes (H*W) of every Conv2d, and positions per sample of every Linear
+    (1 for a classifier head), from one forward pass."""
     import torch
     from torch import nn
 
@@ -101,11 +115,14 @@ def conv_geometry(model, example) -> dict[str, tuple[int, int]]:
 
     def hook(name):
         def fn(module, args, out):  # must return None: a returned value would replace the output
-            sizes.setdefault(name, (math.prod(args[0].shape[2:]), math.prod(out.shape[2:])))
+            lo = 1 if isinstance(module, nn.Linear) else 2
+            hi = -1 if isinstance(module, nn.Linear) else None
+            sizes.setdefault(name, (math.prod(args[0].shape[lo:hi]), math.prod(out.shape[lo:hi])))
 
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    layers = (nn.Conv2d, nn.Linear)
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, layers)]
     try:
         with torch.no_grad():
             model(example)
@@ -113,6 +130,23 @@ def conv_geometry(model, example) -> dict[str, tuple[int, int]]:
         for h in handles:
             h.remove()
     return sizes
+
+
+def memo_by_weight(fn: Callable) -> Callable:
+    """Cache `fn(layer)` per weight tensor (identity and version): a planner decomposes one layer at
+    many ranks, and the factorisation is the expensive part. Small and bounded (the last 64)."""
+    cache: dict = {}
+
+    def wrapper(layer):
+        w = layer.weight
+        key = (id(w), w._version, w.data_ptr())
+        if key not in cache:
+            if len(cache) >= 64:
+                cache.pop(next(iter(cache)))
+            cache[key] = fn(layer)
+        return cache[key]
+
+    return wrapper
 
 
 def rank_for_energy(squared: list[float] | object, energy: float) -> int:
@@ -124,18 +158,28 @@ def rank_for_energy(squared: list[float] | object, energy: float) -> int:
     return int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=torch.float64)).item()) + 1
 
 
-def swap_candidates(model, options: SwapOptions, report: TransformReport):
-    """(name, conv) for every standard KxK conv the options select; the rest go to report.skipped."""
+def kxk_conv(module) -> str | None:
+    """None for a standard KxK conv (what separable and bottleneck swap), else why it is not one;
+    layers of other types are not candidates at all ("")."""
     from torch import nn
 
+    if type(module) is not nn.Conv2d:
+        return ""
+    if module.groups != 1:
+        why = "depthwise" if module.groups == module.in_channels else f"grouped ({module.groups} groups)"
+        return f"{why} conv"
+    return "1x1 conv" if math.prod(module.kernel_size) == 1 else None
+
+
+def swap_candidates(model, options: SwapOptions, report: TransformReport, eligible=kxk_conv):
+    """(name, layer) for every layer `eligible` accepts that the options select; the rest of the
+    layers of that type go to report.skipped with the reason."""
     for name, module in model.named_modules():
-        if type(module) is not nn.Conv2d:
+        why = eligible(module)
+        if why == "":
             continue
-        if module.groups != 1:
-            why = "depthwise" if module.groups == module.in_channels else f"grouped ({module.groups} groups)"
-            report.skipped.append((name, f"{why} conv"))
-        elif math.prod(module.kernel_size) == 1:
-            report.skipped.append((name, "1x1 conv"))
+        if why is not None:
+            report.skipped.append((name, why))
         elif not selected(name, options):
             report.skipped.append((name, "not selected by --include/--exclude"))
         else:
@@ -164,34 +208,53 @@ def keep_or_skip(change: LayerChange, options: SwapOptions, report: TransformRep
     return True
 
 
-def swap_convs(kind: str, model, options: SwapOptions, example, plan: Callable, replay: Callable):
-    """The loop both swaps share; `plan(name, conv, options, in_hw, out_hw)` decides one layer.
+@dataclass(frozen=True)
+class Swap:
+    """One layer-replacing transform: how it decides a layer, builds the replacement, and which
+    layers it takes. `plan(name, layer, options, in_hw, out_hw)` returns (LayerChange, recipe value,
+    weights of the replacement's layers in order); `build(layer, value)` the uninitialised
+    replacement (an nn.Sequential) whose last layer takes the original's bias."""
 
-    plan returns (LayerChange, recipe value, weights of the replacement's convs in order); the conv's
-    bias goes onto the replacement's last conv.
-    """
-    import torch
+    kind: str
+    plan: Callable
+    build: Callable
+    eligible: Callable = kxk_conv
 
-    options = options.validate(kind)
-    new = copy.deepcopy(model)
-    report = TransformReport(kind)
-    sizes = conv_geometry(new, example)
-    layers, weights = {}, {}
-    for name, conv in list(swap_candidates(new, options, report)):
-        if name not in sizes:
-            report.skipped.append((name, "not used in the forward pass"))
-            continue
-        change, value, tensors = plan(name, conv, options, *sizes[name])
-        if keep_or_skip(change, options, report):
-            layers[name] = value
-            weights[name] = (tensors, conv.bias)
-    replay(new, {"layers": layers})
-    with torch.no_grad():
-        for name, (tensors, bias) in weights.items():
-            block = new.get_submodule(name)
+    def layer(self, name: str, layer, options: SwapOptions, in_hw: int, out_hw: int):
+        """(LayerChange, recipe value, replacement with its weights) for one layer, alone."""
+        change, value, tensors = self.plan(name, layer, options, in_hw, out_hw)
+        return change, value, self.fill(self.build(layer, value), tensors, layer.bias)
+
+    @staticmethod
+    def fill(block, tensors, bias):
+        import torch
+
+        with torch.no_grad():
             for sub, w in zip(block, tensors, strict=True):
-                sub.weight.copy_(w)
+                sub.weight.copy_(w.reshape(sub.weight.shape))
             if bias is not None:
                 block[-1].bias.copy_(bias)
-    report.recipe = {"layers": layers}
-    return new, report
+        return block
+
+    def apply(self, model, options: SwapOptions, example):
+        """(copy of `model` with every eligible, selected layer swapped, report)."""
+        options = options.validate(self.kind)
+        new = copy.deepcopy(model)
+        report = TransformReport(self.kind)
+        sizes = conv_geometry(new, example)
+        layers = {}
+        for name, layer in list(swap_candidates(new, options, report, self.eligible)):
+            if name not in sizes:
+                report.skipped.append((name, "not used in the forward pass"))
+                continue
+            change, value, tensors = self.plan(name, layer, options, *sizes[name])
+            if keep_or_skip(change, options, report):
+                layers[name] = value
+                new.set_submodule(name, self.fill(self.build(layer, value), tensors, layer.bias))
+        report.recipe = {"layers": layers}
+        return new, report
+
+    def replay(self, model, recipe: dict) -> None:
+        """Swap each recorded layer for an (uninitialised) replacement of its recorded ranks."""
+        for name, value in recipe["layers"].items():
+            model.set_submodule(name, self.build(model.get_submodule(name), value))

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import math
 
-from edgecnn.transforms.base import LayerChange, SwapOptions, TransformReport, rank_for_energy, swap_convs
+from edgecnn.transforms.base import (
+    LayerChange,
+    Swap,
+    SwapOptions,
+    TransformReport,
+    rank_for_energy,
+    round_rank,
+)
 
 
-def _build(conv, r1: int, r2: int):
+def _build(conv, ranks):
     from torch import nn
 
+    r1, r2 = (int(r) for r in ranks)
     kw = dict(device=conv.weight.device, dtype=conv.weight.dtype)
     return nn.Sequential(
         nn.Conv2d(conv.in_channels, r1, 1, bias=False, **kw),
@@ -37,8 +45,8 @@ def _rank(size: int, singular, options: SwapOptions) -> int:
     """Rank for a mode of `size` channels, capped by the unfolding's rank (len(singular)): a 3->64 stem
     conv has only 3*K*K output-mode singular vectors, and that many already reproduce it exactly."""
     if options.rank_ratio is not None:
-        return max(1, min(len(singular), round(options.rank_ratio * size)))
-    return min(len(singular), rank_for_energy(singular**2, options.energy))
+        return round_rank(round(options.rank_ratio * size), options, len(singular))
+    return round_rank(rank_for_energy(singular**2, options.energy), options, len(singular))
 
 
 def _left_singular(a):
@@ -86,10 +94,8 @@ def _plan(name, conv, options: SwapOptions, in_hw: int, out_hw: int):
 
 def bottleneck(model, options: SwapOptions, *, example) -> tuple[object, TransformReport]:
     """Return (copy with eligible convs swapped, report)."""
-    return swap_convs("bottleneck", model, options, example, _plan, replay)
+    return SWAP.apply(model, options, example)
 
 
-def replay(model, recipe: dict) -> None:
-    """Swap each recorded conv for an (uninitialised) 1x1 -> KxK -> 1x1 stack of its ranks."""
-    for name, (r1, r2) in recipe["layers"].items():
-        model.set_submodule(name, _build(model.get_submodule(name), int(r1), int(r2)))
+SWAP = Swap("bottleneck", _plan, _build)
+replay = SWAP.replay

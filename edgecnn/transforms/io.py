@@ -21,6 +21,7 @@ _REPLAY = {
     "fold_bn": "edgecnn.transforms.fold_bn:replay",
     "separable": "edgecnn.transforms.separable:replay",
     "bottleneck": "edgecnn.transforms.bottleneck:replay",
+    "lowrank": "edgecnn.transforms.lowrank:replay",
 }
 
 

@@ -50,7 +50,7 @@ def _no_swap_message(report: TransformReport, model_name: str) -> str:
     reasons = Counter(
         why.split(" (")[0] if "rank" not in why else "rank too high to save MACs" for _, why in report.skipped
     )
-    summary = ", ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "it has no KxK conv"
+    summary = ", ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "it has no eligible layer"
     return (
         f"{report.transform} swapped no layer of {model_name} ({summary}); "
         "try a lower --energy / --rank, or other --include patterns"
@@ -63,6 +63,7 @@ def convert(
     fold_bn: bool = True,
     separable: SwapOptions | None = None,
     bottleneck: SwapOptions | None = None,
+    lowrank: SwapOptions | None = None,
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
 ) -> ConvertResult:
@@ -72,10 +73,13 @@ def convert(
     from edgecnn.analysis import analyze
     from edgecnn.transforms.bottleneck import bottleneck as bottleneck_fn
     from edgecnn.transforms.fold_bn import fold_bn as fold_bn_fn
+    from edgecnn.transforms.lowrank import lowrank as lowrank_fn
     from edgecnn.transforms.separable import separable as separable_fn
 
-    if not (fold_bn or separable or bottleneck):
-        raise BadArgumentError("nothing to convert: give --fold-bn, --separable and/or --bottleneck")
+    if not (fold_bn or separable or bottleneck or lowrank):
+        raise BadArgumentError(
+            "nothing to convert: give --fold-bn, --separable, --bottleneck and/or --lowrank"
+        )
     size = tuple(input_size or loaded.spec.input_size)
     gen = torch.Generator().manual_seed(seed)
     example = torch.randn(1, loaded.in_chans, *size, generator=gen)
@@ -87,7 +91,7 @@ def convert(
         reports.append(report)
         if not report.recipe["pairs"]:
             log.warning("%s has no BatchNorm that follows a conv: nothing folded", loaded.spec.name)
-    for options, swap in ((separable, separable_fn), (bottleneck, bottleneck_fn)):
+    for options, swap in ((separable, separable_fn), (bottleneck, bottleneck_fn), (lowrank, lowrank_fn)):
         if options is None:
             continue
         model, report = swap(model, options, example=example)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 
-from edgecnn.transforms.base import LayerChange, SwapOptions, TransformReport, rank_for_energy, swap_convs
+from edgecnn.transforms.base import LayerChange, Swap, SwapOptions, TransformReport, rank_for_energy
 
 
 def _build(conv, t: int):
     from torch import nn
 
+    t = int(t)
     dw = nn.Conv2d(
         conv.in_channels,
         conv.in_channels * t,
@@ -75,10 +76,8 @@ def _plan(name, conv, options: SwapOptions, in_hw: int, out_hw: int):
 
 def separable(model, options: SwapOptions, *, example) -> tuple[object, TransformReport]:
     """Return (copy with eligible convs swapped, report)."""
-    return swap_convs("separable", model, options, example, _plan, replay)
+    return SWAP.apply(model, options, example)
 
 
-def replay(model, recipe: dict) -> None:
-    """Swap each recorded conv for an (uninitialised) depthwise + pointwise pair of its rank."""
-    for name, t in recipe["layers"].items():
-        model.set_submodule(name, _build(model.get_submodule(name), int(t)))
+SWAP = Swap("separable", _plan, _build)
+replay = SWAP.replay
