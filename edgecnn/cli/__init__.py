@@ -8,6 +8,7 @@ import typer
 
 from edgecnn import __version__
 from edgecnn.cli import bench as bench_cmds
+from edgecnn.cli import compress as compress_cmds
 from edgecnn.cli import convert as convert_cmds
 from edgecnn.cli import export as export_cmds
 from edgecnn.cli import pipeline as pipeline_cmds
@@ -46,6 +47,7 @@ app.command("zoo")(zoo_cmds.zoo)
 app.command("inspect")(zoo_cmds.inspect)
 app.command("convert")(convert_cmds.convert)
 app.command("export")(export_cmds.export)
+app.command("compress")(compress_cmds.compress)
 app.command("bench")(bench_cmds.bench)
 app.command("compare")(bench_cmds.compare)
 app.command("plot")(bench_cmds.plot)

@@ -33,6 +33,9 @@ class Backend:
     # None: being installed is enough.
     ready: str | None = None
     int8_activations: tuple[str, ...] = ("s8", "u8")  # int8 activation schemes it loads
+    # Its runner reports per-node times in the optimised graph (`node_times`; made with profile=True):
+    # the planner then times candidates inside the whole model instead of alone.
+    node_profiler: bool = False
     # Runner options per precision. OpenVINO runs fp32 models in bf16 on CPUs with bf16 units (2x faster
     # on AVX512-BF16, and not fp32 any more): an fp32 artifact is pinned to f32 math, so it is checked
     # and measured as what it says.
@@ -68,6 +71,7 @@ BACKENDS: dict[str, Backend] = {
             target="onnx",
             suffixes=(".onnx",),
             side_files=("{name}.data",),  # weights of models over 2 GiB (protobuf's limit)
+            node_profiler=True,
         ),
         Backend(
             runtime="openvino",
@@ -80,6 +84,7 @@ BACKENDS: dict[str, Backend] = {
             side_files=("{stem}.bin",),
             builder="edgecnn.export.openvino:build",
             runner_options={"fp32": {"precision": "f32"}},
+            node_profiler=True,
         ),
         Backend(
             runtime="tensorrt",

@@ -18,6 +18,7 @@ class OpenVINORunner:
         threads: int | None = None,
         hint: str = "latency",
         precision: str | None = None,
+        profile: bool = False,
         **_,
     ):
         """precision: OpenVINO's INFERENCE_PRECISION_HINT ("f32" pins fp32 math; CPUs with bf16 units
@@ -30,6 +31,8 @@ class OpenVINORunner:
             config["INFERENCE_NUM_THREADS"] = threads
         if precision:
             config["INFERENCE_PRECISION_HINT"] = precision
+        if profile:
+            config["PERF_COUNT"] = "YES"  # per-node times, read with `node_times`
         core = ov.Core()
         self.compiled = core.compile_model(core.read_model(str(path)), device.upper(), config)
         inp = self.compiled.inputs[0]
@@ -43,6 +46,19 @@ class OpenVINORunner:
     def run(self, x: np.ndarray) -> np.ndarray:
         out = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return np.array(out[self.compiled.outputs[0]])
+
+    def node_times(self, x: np.ndarray, *, runs: int = 20, warmup: int = 5) -> dict[str, float]:
+        """Median milliseconds per executed node over `runs` runs (compiled with profile=True); fused
+        operations (a ReLU in its convolution) are not run on their own and do not appear."""
+        durations: dict[str, list[float]] = {}
+        for i in range(warmup + runs):
+            self.run(x)
+            if i < warmup:
+                continue
+            for info in self.request.get_profiling_info():
+                if info.status == info.Status.EXECUTED:
+                    durations.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e3)
+        return {name: float(np.median(d)) for name, d in durations.items()}
 
     def versions(self) -> dict[str, str]:
         return {"openvino": self._ov.get_version()}

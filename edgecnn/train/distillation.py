@@ -68,6 +68,7 @@ def distill(
     *,
     output: str | Path | None = None,
     force: bool = False,
+    splits=None,
     on_step=None,
     on_epoch=None,
 ) -> DistillResult:
@@ -75,6 +76,8 @@ def distill(
     or ConvertResult with a recipe, or the path of a converted .safetensors), trained in place.
 
     data: an image folder or "digits". output: save the student there (checked before any work).
+    splits: train/val/test already made from `data` (`train.api.load_splits`), so a caller that
+    scores the teacher itself uses the very same test images.
     """
     from edgecnn.artifacts import check_writable
     from edgecnn.data import Preprocess
@@ -92,7 +95,8 @@ def distill(
     preprocess = Preprocess.for_model(
         get_spec(recipe["model"]), input_size=tuple(recipe["input_size"]), in_chans=recipe["in_chans"]
     )
-    splits = load_splits(data, preprocess, val_fraction=opts.val_fraction, seed=opts.train.seed)
+    if splits is None:
+        splits = load_splits(data, preprocess, val_fraction=opts.val_fraction, seed=opts.train.seed)
     device = opts.train.device
     teacher_top1 = evaluate_top1(teacher_model, splits.test, device=device)
     if opts.init == "random":

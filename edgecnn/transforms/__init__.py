@@ -3,21 +3,32 @@
 Each is `(model, options) -> (new_model, report)` and never mutates its input.
 """
 
-from edgecnn.transforms.base import LayerChange, SwapOptions, TransformReport
+from edgecnn.transforms import bottleneck as _bottleneck_module
+from edgecnn.transforms import lowrank as _lowrank_module
+from edgecnn.transforms import separable as _separable_module
+from edgecnn.transforms.base import LayerChange, Swap, SwapOptions, TransformReport
 from edgecnn.transforms.bottleneck import bottleneck
 from edgecnn.transforms.fold_bn import fold_bn
 from edgecnn.transforms.io import load_converted, load_source, read_recipe, save_converted, save_with_recipe
 from edgecnn.transforms.lowrank import lowrank
-from edgecnn.transforms.pipeline import ConvertResult, convert
+from edgecnn.transforms.pipeline import ConvertResult, convert, convert_exact
 from edgecnn.transforms.separable import separable
 
+# Swap kind -> its Swap (plan, build, eligible layers): what a planner chooses among per layer.
+SWAPS: dict[str, Swap] = {
+    m.SWAP.kind: m.SWAP for m in (_separable_module, _bottleneck_module, _lowrank_module)
+}
+
 __all__ = [
+    "SWAPS",
     "ConvertResult",
     "LayerChange",
+    "Swap",
     "SwapOptions",
     "TransformReport",
     "bottleneck",
     "convert",
+    "convert_exact",
     "fold_bn",
     "load_converted",
     "load_source",

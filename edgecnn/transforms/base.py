@@ -38,8 +38,14 @@ class SwapOptions:
     # Ranks rounded to multiples of this where they are at least that large (runtimes run channel
     # counts that are multiples of 8 faster); 1 keeps them as computed.
     multiple_of: int = 1
+    # The ranks themselves ((T,), (R1, R2) or (r,)): a planner's per-layer choice; overrides the rest.
+    exact: tuple[int, ...] | None = None
 
     def validate(self, kind: str) -> SwapOptions:
+        if self.exact is not None:
+            if not self.exact or min(self.exact) < 1:
+                raise BadArgumentError(f"{kind}: exact ranks must be positive, got {self.exact}")
+            return self
         rank_opt = "rank" if kind == "separable" else "rank_ratio"
         given = [n for n in (rank_opt, "energy") if getattr(self, n) is not None]
         if len(given) > 1:
@@ -105,10 +111,23 @@ def round_rank(rank: int, options: SwapOptions, cap: int) -> int:
     return max(1, min(rank, cap))
 
 
+def run_with_hooks(model, example, hooks: dict) -> None:
+    """One no-grad forward of `model` on `example` with forward hooks {module: fn(module, args, out)}
+    attached, removed again whatever happens. A hook must return None (a value replaces the output)."""
+    import torch
+
+    handles = [m.register_forward_hook(fn) for m, fn in hooks.items()]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def conv_geometry(model, example) -> dict[str, tuple[int, int]]:
     """Input and output spatial sizes (H*W) of every Conv2d, and positions per sample of every Linear
     (1 for a classifier head), from one forward pass."""
-    import torch
     from torch import nn
 
     sizes: dict[str, tuple[int, int]] = {}
@@ -122,13 +141,7 @@ def conv_geometry(model, example) -> dict[str, tuple[int, int]]:
         return fn
 
     layers = (nn.Conv2d, nn.Linear)
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, layers)]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
+    run_with_hooks(model, example, {m: hook(n) for n, m in model.named_modules() if isinstance(m, layers)})
     return sizes
 
 

@@ -70,7 +70,10 @@ def _decompose(conv, options: SwapOptions):
     n, c = w.shape[:2]
     u_out, s_out = _left_singular(w.reshape(n, -1))
     u_in, s_in = _left_singular(w.permute(1, 0, 2, 3).reshape(c, -1))
-    r2, r1 = _rank(n, s_out, options), _rank(c, s_in, options)
+    if options.exact is not None:
+        r1, r2 = (min(r, len(s)) for r, s in zip(options.exact, (s_in, s_out), strict=True))
+    else:
+        r2, r1 = _rank(n, s_out, options), _rank(c, s_in, options)
     u_out, u_in = u_out[:, :r2], u_in[:, :r1]
     core = torch.einsum("nchw,nr,cs->rshw", w, u_out, u_in)
     approx = torch.einsum("rshw,nr,cs->nchw", core, u_out, u_in)

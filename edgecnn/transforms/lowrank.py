@@ -80,7 +80,9 @@ def _decompose(layer, options: SwapOptions):
     """(r, relative weight error, first weight r x C, second weight N x r)."""
     u, s, vh = _svd(layer)
     sq = s**2
-    if options.rank_ratio is not None:
+    if options.exact is not None:
+        r = min(options.exact[0], len(s))
+    elif options.rank_ratio is not None:
         r = round_rank(round(options.rank_ratio * len(s)), options, len(s))
     else:
         r = round_rank(rank_for_energy(sq, options.energy), options, len(s))

@@ -98,8 +98,44 @@ def convert(
         if not report.changed:
             raise BadArgumentError(_no_swap_message(report, loaded.spec.name))
         reports.append(report)
+    return _result(loaded, model, reports, size, example, before)
+
+
+def convert_exact(loaded, steps: list[dict], *, input_size: tuple[int, int] | None = None, seed: int = 0):
+    """Swap exactly the layers at exactly the ranks of `steps` (recipe steps such as a plan's:
+    {"name": "separable", "layers": {"layer1.0.conv1": 2}}), from the trained weights, BN kept."""
+    import copy
+
+    import torch
+
+    from edgecnn.analysis import analyze
+    from edgecnn.transforms import SWAPS
+    from edgecnn.transforms.base import TransformReport, conv_geometry
+
+    size = tuple(input_size or loaded.spec.input_size)
+    example = torch.randn(1, loaded.in_chans, *size, generator=torch.Generator().manual_seed(seed))
+    before = analyze(loaded.model, size, in_chans=loaded.in_chans)
+    model = copy.deepcopy(loaded.model)
+    sizes = conv_geometry(model, example)
+    reports = []
+    for step in steps:
+        swap, report = SWAPS[step["name"]], TransformReport(step["name"])
+        for name, value in step["layers"].items():
+            ranks = tuple(value) if isinstance(value, list | tuple) else (value,)
+            options = SwapOptions(exact=ranks).validate(swap.kind)
+            change, recorded, block = swap.layer(name, model.get_submodule(name), options, *sizes[name])
+            report.changed.append(change)
+            report.recipe.setdefault("layers", {})[name] = recorded
+            model.set_submodule(name, block)
+        reports.append(report)
+    return _result(loaded, model.eval(), reports, size, example, before)
+
+
+def _result(loaded, model, reports, size, example, before) -> ConvertResult:
+    from edgecnn.analysis import analyze
+
     after = analyze(model, size, in_chans=loaded.in_chans)
-    y0, y1 = _output(original, example), _output(model, example)
+    y0, y1 = _output(loaded.model, example), _output(model, example)
     err = float((y1 - y0).norm() / y0.norm().clamp_min(1e-12))
     recipe = {
         "format": FORMAT,

@@ -52,7 +52,10 @@ def _decompose(conv, options: SwapOptions):
     u, s, vh = torch.linalg.svd(w.permute(1, 0, 2, 3).reshape(c, n, k), full_matrices=False)
     full = s.shape[1]  # min(N, K*K)
     sq = (s**2).sum(0)
-    t = options.rank if options.rank is not None else rank_for_energy(sq, options.energy)
+    if options.exact is not None:
+        (t,) = options.exact
+    else:
+        t = options.rank if options.rank is not None else rank_for_energy(sq, options.energy)
     t = min(t, full)
     err = math.sqrt(max(0.0, 1 - float(sq[:t].sum() / sq.sum()))) if sq.sum() > 0 else 0.0
     root = s[:, :t].sqrt()  # c x t

@@ -1,0 +1,121 @@
+"""Does `compress` deliver the speed-up it is asked for, on the runtime it planned for?
+
+    .venv/bin/python benchmarks/compress_speed.py [--model resnet50] [--size 224] [--speedups 1.5,2.0]
+        [--runtimes onnxruntime,openvino] [--threads 2]
+
+For each runtime and requested speed-up, `edgecnn.compress` plans on the runtime (in-context latency
+table, error scores, knapsack), builds the student, exports both models for that runtime and times
+the original and the student in the same run (two interleaved rounds, the lower median of each).
+Printed per row: original and student ms, measured speed-up / requested, predicted vs measured
+latency of the student. Random weights (speed only: the accuracy figures are meaningless and only
+64 test images are scored). Results: benchmarks/results/compress_speed.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--speedups", default="1.5,2.0")
+    parser.add_argument("--runtimes", default="onnxruntime,openvino")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/results/compress_speed")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    from edgecnn.bench.fingerprint import machine_fingerprint
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.runtime import available
+
+    rows = []
+    print(f"{args.model} {args.size}x{args.size} batch {args.batch}, threads {args.threads or 'default'}")
+    cols = [("runtime", 12), ("asked", 6), ("orig ms", 8), ("new ms", 8), ("measured", 9), ("ratio", 6)]
+    cols += [("pred ms", 8), ("pred err", 9), ("layers", 7), ("s", 5)]
+    print(" ".join(f"{name:{'<' if name == 'runtime' else '>'}{width}s}" for name, width in cols))
+    with tempfile.TemporaryDirectory() as work:
+        for runtime in args.runtimes.split(","):
+            if not available(runtime):
+                print(f"{runtime:12s} not installed: skipped")
+                continue
+            for speedup in (float(s) for s in args.speedups.split(",")):
+                t0 = time.time()
+                opts = CompressOptions(
+                    runtime=runtime,
+                    speedup=speedup,
+                    input_size=(args.size, args.size),
+                    threads=args.threads,
+                    batch=args.batch,
+                    distill_epochs=0,
+                    bn_batches=1,
+                    test_images=64,
+                    calib_images=16,
+                    out_dir=Path(work) / f"{runtime}-{speedup}",
+                )
+                r = compress(args.model, opts)
+                swapped = sum(layer.kind != "keep" for layer in r.plan.layers)
+                row = {
+                    "runtime": runtime,
+                    "requested": speedup,
+                    "original_ms": r.original_ms,
+                    "student_ms": r.student_ms,
+                    "measured_speedup": r.measured_speedup,
+                    "measured_over_requested": r.measured_speedup / speedup,
+                    "predicted_ms": r.plan.predicted_ms,
+                    "prediction_error": r.prediction_error,
+                    "layers_swapped": swapped,
+                    "layers": len(r.plan.layers),
+                    "latencies_measured": r.plan.latencies_measured,
+                    "latencies_cached": r.plan.latencies_cached,
+                    "macs": list(r.macs),
+                    "seconds": time.time() - t0,
+                }
+                rows.append(row)
+                print(
+                    f"{runtime:12s} {speedup:6.2f} {r.original_ms:8.2f} {r.student_ms:8.2f} "
+                    f"{r.measured_speedup:8.2f}x {row['measured_over_requested']:6.2f} "
+                    f"{r.plan.predicted_ms:8.2f} "
+                    f"{r.prediction_error:+9.1%} {swapped:3d}/{len(r.plan.layers):<3d} {row['seconds']:5.0f}",
+                    flush=True,
+                )
+    ok = all(r["measured_over_requested"] >= 0.95 and abs(r["prediction_error"]) <= 0.10 for r in rows)
+    print(f"criteria (measured >= 0.95x requested, prediction within 10%): {'met' if ok else 'NOT met'}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = machine_fingerprint(args.threads)
+    report = {"model": args.model, "size": args.size, "batch": args.batch, "machine": machine, "rows": rows}
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# compress: measured vs requested speed-up ({args.model}, {args.size}x{args.size}, "
+        f"batch {args.batch})",
+        "",
+        f"Machine: {machine['label']} ({', '.join(machine['isa'])}); threads {args.threads or 'default'}; "
+        "random weights; `python benchmarks/compress_speed.py`.",
+        "",
+        "| runtime | requested | original ms | compressed ms | measured | measured / requested "
+        "| predicted ms | prediction error | layers swapped |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['runtime']} | {r['requested']:.2f}x | {r['original_ms']:.2f} | {r['student_ms']:.2f} | "
+            f"{r['measured_speedup']:.2f}x | {r['measured_over_requested']:.2f} | {r['predicted_ms']:.2f} | "
+            f"{r['prediction_error']:+.1%} | {r['layers_swapped']}/{r['layers']} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

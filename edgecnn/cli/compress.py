@@ -1,0 +1,139 @@
+"""`edgecnn compress`: latency-aware compression for one runtime, with the per-layer choice table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecnn.cli import _options as o
+from edgecnn.cli._common import console, err_console, handle_errors
+from edgecnn.cli.train import progress_bars
+
+
+@handle_errors
+def compress(
+    model: Annotated[str, typer.Argument(help="Zoo model name.")],
+    weights: o.Weights = None,
+    data: Annotated[
+        str, typer.Option(help="Image folder or 'digits': error scores, BN statistics, distillation, test.")
+    ] = "digits",
+    runtime: Annotated[
+        str, typer.Option("--runtime", "-r", help="Where it must be fast: onnxruntime, openvino, torch.")
+    ] = "onnxruntime",
+    speedup: Annotated[float | None, typer.Option(help="Target speed-up over the original (> 1).")] = None,
+    latency_ms: Annotated[
+        float | None, typer.Option(help="Target latency in ms (instead of --speedup).")
+    ] = None,
+    distill_epochs: Annotated[
+        int, typer.Option(help="Distillation epochs; 0: plan, build, BN, export only.")
+    ] = 2,
+    calib_images: Annotated[int, typer.Option(help="Images that score each candidate's error.")] = 64,
+    input_size: o.InputSize = None,
+    device: Annotated[str, typer.Option(help="Device the runtime runs on.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
+    batch: Annotated[int, typer.Option(help="Batch size the latency is planned for.")] = 1,
+    duration: Annotated[
+        float, typer.Option(help="Timed seconds per model and round of the final measurement.")
+    ] = 3.0,
+    include: o.Include = None,
+    exclude: o.Exclude = None,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Reuse latencies measured before on this machine.")
+    ] = True,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Folder (default export/<model>/compress-<runtime>/)."),
+    ] = None,
+    force: o.Force = False,
+    as_json: o.AsJson = False,
+) -> None:
+    """Choose per layer what to swap from latencies measured on RUNTIME, so the result is faster there.
+
+    Prints the per-layer choice, then predicted vs measured latency, MACs, params, size and test top-1.
+    """
+    from edgecnn.compress import CompressOptions
+    from edgecnn.compress import compress as run_compress
+
+    if speedup is None and latency_ms is None:
+        speedup = 2.0
+    opts = CompressOptions(
+        runtime=runtime,
+        speedup=speedup,
+        latency_ms=latency_ms,
+        data=data,
+        calib_images=calib_images,
+        distill_epochs=distill_epochs,
+        input_size=input_size,
+        device=device,
+        threads=threads,
+        batch=batch,
+        use_cache=cache,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        out_dir=output,
+        force=force,
+        measure_seconds=duration,
+    ).validate()
+    with progress_bars(f"compressing {model}") as (on_step, on_epoch):
+        result = run_compress(
+            model,
+            opts,
+            weights=weights,
+            on_progress=_progress_lines(),
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    _print(result)
+
+
+def _progress_lines():
+    """One stderr line per stage, and every 25th step within a stage: readable in a log file too."""
+    last = {"stage": None}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        head = stage.split(" of ")[0]
+        if head != last["stage"] or done == total or done % 25 == 0:
+            err_console.print(f"[dim]{head}: {done}/{total}[/]", highlight=False)
+            last["stage"] = head
+
+    return on_progress
+
+
+def _print(result) -> None:
+    from rich.table import Table
+
+    plan = result.plan
+    table = Table(title=f"{result.model} for {result.runtime}: per-layer choice")
+    for col in ("layer", "choice", "ms before", "ms after", "error"):
+        table.add_column(col, justify="left" if col in ("layer", "choice") else "right")
+    for layer in plan.layers:
+        table.add_row(
+            layer.name,
+            layer.choice,
+            f"{layer.latency_before_ms:.3f}",
+            f"{layer.latency_after_ms:.3f}",
+            f"{layer.error:.3f}",
+        )
+    console.print(table)
+    swapped = sum(layer.kind != "keep" for layer in plan.layers)
+    cache = f"{plan.latencies_measured} latencies measured, {plan.latencies_cached} from the cache"
+    (m0, m1), (p0, p1), (s0, s1), (t0, t1) = result.macs, result.params, result.size_bytes, result.top1
+    size = f", size {s0 / 1e6:.1f} -> {s1 / 1e6:.1f} MB" if s0 and s1 else ""
+    lines = [
+        f"{swapped} of {len(plan.layers)} layers swapped; {cache}",
+        f"latency: original {result.original_ms:.2f} ms -> {result.student_ms:.2f} ms measured "
+        f"({result.measured_speedup:.2f}x; asked {plan.original_ms / plan.target_ms:.2f}x), "
+        f"predicted {plan.predicted_ms:.2f} ms ({result.prediction_error:+.1%})",
+        f"MACs {m0 / 1e6:.1f}M -> {m1 / 1e6:.1f}M, params {p0 / 1e6:.2f}M -> {p1 / 1e6:.2f}M{size}",
+        f"test top-1 {t0:.2f}% -> {t1:.2f}% on {result.test_set} "
+        f"({result.distill_epochs} distillation epochs)",
+        f"wrote {result.student_path} and {result.report}",
+    ]
+    for line in lines:
+        console.print(line, highlight=False)

@@ -1,0 +1,272 @@
+"""`compress`: a model made faster by a requested factor *on a given runtime*, measured there.
+
+plan (latency table measured on the runtime + error scores on real images + knapsack) -> build the
+student from the trained weights with BN kept -> re-estimate BN -> distill -> export for the runtime
+(verified against PyTorch) -> time the original and the student in the same run, report predicted
+vs measured latency and test top-1 before/after on the same test images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgecnn.errors import BadArgumentError
+from edgecnn.plan import Grid, Plan, PlanOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressOptions:
+    runtime: str = "onnxruntime"
+    speedup: float | None = 2.0
+    latency_ms: float | None = None
+    data: str = "digits"  # image folder or "digits": calibration, BN re-estimation, distillation, test
+    calib_images: int = 64  # images scoring the candidates' errors
+    distill_epochs: int = 2  # 0: plan, build, re-estimate BN and export only
+    bn_batches: int = 20  # batches of 64 training images that re-estimate BN statistics
+    test_images: int | None = None  # score top-1 on the first N test images (None: all of them)
+    lr: float = 0.02
+    input_size: tuple[int, int] | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    batch: int = 1
+    use_cache: bool = True
+    cache_dir: Path | None = None
+    grid: Grid = field(default_factory=Grid)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    out_dir: Path | None = None
+    force: bool = False
+    measure_seconds: float = 3.0  # per model and round of the end-to-end timing (two rounds)
+    seed: int = 0
+
+    def plan_options(self) -> PlanOptions:
+        return PlanOptions(
+            runtime=self.runtime,
+            speedup=self.speedup,
+            latency_ms=self.latency_ms,
+            device=self.device,
+            threads=self.threads,
+            batch=self.batch,
+            grid=self.grid,
+            include=self.include,
+            exclude=self.exclude,
+            use_cache=self.use_cache,
+            cache_dir=self.cache_dir,
+        )
+
+    def validate(self) -> CompressOptions:
+        from edgecnn.runtime import available, get_backend
+
+        backend = get_backend(self.runtime)
+        if not available(self.runtime):
+            raise BadArgumentError(
+                f"{self.runtime} is not installed; install it with: {backend.install_hint}"
+            )
+        self.plan_options().validate()
+        if self.distill_epochs < 0 or self.calib_images < 8 or self.bn_batches < 0:
+            raise BadArgumentError("--distill-epochs must be >= 0, --calib-images >= 8, bn_batches >= 0")
+        if not self.measure_seconds > 0:
+            raise BadArgumentError(f"--duration must be positive, got {self.measure_seconds}")
+        if self.test_images is not None and self.test_images < 1:
+            raise BadArgumentError(f"test_images must be positive, got {self.test_images}")
+        return self
+
+
+@dataclass
+class CompressResult:
+    model: str
+    runtime: str
+    plan: Plan
+    student_path: str
+    artifacts: dict[str, str | None]  # "original" / "student" -> the timed artifact (None: torch)
+    original_ms: float  # end-to-end, measured in this run
+    student_ms: float
+    macs: tuple[int, int]  # before, after
+    params: tuple[int, int]
+    size_bytes: tuple[int | None, int | None]
+    top1: tuple[float, float]  # test top-1 before, after
+    test_set: str
+    distill_epochs: int
+    report: str | None = None  # the JSON written beside the student
+
+    @property
+    def measured_speedup(self) -> float:
+        return self.original_ms / self.student_ms
+
+    @property
+    def prediction_error(self) -> float:
+        """(predicted - measured) / measured of the student's latency."""
+        return (self.plan.predicted_ms - self.student_ms) / self.student_ms
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["plan"] = self.plan.to_dict()
+        d.update(measured_speedup=self.measured_speedup, prediction_error=self.prediction_error)
+        return d
+
+
+def compress(
+    model: str,
+    options: CompressOptions | None = None,
+    *,
+    weights: str | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    on_step=None,
+    on_epoch=None,
+) -> CompressResult:
+    """Compress zoo model `model` (with `weights`) for `options.runtime` to the requested budget."""
+    from edgecnn.artifacts import check_writable
+    from edgecnn.data import Preprocess
+    from edgecnn.train.api import load_splits
+    from edgecnn.transforms import load_source
+    from edgecnn.zoo import check_input_size, get_spec
+
+    opts = (options or CompressOptions()).validate()
+    spec = get_spec(model)
+    out = Path(opts.out_dir or Path("export") / model / f"compress-{opts.runtime}")
+    student_path = out / f"{model}.compressed.safetensors"
+    check_writable(student_path, force=opts.force)
+    progress = on_progress or (lambda stage, done, total: None)
+    progress("loading model and data", 0, 1)
+    size = check_input_size(spec, tuple(opts.input_size or spec.input_size))
+    preprocess = Preprocess.for_model(spec, input_size=size)
+    splits = load_splits(opts.data, preprocess, seed=opts.seed)
+    if opts.test_images is not None:
+        from edgecnn.data.dataset import Subset
+
+        splits.test = Subset(splits.test, range(min(opts.test_images, len(splits.test))), "first")
+    if len(splits.train) < opts.calib_images:
+        raise BadArgumentError(
+            f"{opts.data} has {len(splits.train)} training images; compress scores candidates on "
+            f"--calib-images {opts.calib_images} (give more images or a smaller --calib-images)"
+        )
+    # The classifier has as many outputs as the data has classes (trained weights must match).
+    loaded = load_source(model, weights, num_classes=len(splits.classes))
+    plan = _plan(loaded, size, splits, opts, progress)
+    student, top1, test_set = _recover(loaded, plan, size, splits, opts, on_step, on_epoch)
+    from edgecnn.transforms import save_with_recipe
+
+    save_with_recipe(student.model, student.recipe, student_path, force=opts.force)
+    artifacts = _export(model, loaded, student_path, out, opts, progress)
+    original_ms, student_ms = _time_both(
+        loaded.model, student.model, artifacts, (loaded.in_chans, *size), opts
+    )
+    result = CompressResult(
+        model,
+        opts.runtime,
+        plan,
+        str(student_path),
+        {k: str(v) if v else None for k, v in artifacts.items()},
+        original_ms,
+        student_ms,
+        (student.macs_before, student.macs_after),
+        (student.params_before, student.params_after),
+        tuple(_size(artifacts[k]) for k in ("original", "student")),
+        top1,
+        test_set,
+        opts.distill_epochs,
+    )
+    result.report = str(_write_report(result, out))
+    return result
+
+
+def _plan(loaded, size, splits, opts: CompressOptions, progress) -> Plan:
+    import numpy as np
+
+    from edgecnn.data.dataset import Subset
+    from edgecnn.plan import make_plan
+    from edgecnn.transforms import convert
+
+    folded = convert(loaded, fold_bn=True, input_size=size).model.eval()  # what the runtime runs
+    order = np.random.default_rng(opts.seed).permutation(len(splits.train))[: opts.calib_images]
+    calib = Subset(splits.train, order, "calib")
+    batches = [x for x, _ in calib.batches(16)]
+    return make_plan(folded, (loaded.in_chans, *size), batches, opts.plan_options(), on_progress=progress)
+
+
+def _recover(loaded, plan: Plan, size, splits, opts: CompressOptions, on_step, on_epoch):
+    """The student (BN kept) built from the plan, BN re-estimated, distilled when asked:
+    (ConvertResult, (teacher top-1, student top-1), test set description)."""
+    from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
+    from edgecnn.train.distillation import recalibrate_bn
+    from edgecnn.transforms import convert_exact
+
+    student = convert_exact(loaded, plan.transforms(), input_size=size, seed=opts.seed)
+    test_set = f"{len(splits.test)} images from {splits.test.source}"
+    if opts.distill_epochs == 0:
+        recalibrate_bn(student.model, splits.train, batches=opts.bn_batches, seed=opts.seed)
+        student.model.eval()
+        top1 = (evaluate_top1(loaded.model, splits.test), evaluate_top1(student.model, splits.test))
+        return student, top1, test_set
+    train = TrainOptions(epochs=opts.distill_epochs, lr=opts.lr, feature_steps=100, seed=opts.seed)
+    options = DistillOptions(train=train, bn_batches=opts.bn_batches)
+    result = distill(loaded, student, opts.data, options, splits=splits, on_step=on_step, on_epoch=on_epoch)
+    return student, (result.teacher_test_top1, result.student_test_top1), result.test_set
+
+
+def _export(model, loaded, student_path: Path, out: Path, opts: CompressOptions, progress) -> dict:
+    """The original's and the student's artifacts for the runtime, each verified against PyTorch."""
+    from edgecnn.errors import ExportError
+    from edgecnn.export import ExportOptions, export
+    from edgecnn.runtime import get_backend
+
+    backend = get_backend(opts.runtime)
+    if backend.target is None:  # the runtime runs the modules themselves
+        return {"original": None, "student": None}
+    eo = ExportOptions(
+        targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size, force=True
+    )
+    paths = {}
+    for name, source, kw in (("original", model, {"loaded": loaded}), ("student", str(student_path), {})):
+        progress(f"exporting the {name} for {opts.runtime}", 0, 1)
+        (target,) = export(source, eo, **kw).targets
+        if not target.ok:
+            raise ExportError(f"exporting the {name} for {opts.runtime} failed: {target.error}")
+        paths[name] = Path(target.path)
+    return paths
+
+
+def _time_both(original, student, artifacts, chw, opts: CompressOptions) -> tuple[float, float]:
+    """Median latency of each, in two interleaved rounds (the lower of each kept): drift on a shared
+    machine then hits both alike."""
+    import numpy as np
+
+    from edgecnn.bench.latency import time_calls
+    from edgecnn.runtime import get_backend, get_runner
+
+    backend = get_backend(opts.runtime)
+    x = np.random.default_rng(0).standard_normal((opts.batch, *chw)).astype(np.float32)
+    options = {"device": opts.device, "threads": opts.threads, **backend.options_for("fp32")}
+    runners = [
+        get_runner(opts.runtime, artifacts[name] or module, **options)
+        for name, module in (("original", original), ("student", student))
+    ]
+    best = [float("inf"), float("inf")]
+    for _ in range(2):
+        for i, runner in enumerate(runners):
+            stats = time_calls(
+                lambda r=runner: r.run(x), batch=opts.batch, warmup_s=0.5, min_seconds=opts.measure_seconds
+            )
+            best[i] = min(best[i], stats.median_ms)
+    return best[0], best[1]
+
+
+def _size(path) -> int | None:
+    from edgecnn.runtime import backend_for
+
+    return sum(p.stat().st_size for p in backend_for(path).files(path)) if path else None
+
+
+def _write_report(result: CompressResult, out: Path) -> Path:
+    from edgecnn.artifacts import atomic_output
+
+    path = out / "compress.json"
+    with atomic_output(path, force=True) as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    return path

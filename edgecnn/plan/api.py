@@ -1,0 +1,175 @@
+"""`make_plan`: measure, score and choose, returning a typed Plan with the recipe it implies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgecnn.errors import BadArgumentError
+from edgecnn.plan.candidates import Grid, enumerate_slots
+from edgecnn.plan.choose import Budget, choose, target_ms
+from edgecnn.plan.latency import LatencyTable
+from edgecnn.plan.scores import score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlanOptions:
+    runtime: str = "onnxruntime"
+    speedup: float | None = 2.0
+    latency_ms: float | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    batch: int = 1
+    grid: Grid = field(default_factory=Grid)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    use_cache: bool = True
+    cache_dir: Path | None = None
+    layer_seconds: float = 0.15  # timed seconds per candidate
+    model_seconds: float = 2.0  # timed seconds for the whole original model
+
+    def validate(self) -> PlanOptions:
+        from edgecnn.runtime import check_device, get_backend
+
+        get_backend(self.runtime)
+        check_device(self.device, self.runtime)
+        if (self.speedup is None) == (self.latency_ms is None):
+            raise BadArgumentError("give one budget: --speedup S or --latency-ms L")
+        if self.speedup is not None and not self.speedup > 1:
+            raise BadArgumentError(f"--speedup must be > 1 (the original runs at 1x), got {self.speedup}")
+        if self.latency_ms is not None and not self.latency_ms > 0:
+            raise BadArgumentError(f"--latency-ms must be positive, got {self.latency_ms}")
+        if self.batch < 1 or (self.threads is not None and self.threads < 1):
+            raise BadArgumentError("--batch and --threads must be positive")
+        return self
+
+
+@dataclass
+class LayerChoice:
+    name: str
+    choice: str  # "keep", "separable 2", "bottleneck 32/64", "lowrank 48"
+    kind: str
+    value: object
+    latency_before_ms: float
+    latency_after_ms: float
+    error: float
+    macs_before: int
+    macs_after: int
+
+
+@dataclass
+class Plan:
+    runtime: str
+    device: str
+    threads: int | None
+    batch: int
+    input_shape: tuple[int, ...]
+    original_ms: float
+    target_ms: float
+    predicted_ms: float
+    layers: list[LayerChoice]
+    calibration_images: int
+    latencies_measured: int  # timings made in this plan
+    latencies_cached: int  # timings read from the cache
+
+    @property
+    def predicted_speedup(self) -> float:
+        return self.original_ms / self.predicted_ms
+
+    def transforms(self) -> list[dict]:
+        """The recipe's transform steps that rebuild the chosen structure, one per swap kind."""
+        steps: dict[str, dict] = {}
+        for layer in self.layers:
+            if layer.kind != "keep":
+                steps.setdefault(layer.kind, {"name": layer.kind, "layers": {}})["layers"][layer.name] = (
+                    layer.value
+                )
+        return list(steps.values())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["predicted_speedup"] = self.predicted_speedup
+        return d
+
+
+def make_plan(
+    model,
+    input_shape: tuple[int, ...],
+    calibration,
+    options: PlanOptions,
+    *,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> Plan:
+    """Plan `model` (eval mode, BN folded: what the runtime will run) for one sample of `input_shape`.
+
+    calibration: batches (N, C, H, W arrays) of real images for the error scores, or a list of them.
+    on_progress(stage, done, total) reports each measured candidate and scored batch.
+    """
+    import torch
+
+    opts = options.validate()
+    progress = on_progress or (lambda stage, done, total: None)
+    example = torch.zeros(1, *input_shape)
+    slots = enumerate_slots(model, example, opts.grid, include=opts.include, exclude=opts.exclude)
+    table = LatencyTable(
+        opts.runtime,
+        device=opts.device,
+        threads=opts.threads,
+        batch=opts.batch,
+        cache_dir=opts.cache_dir,
+        use_cache=opts.use_cache,
+        seconds=opts.layer_seconds,
+    )
+    progress("latency of the original model", 0, 1)
+    original_ms = table.latency(model, input_shape, seconds=opts.model_seconds)
+    if table.backend.node_profiler:  # every candidate timed inside the model by the runtime's profiler
+        from edgecnn.plan.context import context_latencies
+
+        context_latencies(
+            model, slots, input_shape, table, on_probe=lambda k, n: progress("probe models", k, n)
+        )
+    else:  # each candidate alone at its layer's input shape
+        todo = [(s, c) for s in slots for c in s.candidates]
+        for i, (slot, cand) in enumerate(todo):
+            progress(f"latency of {slot.name} {cand.label}", i + 1, len(todo))
+            cand.latency_ms = table.latency(cand.block, slot.in_shape)
+    table.save()
+    batches = list(calibration)
+    images = score(slots, model, batches, on_batch=lambda i: progress("error scores", i, len(batches)))
+    budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), 0.0)
+    budget.target_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
+    picks = choose(slots, budget)
+    layers = [
+        LayerChoice(
+            s.name,
+            s.candidates[j].label,
+            s.candidates[j].kind,
+            s.candidates[j].value,
+            s.keep.latency_ms,
+            s.candidates[j].latency_ms,
+            s.candidates[j].error,
+            s.keep.macs,
+            s.candidates[j].macs,
+        )
+        for s, j in zip(slots, picks, strict=True)
+    ]
+    chosen_ms = sum(layer.latency_after_ms for layer in layers)
+    log.info("latency table: %d measured, %d from cache", table.misses, table.hits)
+    return Plan(
+        opts.runtime,
+        opts.device,
+        opts.threads,
+        opts.batch,
+        tuple(input_shape),
+        original_ms,
+        budget.target_ms,
+        budget.predict(chosen_ms),
+        layers,
+        images,
+        table.misses,
+        table.hits,
+    )

@@ -1,0 +1,133 @@
+"""Per-layer candidates: keep the layer, or one of the swaps at a rank from a small grid.
+
+Every candidate is built from the layer's trained weights (the converter's own SVD / Tucker-2
+decompositions, one layer at a time) and carries its replacement block, so the latency table can run
+it alone and the error score can run it on the layer's real inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgecnn.errors import BadArgumentError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The ranks tried per layer. Ranks are rounded to multiples of `multiple_of` where possible."""
+
+    separable: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier T
+    bottleneck: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.75)  # R1/C and R2/N
+    lowrank: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)  # r / min(C, N)
+    multiple_of: int = 8
+
+    def options(self, kind: str):
+        """SwapOptions for each grid point of `kind`; a candidate must save MACs to be tried."""
+        from edgecnn.transforms import SwapOptions
+
+        if kind == "separable":
+            return [SwapOptions(rank=t, min_mac_saving=None).validate(kind) for t in self.separable]
+        ratios = getattr(self, kind)
+        return [
+            SwapOptions(rank_ratio=r, multiple_of=self.multiple_of, min_mac_saving=None).validate(kind)
+            for r in ratios
+        ]
+
+
+@dataclass
+class Candidate:
+    kind: str  # "keep" or a swap kind (separable, bottleneck, lowrank)
+    value: object  # the recipe value that rebuilds it (T, [R1, R2], r); None for keep
+    macs: int
+    params: int
+    weight_error: float
+    block: object = field(repr=False)  # the replacement nn.Module (the layer itself for keep)
+    latency_ms: float | None = None
+    error: float | None = None  # relative error of the layer's output on calibration images
+
+    @property
+    def label(self) -> str:
+        if self.value is None:
+            return self.kind
+        ranks = self.value if isinstance(self.value, list | tuple) else [self.value]
+        return f"{self.kind} {'/'.join(str(int(r)) for r in ranks)}"
+
+
+@dataclass
+class Slot:
+    """One layer the planner may replace, with everything it could become."""
+
+    name: str
+    layer: object = field(repr=False)
+    in_shape: tuple[int, ...]  # one sample's input shape: (C, H, W) or (C,)
+    candidates: list[Candidate] = field(default_factory=list)  # [0] is keep
+
+    @property
+    def keep(self) -> Candidate:
+        return self.candidates[0]
+
+
+def _input_shapes(model, example, names) -> dict[str, tuple[int, ...]]:
+    from edgecnn.transforms.base import run_with_hooks
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    modules = dict(model.named_modules())
+
+    def hook(name):
+        def fn(module, args, out):
+            shapes.setdefault(name, tuple(args[0].shape[1:]))
+
+        return fn
+
+    run_with_hooks(model, example, {modules[n]: hook(n) for n in names})
+    return shapes
+
+
+def enumerate_slots(model, example, grid: Grid | None = None, *, include=(), exclude=()) -> list[Slot]:
+    """A Slot for every layer some swap can take (KxK convs, 1x1 convs, Linear), in model order."""
+    import copy
+
+    from edgecnn.transforms import SWAPS, SwapOptions
+    from edgecnn.transforms.base import conv_geometry, selected
+
+    grid = grid or Grid()
+    select = SwapOptions(include=tuple(include), exclude=tuple(exclude))
+    sizes = conv_geometry(model, example)
+    eligible = [
+        (name, module, [s for s in SWAPS.values() if s.eligible(module) is None])
+        for name, module in model.named_modules()
+        if name in sizes and selected(name, select)
+    ]
+    eligible = [(n, m, swaps) for n, m, swaps in eligible if swaps]
+    shapes = _input_shapes(model, example, [n for n, _, _ in eligible])
+    slots = []
+    for name, module, swaps in eligible:
+        in_hw, out_hw = sizes[name]
+        weight = module.weight
+        macs = out_hw * weight.numel()
+        params = sum(p.numel() for p in module.parameters())
+        slot = Slot(
+            name, module, shapes[name], [Candidate("keep", None, macs, params, 0.0, copy.deepcopy(module))]
+        )
+        seen = set()
+        for swap in swaps:
+            for options in grid.options(swap.kind):
+                change, value, block = swap.layer(name, module, options, in_hw, out_hw)
+                key = (swap.kind, str(value))
+                if change.macs_after >= macs or key in seen:
+                    continue
+                seen.add(key)
+                slot.candidates.append(
+                    Candidate(
+                        swap.kind, value, change.macs_after, change.params_after, change.weight_error, block
+                    )
+                )
+        if len(slot.candidates) > 1:
+            slots.append(slot)
+    if not slots:
+        where = " among the selected layers" if include or exclude else ""
+        raise BadArgumentError(
+            f"no layer of the model can be swapped{where}: {', '.join(SWAPS)} need KxK or 1x1 convs "
+            "or Linear layers that a rank from the grid makes cheaper"
+        )
+    return slots

@@ -1,0 +1,182 @@
+"""The latency table: each candidate block run alone, at its layer's real input shape, on the target.
+
+A block is exported and built exactly as a deployed model would be (ONNX, then the backend's
+builder), loaded by the same runner the benchmark uses, warmed up and timed to a median. Results are
+cached on disk keyed by machine, runtime and version, device, threads, batch, input shape and the
+block's structure (not its weights: they do not change the time), so the second plan of a model on
+a machine, and every repeated layer geometry within one, does no timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "edgecnn-latency/1"
+
+
+def block_signature(block) -> list:
+    """The structure that decides a block's latency: every leaf layer's type and geometry."""
+    out = []
+    for m in block.modules():
+        if list(m.children()):
+            continue
+        entry = [type(m).__name__]
+        for attr in ("in_channels", "out_channels", "in_features", "out_features", "kernel_size", "stride"):
+            if hasattr(m, attr):
+                entry.append(getattr(m, attr))
+        for attr in ("padding", "dilation", "groups"):
+            if hasattr(m, attr):
+                entry.append(getattr(m, attr))
+        if hasattr(m, "bias"):
+            entry.append(m.bias is not None)
+        out.append(entry)
+    return out
+
+
+def default_cache_dir() -> Path:
+    from edgecnn.train.api import cache_dir
+
+    return cache_dir() / "latency"
+
+
+class LatencyTable:
+    """Measured milliseconds per (block, input shape) on one runtime setting, cached on disk."""
+
+    def __init__(
+        self,
+        runtime: str,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        batch: int = 1,
+        cache_dir: Path | None = None,
+        use_cache: bool = True,
+        seconds: float = 0.15,
+        min_iters: int = 30,
+    ):
+        from edgecnn.bench.fingerprint import machine_fingerprint
+        from edgecnn.runtime import get_backend
+
+        self.backend = get_backend(runtime)
+        self.device, self.threads, self.batch = device, threads, batch
+        self.seconds, self.min_iters = seconds, min_iters
+        fp = machine_fingerprint(threads)
+        self.version = fp["versions"].get(self.backend.module)
+        self.machine = fp["id"]
+        name = f"{self.machine}-{runtime}-{device}-t{threads or 0}-b{batch}.json"
+        self.path = Path(cache_dir or default_cache_dir()) / name if use_cache else None
+        self.entries: dict[str, float] = {}
+        self.hits = self.misses = 0
+        if self.path and self.path.is_file():
+            try:
+                body = json.loads(self.path.read_text())
+                if body.get("format") == CACHE_FORMAT:
+                    self.entries = body["entries"]
+            except (OSError, json.JSONDecodeError, KeyError):
+                log.warning("latency cache %s is unreadable; measuring again", self.path)
+
+    def key(self, block, in_shape) -> str:
+        parts = [self.backend.runtime, self.version, self.device, self.threads, self.batch, list(in_shape)]
+        text = json.dumps([*parts, block_signature(block)], default=str)
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def latency(self, block, in_shape, *, seconds: float | None = None) -> float:
+        """Median milliseconds of one call of `block` on a batch of `in_shape` inputs."""
+        key = self.key(block, in_shape)
+        if key in self.entries:
+            self.hits += 1
+            return self.entries[key]
+        self.misses += 1
+        ms = measure(
+            block,
+            (self.batch, *in_shape),
+            self.backend,
+            device=self.device,
+            threads=self.threads,
+            seconds=seconds or self.seconds,
+            min_iters=self.min_iters,
+        )
+        self.entries[key] = ms
+        return ms
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        from edgecnn.artifacts import atomic_output
+
+        body = {"format": CACHE_FORMAT, "machine": self.machine, "entries": self.entries}
+        with atomic_output(self.path, force=True) as tmp:
+            tmp.write_text(json.dumps(body))
+
+
+def measure(model, shape, backend, *, device="cpu", threads=None, seconds=0.15, min_iters=30) -> float:
+    """Median ms of `model` at input `shape` in `backend`, built the way export builds artifacts."""
+    import torch
+
+    from edgecnn.runtime import get_runner
+
+    model = model.eval()
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    options = backend.options_for("fp32")
+    if backend.target is None:  # runs the module itself
+        with torch.no_grad():
+            runner = get_runner(backend.runtime, model, device=device, threads=threads, **options)
+            return _median(runner, x, seconds, min_iters)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-latency-") as work:
+        artifact = build_artifact(model, shape, backend, Path(work))
+        runner = get_runner(backend.runtime, artifact, device=device, threads=threads, **options)
+        ms = _median(runner, x, seconds, min_iters)
+        del runner  # release the artifact's files before the folder goes
+    return ms
+
+
+def _median(runner, x, seconds, min_iters) -> float:
+    from edgecnn.bench.latency import time_calls
+
+    stats = time_calls(
+        lambda: runner.run(x),
+        batch=len(x),
+        warmup_s=min(0.1, seconds),
+        min_iters=min_iters,
+        min_seconds=seconds,
+    )
+    return stats.median_ms
+
+
+def build_artifact(model, shape, backend, work: Path) -> Path:
+    """fp32 ONNX of `model`, then the backend's own artifact when it has a builder."""
+    from edgecnn.export.onnx import export_onnx
+
+    onnx_path = work / "block.onnx"
+    export_onnx(model, onnx_path, input_shape=tuple(shape), simplify=False)
+    return artifact_from_onnx(onnx_path, shape, backend, work)
+
+
+def artifact_from_onnx(onnx_path: Path, shape, backend, work: Path) -> Path:
+    """The backend's artifact built from an fp32 ONNX the way export builds it (the ONNX itself when
+    the backend has no builder)."""
+    from edgecnn.export import ExportOptions
+    from edgecnn.lazy import import_string
+    from edgecnn.runtime import get_precision
+
+    if backend.builder is None:
+        return onnx_path
+    artifact = work / f"{onnx_path.stem}{backend.suffixes[0]}"
+    options = ExportOptions(targets=(backend.target,), batch=shape[0])
+    import_string(backend.builder)(
+        onnx_path,
+        artifact,
+        options=options,
+        input_shape=tuple(shape),
+        precision=get_precision("fp32"),
+        out_dir=work,
+    )
+    return artifact

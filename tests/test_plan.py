@@ -1,0 +1,244 @@
+"""The latency-aware planner and `compress`: choice, in-context timing, cache, end to end, bad input."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgecnn.errors import BadArgumentError
+from edgecnn.plan import Budget, Candidate, PlanOptions, Slot, choose, enumerate_slots, make_plan
+from edgecnn.plan.context import layer_times, probe_model, profile_probe, tag_onnx
+from edgecnn.runtime import available, get_backend
+from edgecnn.transforms import convert, convert_exact, load_converted, save_with_recipe
+from edgecnn.zoo import load_model
+
+EDGECNN = [sys.executable, "-m", "edgecnn"]
+RUNTIMES = [r for r in ("onnxruntime", "openvino") if available(r)]
+
+
+def _slots(table):
+    """Slots from [[(latency, error), ...], ...]; the first candidate of each is keep."""
+    return [
+        Slot(
+            f"s{i}",
+            None,
+            (1,),
+            [Candidate("keep" if j == 0 else "x", j, 0, 0, 0.0, None, t, e) for j, (t, e) in enumerate(row)],
+        )
+        for i, row in enumerate(table)
+    ]
+
+
+def test_knapsack_finds_the_least_error_within_the_budget():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        table = [
+            [(1.0, 0.0)] + [(float(rng.uniform(0.1, 1.0)), float(rng.uniform(0, 1))) for _ in range(3)]
+            for _ in range(4)
+        ]
+        slots = _slots(table)
+        budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=float(rng.uniform(2.5, 4.5)))
+        feasible = [
+            sum(table[i][j][1] for i, j in enumerate(combo))
+            for combo in itertools.product(range(4), repeat=4)
+            if sum(table[i][j][0] for i, j in enumerate(combo)) <= budget.slots_ms
+        ]
+        if not feasible:
+            with pytest.raises(BadArgumentError, match="out of reach"):
+                choose(slots, budget)
+            continue
+        picks = choose(slots, budget)
+        spent = sum(table[i][j][0] for i, j in enumerate(picks))
+        assert spent <= budget.slots_ms + 1e-9
+        best = min(feasible)
+        assert sum(table[i][j][1] for i, j in enumerate(picks)) <= best + 1e-2  # discretisation only
+
+
+def test_an_unreachable_budget_names_the_best_speedup():
+    slots = _slots([[(2.0, 0.0), (1.0, 0.5)], [(2.0, 0.0), (1.5, 0.1)]])
+    budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=1.0)  # fixed 1 ms alone uses it all
+    with pytest.raises(BadArgumentError, match=r"out of reach: .* a 1\.43x speed-up at best"):
+        choose(slots, budget)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(speedup=1.0), "--speedup must be > 1"),
+        (dict(speedup=None, latency_ms=None), "give one budget"),
+        (dict(speedup=2.0, latency_ms=3.0), "give one budget"),
+        (dict(runtime="onnxrt"), "unknown runtime 'onnxrt'"),
+        (dict(device="gpu"), "onnxruntime runs on cpu or cuda or tensorrt, not 'gpu'"),
+    ],
+)
+def test_plan_options_are_checked(kwargs, message):
+    with pytest.raises(Exception, match=message):
+        PlanOptions(**kwargs).validate()
+
+
+def _folded(name="resnet18", size=32):
+    torch.manual_seed(0)
+    loaded = load_model(name, num_classes=10)
+    return loaded, convert(loaded, fold_bn=True, input_size=(size, size)).model.eval()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_every_layer_is_found_in_the_runtimes_profile(runtime, tmp_path):
+    _, model = _folded()
+    slots = enumerate_slots(model, torch.zeros(1, 3, 32, 32))
+    names = [s.name for s in slots]
+    assert names[0] == "conv1" and names[-1] == "fc" and len(names) == 21
+    times = profile_probe(probe_model(model, slots, 0), names, (3, 32, 32), get_backend(runtime), runs=3)
+    assert all(times[n] > 0 for n in names), [n for n in names if not times[n]]
+
+
+def test_tagging_keeps_the_graph_and_its_outputs(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from edgecnn.export.onnx import export_onnx
+
+    _, model = _folded()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, input_shape=(1, 3, 32, 32), simplify=False)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    before = ort.InferenceSession(str(path)).run(None, {"input": x})[0]
+    aliases = tag_onnx(path, ["layer1.0.conv1", "fc"])
+    onnx.checker.check_model(str(path))
+    assert aliases == {"logits": "fc"}
+    np.testing.assert_array_equal(ort.InferenceSession(str(path)).run(None, {"input": x})[0], before)
+    names = [n.name for n in onnx.load(str(path)).graph.node]
+    assert any(n.startswith("layer1.0.conv1|") and n.endswith("/Conv") for n in names)
+    assert any(n.startswith("layer1.0.conv1|") and "Relu" in n for n in names)  # inherits from its conv
+    assert layer_times(
+        {"fc|x": 1.0, "logits": 0.5, "layer1.0.conv1|y": 2.0, "other": 9.0}, ["fc", "layer1.0.conv1"], aliases
+    ) == {
+        "fc": 1.5,
+        "layer1.0.conv1": 2.0,
+    }
+
+
+def test_plan_meets_its_budget_and_the_second_plan_is_all_cache(tmp_path):
+    _, model = _folded()
+    calib = [np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)]
+    opts = PlanOptions(runtime="onnxruntime", speedup=1.3, cache_dir=tmp_path, model_seconds=0.5)
+    plan = make_plan(model, (3, 32, 32), calib, opts)
+    assert plan.predicted_ms <= plan.target_ms + 1e-6 and plan.target_ms == pytest.approx(
+        plan.original_ms / 1.3
+    )
+    assert plan.latencies_measured > 0 and plan.calibration_images == 4
+    swapped = [layer for layer in plan.layers if layer.kind != "keep"]
+    assert swapped and all(layer.latency_after_ms < layer.latency_before_ms for layer in swapped)
+    assert all(layer.error == 0 for layer in plan.layers if layer.kind == "keep")
+    again = make_plan(model, (3, 32, 32), calib, opts)
+    assert again.latencies_measured == 0 and again.latencies_cached == plan.latencies_measured
+    assert [layer.choice for layer in again.layers] == [layer.choice for layer in plan.layers]
+
+
+def test_the_plan_builds_a_reloadable_student(tmp_path):
+    loaded, _ = _folded()
+    steps = [
+        {"name": "separable", "layers": {"layer1.0.conv1": 2}},
+        {"name": "bottleneck", "layers": {"layer4.1.conv2": [64, 64]}},
+        {"name": "lowrank", "layers": {"fc": 8, "layer3.0.downsample.0": 32}},
+    ]
+    student = convert_exact(loaded, steps, input_size=(32, 32))
+    assert student.recipe["transforms"] == steps and student.macs_after < student.macs_before
+    assert len(student.model.layer4[1].conv2) == 3 and student.model.layer4[1].bn2 is not None  # BN kept
+    path = save_with_recipe(student.model, student.recipe, tmp_path / "s.safetensors")
+    back = load_converted(path)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(back.model(x), student.model(x))
+
+
+def _run(*args, cache, cwd=None):
+    env = {**os.environ, "EDGECNN_CACHE": str(cache)}
+    return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+
+
+def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path):
+    """The whole pipeline on ResNet-18 at 32x32 (random weights: its accuracy says nothing; distillation
+    has its own tests). LeNet-5 is no use here: tanh, pooling and layout ops leave ~1.05x to gain."""
+    from edgecnn.compress import CompressOptions, compress
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    opts = CompressOptions(
+        speedup=1.3,
+        input_size=(32, 32),
+        distill_epochs=0,
+        bn_batches=2,
+        test_images=100,
+        calib_images=16,
+        measure_seconds=0.3,
+        out_dir=out,
+        cache_dir=cache / "latency",  # where the CLI's EDGECNN_CACHE below points
+    )
+    result = compress("resnet18", opts)
+    d = json.loads(Path(result.report).read_text())
+    plan = d["plan"]
+    assert plan["latencies_measured"] > 0 and plan["predicted_ms"] <= plan["target_ms"] + 1e-6
+    assert plan["target_ms"] == pytest.approx(plan["original_ms"] / 1.3)
+    assert (
+        d["original_ms"] > 0 and d["student_ms"] > 0 and d["test_set"] == "100 images from digits:test:first"
+    )
+    assert all(0 <= t <= 100 for t in d["top1"]) and d["macs"][1] < d["macs"][0]
+    assert d["measured_speedup"] == pytest.approx(d["original_ms"] / d["student_ms"])
+    student = load_converted(d["student_path"])
+    chosen = {layer["kind"] for layer in plan["layers"]} - {"keep"}
+    assert chosen and {t["name"] for t in student.recipe["transforms"]} == chosen
+    assert student.num_classes == 10  # as many outputs as the data has classes
+    for artifact in d["artifacts"].values():
+        assert Path(artifact).is_file() and Path(artifact + ".json").is_file()
+    args = ["compress", "resnet18", "--input-size", "32", "32", "--speedup", "1.3", "--distill-epochs", "0"]
+    args += ["--calib-images", "16", "--duration", "0.3", "-o", str(out)]
+    r = _run(*args, cache=cache)  # the output exists, no --force
+    assert r.returncode == 2 and "--force" in r.stderr
+    r = _run(*args, "--force", cache=cache)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "0 latencies measured" in r.stdout and "per-layer choice" in r.stdout  # all from the cache
+    assert "predicted" in r.stdout and "test top-1" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--speedup", "1"], "--speedup must be > 1"),
+        (["--speedup", "0.5"], "--speedup must be > 1"),
+        (["--runtime", "tensorrt"], "tensorrt is not installed"),
+        (["--data", "FEW"], "FEW has 5 training images"),
+        (["--include", "nothing*"], "no layer of the model can be swapped among the selected layers"),
+        (["--speedup", "50"], "out of reach"),
+    ],
+)
+def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    if "tensorrt" in args and available("tensorrt"):
+        pytest.skip("TensorRT is installed here")
+    from PIL import Image
+
+    for i in range(6):  # 6 images in 2 classes: 5 for training after the validation split
+        folder = tmp_path / "FEW" / f"c{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((32, 32), i * 40, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    r = _run(
+        "compress",
+        "lenet5",
+        "--distill-epochs",
+        "0",
+        "-o",
+        str(out),
+        *args,
+        cache=tmp_path / "c",
+        cwd=tmp_path,
+    )
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in r.stderr
+    assert not out.exists()
