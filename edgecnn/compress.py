@@ -131,7 +131,8 @@ def compress(
     spec = get_spec(model)
     out = Path(opts.out_dir or Path("export") / model / f"compress-{opts.runtime}")
     student_path = out / f"{model}.compressed.safetensors"
-    check_writable(student_path, force=opts.force)
+    for path in _outputs(model, student_path, out, opts):  # nothing is replaced without --force
+        check_writable(path, force=opts.force)
     progress = on_progress or (lambda stage, done, total: None)
     progress("loading model and data", 0, 1)
     size = check_input_size(spec, tuple(opts.input_size or spec.input_size))
@@ -210,6 +211,26 @@ def _recover(loaded, plan: Plan, size, splits, opts: CompressOptions, on_step, o
     return student, (result.teacher_test_top1, result.student_test_top1), result.test_set
 
 
+def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
+    """Every file compress writes: the student, its report, and both artifacts with their manifests."""
+    from edgecnn.export import ExportOptions, planned_paths
+    from edgecnn.runtime import get_backend
+
+    paths = [student_path, out / "compress.json"]
+    backend = get_backend(opts.runtime)
+    if backend.target is not None:
+        eo = ExportOptions(
+            targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size
+        )
+        (original,) = planned_paths(model, eo).values()
+        # The student's recipe holds the input size, so its name has no size label (as export names it).
+        batch = f".b{opts.batch}" if opts.batch != 1 else ""
+        student = out / f"{student_path.name.removesuffix('.safetensors')}{batch}{backend.suffixes[0]}"
+        for artifact in (original, student):
+            paths += [*backend.files(artifact), artifact.with_name(artifact.name + ".json")]
+    return paths
+
+
 def _export(model, loaded, student_path: Path, out: Path, opts: CompressOptions, progress) -> dict:
     """The original's and the student's artifacts for the runtime, each verified against PyTorch."""
     from edgecnn.errors import ExportError
@@ -220,7 +241,7 @@ def _export(model, loaded, student_path: Path, out: Path, opts: CompressOptions,
     if backend.target is None:  # the runtime runs the modules themselves
         return {"original": None, "student": None}
     eo = ExportOptions(
-        targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size, force=True
+        targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size, force=opts.force
     )
     paths = {}
     for name, source, kw in (("original", model, {"loaded": loaded}), ("student", str(student_path), {})):

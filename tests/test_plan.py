@@ -200,6 +200,10 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path):
     args += ["--calib-images", "16", "--duration", "0.3", "-o", str(out)]
     r = _run(*args, cache=cache)  # the output exists, no --force
     assert r.returncode == 2 and "--force" in r.stderr
+    Path(d["student_path"]).unlink()  # the artifacts and the report still stand: still refused
+    r = _run(*args, cache=cache)
+    assert r.returncode == 2 and "already exists; pass --force" in r.stderr
+    assert Path(d["artifacts"]["original"]).is_file()
     r = _run(*args, "--force", cache=cache)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "0 latencies measured" in r.stdout and "per-layer choice" in r.stdout  # all from the cache
