@@ -135,7 +135,7 @@ def test_int8_rows(tmp_path, lenet_weights):
     rows = bench(["lenet5"], opts).rows
     assert [(r.runtime, r.variant) for r in rows] == [
         ("onnxruntime", "fp32"),
-        ("onnxruntime", "int8"),
+        ("onnxruntime", "int8u8"),  # each runtime's fast int8 scheme by default
         ("openvino", "fp32"),
         ("openvino", "int8"),
     ]
@@ -252,3 +252,33 @@ def test_engine_artifact_without_tensorrt_is_an_error_row(tmp_path):
     assert "edgecnn[tensorrt]" in row.hint
     r = run("bench", str(engine), "--no-memory")
     assert r.returncode == 0 and "tensorrt is not installed" in r.stdout and "edgecnn[tensorrt]" in r.stdout
+
+
+def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
+    from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.report.tables import markdown, rich_table, slower_than_fp32
+
+    def row(variant, runtime, precision, ms, batch=1):
+        return BenchRow(
+            "resnet18", variant, runtime, "cpu", precision, batch, latency={"median_ms": ms, "throughput": 1.0}
+        )
+
+    rows = [
+        row("fp32", "onnxruntime", "fp32", 1.46),
+        row("int8", "onnxruntime", "int8", 4.80),  # slower: flagged
+        row("int8u8", "onnxruntime", "int8", 0.90),
+        row("int8", "onnxruntime", "int8", 0.50, batch=8),  # no fp32 row at batch 8: nothing to say
+        row("fp32", "openvino", "fp32", 1.20),
+        row("int8", "openvino", "int8", 0.70),
+        row("a.onnx", "onnxruntime", "fp32", 2.0),
+        row("a.int8.onnx", "onnxruntime", "int8", 2.5),  # artifact files pair by name
+    ]
+    run = BenchRun({"label": "m", "cpu": "x"}, {}, rows)
+    assert [(r.variant, ref.variant) for r, ref in slower_than_fp32(run)] == [
+        ("int8", "fp32"),
+        ("a.int8.onnx", "a.onnx"),
+    ]
+    md = markdown(run)
+    assert "| 4.80 ! |" in md and "| 0.900 |" in md
+    assert "! resnet18 int8 on onnxruntime batch 1 is slower than fp32: 4.80 vs 1.46 ms" in md
+    assert "slower than fp32" in str(rich_table(run).caption)

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgecnn.export import ExportOptions, export
+from edgecnn.export import ExportOptions, export, read_manifest
 from edgecnn.runtime import PRECISIONS, Tolerance
 from edgecnn.zoo import load_model
 
@@ -110,6 +110,12 @@ def test_int8_qdq_on_trained_lenet_agrees_in_onnxruntime_and_openvino(tmp_path, 
     assert result.ok, [t.error for t in result.targets]
     q = result.quantization
     assert q["calibration_images"] == 100 and q["calibration_method"] == "minmax"
+    # Each target gets its runtime's fast activation scheme by default, named in file and manifest.
+    onnx_t, ov_t = result.targets
+    assert onnx_t.path.endswith("lenet5.int8u8.onnx") and ov_t.path.endswith("lenet5.int8.xml")
+    assert onnx_t.quantization["activations"].startswith("uint8")
+    assert ov_t.quantization["activations"].startswith("int8 symmetric")
+    assert read_manifest(ov_t.path)["quantization"]["activations"].startswith("int8 symmetric")
     for t in result.targets:
         _, images = t.parity
         assert images.inputs == "images:64" and images.reference_classes == 10
@@ -129,7 +135,7 @@ def test_int8_is_about_four_times_smaller(tmp_path):
     int8 = export("resnet18", ExportOptions(**opts, precision="int8", calib="digits", calib_size=16)).targets[
         0
     ]
-    assert int8.path.endswith(".int8.onnx") and 3.6 < fp32.size_bytes / int8.size_bytes < 4.2
+    assert int8.path.endswith(".int8u8.onnx") and 3.6 < fp32.size_bytes / int8.size_bytes < 4.2
     assert fp32.status == "not verified" and not fp32.parity
 
 

@@ -182,10 +182,10 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
     assert set(variants) == {
         ("lenet5.original fp32", "torch"),
         ("lenet5.original fp32", "onnxruntime"),
-        ("lenet5.original int8", "onnxruntime"),
+        ("lenet5.original int8u8", "onnxruntime"),
         ("lenet5.separable fp32", "torch"),
         ("lenet5.separable fp32", "onnxruntime"),
-        ("lenet5.separable int8", "onnxruntime"),
+        ("lenet5.separable int8u8", "onnxruntime"),
     }
     for row in result.run.rows:
         assert not row.error, row.error

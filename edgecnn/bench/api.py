@@ -18,11 +18,12 @@ import numpy as np
 from edgecnn.bench.schema import BenchRow, BenchRun
 from edgecnn.errors import BadArgumentError, EdgeCNNError, UnknownNameError
 from edgecnn.runtime import (
+    AUTO_INT8,
     artifact_suffixes,
     available,
     backend_for,
+    check_int8_activations,
     get_backend,
-    get_int8_scheme,
     get_precision,
     get_runner,
     precision_tag,
@@ -41,7 +42,7 @@ class BenchOptions:
     data: str | None = None  # image folder or "digits" for top-1/top-5
     data_limit: int | None = None
     calib: str | None = None  # for int8 artifacts made on the fly
-    int8_activations: str = "s8"
+    int8_activations: str = AUTO_INT8  # each runtime's fast scheme; "s8" / "u8" force one
     weights: str | None = None
     input_size: tuple[int, int] | None = None
     warmup_s: float = 1.0
@@ -61,7 +62,10 @@ class BenchOptions:
                 raise BadArgumentError(
                     f"--precision {p} needs --calib DIR or --calib digits to build {p} artifacts"
                 )
-        get_int8_scheme(self.int8_activations)
+        for r in self.runtimes:  # a scheme a runtime cannot load is an error before any work
+            if any(get_precision(p).calibrated for p in self.precisions if p in get_backend(r).precisions):
+                get_backend(r).int8_scheme(self.int8_activations)
+        check_int8_activations(self.int8_activations)
         if self.device not in ("cpu", "cuda"):
             raise UnknownNameError("device", self.device, ("cpu", "cuda"))
         if not self.batches or min(self.batches) < 1:
@@ -71,6 +75,11 @@ class BenchOptions:
         if self.hint not in ("latency", "throughput"):
             raise UnknownNameError("hint", self.hint, ("latency", "throughput"))
         return self
+
+
+def _scheme(backend, precision: str, opts: BenchOptions) -> str | None:
+    """The int8 activation scheme of `backend`'s `precision` artifacts; None for other precisions."""
+    return backend.int8_scheme(opts.int8_activations) if get_precision(precision).calibrated else None
 
 
 def _is_artifact(item: str) -> bool:
@@ -118,7 +127,7 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
         for precision in opts.precisions:
             if precision not in backend.precisions:
                 continue  # eager PyTorch is the fp32 baseline; reduced precision lives in artifacts
-            label = precision_tag(precision, opts.int8_activations)
+            label = precision_tag(precision, _scheme(backend, precision, opts))
             variant = f"{name} {label}" if loaded.recipe else label
             for b in opts.batches:
                 row = BenchRow(variant=variant, runtime=runtime, precision=precision, batch=b, **base)
@@ -150,7 +159,7 @@ def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, c
         calib=opts.calib,
         out_dir=opts.export_dir,
         check_size=32,
-        int8_activations=opts.int8_activations,
+        int8_activations=_scheme(backend, row.precision, opts) or AUTO_INT8,
         verify=opts.verify,
     )
     try:

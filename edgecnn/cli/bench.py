@@ -35,7 +35,9 @@ def bench(
     ] = None,
     data_limit: Annotated[int | None, typer.Option(help="Evaluate at most this many images.")] = None,
     calib: Annotated[str | None, typer.Option(help="Calibration images for int8 artifacts.")] = None,
-    int8_activations: Annotated[str, typer.Option(help="s8 or u8 activations for int8.")] = "s8",
+    int8_activations: Annotated[
+        str, typer.Option(help="int8 activations: auto (each runtime's fast one), s8 or u8.")
+    ] = "auto",
     weights: o.Weights = None,
     input_size: o.InputSize = None,
     warmup: Annotated[float, typer.Option(help="Warm-up seconds.")] = 1.0,

@@ -54,8 +54,10 @@ def export(
     calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
     int8_activations: Annotated[
         str,
-        typer.Option(help="s8 (symmetric; ORT, OpenVINO, TensorRT) or u8 (fastest in ONNX Runtime on x86)."),
-    ] = "s8",
+        typer.Option(
+            help="auto (each target's fast one: u8 for onnx, s8 for openvino and tensorrt), s8 or u8."
+        ),
+    ] = "auto",
     data: Annotated[
         str | None,
         typer.Option(help="Real images for the parity check (default: held out from --calib)."),
@@ -194,10 +196,11 @@ def _print(result) -> None:
                 console.print(
                     "  nothing was written; --no-verify keeps the unverified artifact", highlight=False
                 )
-    if result.quantization.get("calibration_images"):
-        q = result.quantization
-        console.print(
-            f"int8: {q['weights']} weights, {q['activations']} activations, "
-            f"{q['calibration_method']} calibration on {q['calibration_images']} images",
-            highlight=False,
-        )
+    for t in result.targets:
+        q = t.quantization
+        if q.get("calibration_images"):
+            console.print(
+                f"{t.target} int8: {q['weights']} weights, {q['activations']} activations, "
+                f"{q['calibration_method']} calibration on {q['calibration_images']} images",
+                highlight=False,
+            )

@@ -58,13 +58,18 @@ def export(
     result = ExportResult(loaded.spec.name, str(source), job.shape, opts.dynamic_batch, str(job.out_dir), [])
     with tempfile.TemporaryDirectory(dir=job.out_dir, prefix=".export-") as work_name:
         work = Path(work_name)
-        onnx_path, result.onnx, result.quantization = make_onnx(job, work, step)
-        # The target whose artifact is the ONNX itself goes last: the others are built from that file.
-        for target in sorted(opts.targets, key=lambda t: get_target(t).builder is None):
-            step(f"{target}: building")
-            res = build_target(target, onnx_path, work, job, step)
-            if res.ok:
-                res.manifest = str(write_manifest(Path(res.path), target_manifest(res, job, result)))
-            result.targets.append(res)
+        # One ONNX per int8 activation scheme (each target's fast one by default), one in all otherwise.
+        groups: dict[str | None, list[str]] = {}
+        for target in opts.targets:
+            groups.setdefault(opts.activations_for(target), []).append(target)
+        for k, (activations, targets) in enumerate(groups.items()):
+            onnx_path, result.onnx, quantization = make_onnx(job, work / str(k), step, activations)
+            # The target whose artifact is the ONNX itself goes last: the others are built from that file.
+            for target in sorted(targets, key=lambda t: get_target(t).builder is None):
+                step(f"{target}: building")
+                res = build_target(target, onnx_path, work, job, step, quantization)
+                if res.ok:
+                    res.manifest = str(write_manifest(Path(res.path), target_manifest(res, job, result)))
+                result.targets.append(res)
     result.targets.sort(key=lambda r: opts.targets.index(r.target))
     return result

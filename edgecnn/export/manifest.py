@@ -59,7 +59,7 @@ def target_manifest(res, job, result) -> dict:
         },
         "output": {"name": "logits", "num_classes": loaded.num_classes, "task": loaded.spec.task},
         "onnx": result.onnx,
-        "quantization": result.quantization,
+        "quantization": res.quantization,
         "backend": res.info,
         "versions": package_versions("onnx", "onnxslim", *backend_packages()),
         "parity": [p.to_dict() for p in res.parity],

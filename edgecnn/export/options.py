@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgecnn.errors import BadArgumentError, UnknownNameError
 from edgecnn.export.onnx import DEFAULT_OPSET, EXPORTERS, OPSETS
-from edgecnn.runtime import get_int8_scheme, get_precision, get_target
+from edgecnn.runtime import AUTO_INT8, check_int8_activations, get_precision, get_target
 
 # Calibration method -> onnxruntime.quantization.CalibrationMethod member.
 CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -29,7 +29,9 @@ class ExportOptions:
     calib_size: int = 100
     calib_method: str = "minmax"
     per_channel: bool = True
-    int8_activations: str = "s8"  # "u8": faster in ONNX Runtime on x86, not loadable by TensorRT
+    # "auto": each target's fast scheme (u8 for ONNX Runtime, s8 for OpenVINO and TensorRT); "s8" / "u8"
+    # force one for every target.
+    int8_activations: str = AUTO_INT8
     data: str | None = None  # real check images; default: the calibration source's held-out part
     check_size: int = 64
     seeded_checks: int = 8
@@ -37,6 +39,12 @@ class ExportOptions:
     force: bool = False
     workspace_gib: float = 2.0
     seed: int = 0
+
+    def activations_for(self, target: str) -> str | None:
+        """The int8 activation scheme of `target`'s artifact; None when the precision has none."""
+        if not get_precision(self.precision).calibrated:
+            return None
+        return get_target(target).int8_scheme(self.int8_activations)
 
     def validate(self) -> ExportOptions:
         if not self.targets:
@@ -50,7 +58,7 @@ class ExportOptions:
                 f"--opset must be between {OPSETS[0]} and {OPSETS[-1]} (per-channel Q/DQ needs 13), "
                 f"got {self.opset}"
             )
-        scheme = get_int8_scheme(self.int8_activations)
+        check_int8_activations(self.int8_activations)
         if self.calib_method not in CALIBRATION_METHODS:
             raise UnknownNameError("calibration method", self.calib_method, CALIBRATION_METHODS)
         if precision.calibrated:
@@ -60,11 +68,7 @@ class ExportOptions:
                     "images) or --calib digits (the bundled MNIST digits)"
                 )
             for b in backends:
-                if scheme.name not in b.int8_activations:
-                    raise BadArgumentError(
-                        f"{b.runtime} cannot load {scheme.description} activations: drop "
-                        f"--int8-activations {scheme.name} for --target {b.target}"
-                    )
+                b.int8_scheme(self.int8_activations)
         if self.batch < 1 or self.max_batch < self.batch:
             raise BadArgumentError(f"need 1 <= --batch <= --max-batch, got {self.batch} and {self.max_batch}")
         if self.calib_size < 1 or self.check_size < 0 or self.seeded_checks < 1:

@@ -44,9 +44,11 @@ def planned_paths(source: str, options: ExportOptions, *, transforms=()) -> dict
     if size != default_size:
         stem += f".{size[0]}x{size[1]}"
     stem += ".dynbatch" if opts.dynamic_batch else (f".b{opts.batch}" if opts.batch != 1 else "")
-    stem += file_label(opts.precision, opts.int8_activations)
     out_dir = Path(opts.out_dir or Path("export") / spec.name)
-    return {t: out_dir / f"{stem}{get_target(t).suffixes[0]}" for t in opts.targets}
+    return {
+        t: out_dir / f"{stem}{file_label(opts.precision, opts.activations_for(t))}{get_target(t).suffixes[0]}"
+        for t in opts.targets
+    }
 
 
 @dataclass

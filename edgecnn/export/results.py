@@ -20,6 +20,7 @@ class TargetResult:
     error: str = ""
     manifest: str | None = None
     info: dict = field(default_factory=dict)
+    quantization: dict = field(default_factory=dict)  # how its int8 graph was made ({} otherwise)
 
     @property
     def ok(self) -> bool:
@@ -40,7 +41,11 @@ class ExportResult:
     out_dir: str
     targets: list[TargetResult]
     onnx: dict = field(default_factory=dict)
-    quantization: dict = field(default_factory=dict)
+
+    @property
+    def quantization(self) -> dict:
+        """The first target's int8 calibration (targets differ only in the activation scheme)."""
+        return next((t.quantization for t in self.targets if t.quantization), {})
 
     @property
     def ok(self) -> bool:

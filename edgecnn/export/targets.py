@@ -20,12 +20,14 @@ from edgecnn.lazy import import_string
 from edgecnn.runtime import Backend, get_precision, get_runner, get_target
 
 
-def build_target(target: str, onnx_path: Path, work: Path, job: ExportJob, on_step) -> TargetResult:
+def build_target(
+    target: str, onnx_path: Path, work: Path, job: ExportJob, on_step, quantization: dict | None = None
+) -> TargetResult:
     """The published, verified artifact of one target, or a result saying why there is none."""
     backend, opts = get_target(target), job.options
     final = job.finals[target]
     t0 = time.perf_counter()
-    res = TargetResult(target, opts.precision, "ok")
+    res = TargetResult(target, opts.precision, "ok", quantization=quantization or {})
     artifact = onnx_path if backend.builder is None else work / final.name
     try:
         if backend.builder is not None:
@@ -96,12 +98,18 @@ def publish(backend: Backend, artifact: Path, final: Path, *, force: bool) -> No
         os.replace(src, dst)
 
 
-def make_onnx(job: ExportJob, work: Path, on_step: Callable[[str], None]) -> tuple[Path, dict, dict]:
-    """The ONNX every target is built from, in the export's precision: (path, onnx info, precision info)."""
+def make_onnx(
+    job: ExportJob, work: Path, on_step: Callable[[str], None], activations: str | None = None
+) -> tuple[Path, dict, dict]:
+    """The ONNX the targets are built from, in the export's precision (int8 with `activations`):
+    (path, onnx info, precision info)."""
+    import dataclasses
+
     from edgecnn.export.onnx import export_onnx
 
     opts, precision = job.options, get_precision(job.options.precision)
     on_step("exporting ONNX")
+    work.mkdir(parents=True, exist_ok=True)
     final = work / f"{job.stem}.onnx"
     base = final if precision.onnx_step is None else work / "fp32-source.onnx"
     info = export_onnx(
@@ -116,4 +124,5 @@ def make_onnx(job: ExportJob, work: Path, on_step: Callable[[str], None]) -> tup
     if precision.onnx_step is None:
         return base, info, {}
     step = import_string(precision.onnx_step)
-    return final, info, step(base, final, options=opts, calibration=job.calibration, on_step=on_step)
+    step_opts = dataclasses.replace(opts, int8_activations=activations) if activations else opts
+    return final, info, step(base, final, options=step_opts, calibration=job.calibration, on_step=on_step)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from edgecnn.bench.schema import BenchRow, BenchRun
+
+SLOWER = "!"  # marks a reduced-precision row slower than its fp32 row
 
 COLUMNS = (
     "model", "variant", "runtime", "batch", "MACs", "params", "file", "p50 ms", "p90 ms", "p99 ms",
@@ -24,7 +28,49 @@ def _macs(n) -> str:
     return f"{n / 1e9:.2f} G" if n >= 1e8 else f"{n / 1e6:.2f} M"
 
 
-def cells(row: BenchRow) -> list[str]:
+def _base(row: BenchRow) -> str:
+    """The variant without its precision and file suffix: rows of one model in different precisions
+    share it ("int8u8" / "fp32" -> "", "a.int8.onnx" / "a.onnx" -> "a")."""
+    from edgecnn.runtime import INT8_ACTIVATIONS, PRECISIONS, artifact_suffixes, precision_tag
+
+    tags = {precision_tag(p, s) for p in PRECISIONS for s in INT8_ACTIVATIONS}
+    drop = tags | {s.lstrip(".") for s in artifact_suffixes()}
+    return ".".join(t for t in re.split(r"[ .]", row.variant) if t and t not in drop)
+
+
+def slower_than_fp32(run: BenchRun) -> list[tuple[BenchRow, BenchRow]]:
+    """(row, its fp32 row) for every reduced-precision row measured slower than the same model in fp32
+    on the same runtime, device and batch: an INT8 model that is slower is worth knowing about."""
+    from edgecnn.runtime import is_baseline
+
+    fp32 = {
+        (r.model, _base(r), r.runtime, r.device, r.batch, r.threads): r
+        for r in run.rows
+        if is_baseline(r.precision) and r.latency
+    }
+    out = []
+    for r in run.rows:
+        ref = fp32.get((r.model, _base(r), r.runtime, r.device, r.batch, r.threads))
+        if (
+            not is_baseline(r.precision)
+            and r.latency
+            and ref
+            and r.latency["median_ms"] > ref.latency["median_ms"]
+        ):
+            out.append((r, ref))
+    return out
+
+
+def notes(run: BenchRun) -> list[str]:
+    """Lines printed under the table."""
+    return [
+        f"{SLOWER} {r.model} {r.variant} on {r.runtime} batch {r.batch} is slower than fp32: "
+        f"{_ms(r.latency['median_ms'])} vs {_ms(ref.latency['median_ms'])} ms"
+        for r, ref in slower_than_fp32(run)
+    ]
+
+
+def cells(row: BenchRow, slower: bool = False) -> list[str]:
     lat, mem, acc = row.latency or {}, row.memory or {}, row.accuracy or {}
     peak = mem.get("peak_over_baseline_bytes")
 
@@ -39,7 +85,7 @@ def cells(row: BenchRow) -> list[str]:
         _macs(row.macs),
         "-" if row.params is None else f"{row.params / 1e6:.2f} M",
         _mb(row.file_size_bytes),
-        ms("median_ms"),
+        ms("median_ms") + (f" {SLOWER}" if slower else ""),
         ms("p90_ms"),
         ms("p99_ms"),
         f"{lat['throughput']:.1f}" if lat else "-",
@@ -52,7 +98,8 @@ def cells(row: BenchRow) -> list[str]:
 def rich_table(run: BenchRun):
     from rich.table import Table
 
-    table = Table(title=f"{run.label} — {run.machine.get('cpu')}")
+    slow = {id(r) for r, _ in slower_than_fp32(run)}
+    table = Table(title=f"{run.label} — {run.machine.get('cpu')}", caption="\n".join(notes(run)) or None)
     for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("model", "variant", "runtime") else "right")
     for row in run.rows:
@@ -64,7 +111,7 @@ def rich_table(run: BenchRun):
                 row.model, row.variant, row.runtime, str(row.batch), f"[red]{escape(row.error + hint)}[/]"
             )
         else:
-            table.add_row(*cells(row))
+            table.add_row(*cells(row, id(row) in slow))
     return table
 
 
@@ -76,10 +123,12 @@ def markdown(run: BenchRun) -> str:
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
+    slow = {id(r) for r, _ in slower_than_fp32(run)}
     for row in run.rows:
         if row.error:
             err = row.error + (f" ({row.hint})" if row.hint else "")
             lines.append(f"| {row.model} | {row.variant} | {row.runtime} | {row.batch} | error: {err} |")
         else:
-            lines.append("| " + " | ".join(cells(row)) + " |")
-    return "\n".join(lines) + "\n"
+            lines.append("| " + " | ".join(cells(row, id(row) in slow)) + " |")
+    extra = notes(run)
+    return "\n".join(lines + (["", *extra] if extra else [])) + "\n"

@@ -9,12 +9,14 @@ nothing of edgecnn above `errors`.
 from __future__ import annotations
 
 from edgecnn.runtime.backends import (
+    AUTO_INT8,
     BACKENDS,
     TARGETS,
     Backend,
     artifact_suffixes,
     backend_for,
     backend_packages,
+    check_int8_activations,
     get_backend,
     get_target,
 )
@@ -28,10 +30,12 @@ from edgecnn.runtime.precisions import (
     file_label,
     get_int8_scheme,
     get_precision,
+    is_baseline,
     precision_tag,
 )
 
 __all__ = [
+    "AUTO_INT8",
     "BACKENDS",
     "INT8_ACTIVATIONS",
     "PRECISIONS",
@@ -46,6 +50,7 @@ __all__ = [
     "backend_for",
     "backend_packages",
     "check_device",
+    "check_int8_activations",
     "ensure_ready",
     "file_label",
     "get_backend",
@@ -53,6 +58,7 @@ __all__ = [
     "get_precision",
     "get_runner",
     "get_target",
+    "is_baseline",
     "precision_tag",
     "require",
 ]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from edgecnn.errors import BadArgumentError, UnknownNameError
 
+AUTO_INT8 = "auto"  # `--int8-activations auto`: each backend's fast scheme (its first)
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -32,7 +34,8 @@ class Backend:
     # "module:func" that raises a one-line error when the backend cannot run here (TensorRT: no GPU);
     # None: being installed is enough.
     ready: str | None = None
-    int8_activations: tuple[str, ...] = ("s8", "u8")  # int8 activation schemes it loads
+    # INT8 activation schemes it loads, its fast one first: what "auto" (the default) picks for it.
+    int8_activations: tuple[str, ...] = ("s8", "u8")
     # Its runner reports per-node times in the optimised graph (`node_times`; made with profile=True):
     # the planner then times candidates inside the whole model instead of alone.
     node_profiler: bool = False
@@ -40,6 +43,21 @@ class Backend:
     # on AVX512-BF16, and not fp32 any more): an fp32 artifact is pinned to f32 math, so it is checked
     # and measured as what it says.
     runner_options: dict[str, dict] = field(default_factory=dict)
+
+    def int8_scheme(self, requested: str) -> str:
+        """The activation scheme its INT8 artifacts use: `requested`, or its fast one for "auto";
+        a one-line error for a scheme it cannot load."""
+        from edgecnn.runtime.precisions import get_int8_scheme
+
+        if check_int8_activations(requested) == AUTO_INT8:
+            return self.int8_activations[0]
+        if requested not in self.int8_activations:
+            scheme = get_int8_scheme(requested)
+            raise BadArgumentError(
+                f"{self.runtime} cannot load {scheme.description} activations: use --int8-activations "
+                f"{' or '.join([*self.int8_activations, AUTO_INT8])} for it"
+            )
+        return requested
 
     def options_for(self, precision: str) -> dict:
         return dict(self.runner_options.get(precision, {}))
@@ -49,6 +67,15 @@ class Backend:
         path = Path(artifact)
         side = [path.parent / t.format(stem=path.stem, name=path.name) for t in self.side_files]
         return [p for p in side if p.exists()] + [path]
+
+
+def check_int8_activations(requested: str) -> str:
+    """`requested` when it names an INT8 activation scheme or "auto"; a one-line error otherwise."""
+    from edgecnn.runtime.precisions import INT8_ACTIVATIONS
+
+    if requested != AUTO_INT8 and requested not in INT8_ACTIVATIONS:
+        raise UnknownNameError("int8 activation type", requested, [*INT8_ACTIVATIONS, AUTO_INT8])
+    return requested
 
 
 BACKENDS: dict[str, Backend] = {
@@ -72,6 +99,9 @@ BACKENDS: dict[str, Backend] = {
             suffixes=(".onnx",),
             side_files=("{name}.data",),  # weights of models over 2 GiB (protobuf's limit)
             node_profiler=True,
+            # uint8 activations: ONNX Runtime's x86 kernels (VNNI) have no fast path for int8 x int8;
+            # ResNet-50 ran 2.5x faster with u8 than with s8 here (benchmarks/results/suite_2core_cpu.md).
+            int8_activations=("u8", "s8"),
         ),
         Backend(
             runtime="openvino",
@@ -85,6 +115,9 @@ BACKENDS: dict[str, Backend] = {
             builder="edgecnn.export.openvino:build",
             runner_options={"fp32": {"precision": "f32"}},
             node_profiler=True,
+            # Symmetric int8, as NNCF's performance preset makes: within 15% of u8 on ResNets and
+            # faster on MobileNetV2 / EfficientNet-B0 here (benchmarks/results/suite_2core_cpu.md).
+            int8_activations=("s8", "u8"),
         ),
         Backend(
             runtime="tensorrt",

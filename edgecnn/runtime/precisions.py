@@ -79,6 +79,12 @@ INT8_ACTIVATIONS: dict[str, Int8Scheme] = {
 }
 
 
+def is_baseline(name: str) -> bool:
+    """Whether `name` is the reference precision (fp32) others are compared with; False for unknown."""
+    p = PRECISIONS.get(name)
+    return p is not None and not p.in_file_name
+
+
 def get_precision(name: str) -> Precision:
     try:
         return PRECISIONS[name]
