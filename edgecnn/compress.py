@@ -44,6 +44,14 @@ class CompressOptions:
     force: bool = False
     measure_seconds: float = 3.0  # per model and round of the end-to-end timing (two rounds)
     seed: int = 0
+    int8: bool = False  # plan precision per layer too; the student is exported int8 (mixed)
+    calib_size: int = 100  # images calibrating the int8 export
+    verify: bool = True  # check both artifacts against PyTorch (off: random weights, speed only)
+
+    @property
+    def precision(self) -> str:
+        """The student artifact's precision (the original is always timed in fp32)."""
+        return "int8" if self.int8 else "fp32"
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(
@@ -58,6 +66,7 @@ class CompressOptions:
             exclude=self.exclude,
             use_cache=self.use_cache,
             cache_dir=self.cache_dir,
+            int8=self.int8,
         )
 
     def validate(self) -> CompressOptions:
@@ -69,6 +78,8 @@ class CompressOptions:
                 f"{self.runtime} is not installed; install it with: {backend.install_hint}"
             )
         self.plan_options().validate()
+        if self.calib_size < 1:
+            raise BadArgumentError(f"--calib-size must be positive, got {self.calib_size}")
         if self.distill_epochs < 0 or self.calib_images < 8 or self.bn_batches < 0:
             raise BadArgumentError("--distill-epochs must be >= 0, --calib-images >= 8, bn_batches >= 0")
         if not self.measure_seconds > 0:
@@ -154,7 +165,7 @@ def compress(
     from edgecnn.transforms import save_with_recipe
 
     save_with_recipe(student.model, student.recipe, student_path, force=opts.force)
-    artifacts = _export(model, loaded, student_path, out, opts, progress)
+    artifacts = _export(model, loaded, student_path, out, opts, progress, plan.fp32_layers())
     original_ms, student_ms = _time_both(
         loaded.model, student.model, artifacts, (loaded.in_chans, *size), opts
     )
@@ -214,7 +225,7 @@ def _recover(loaded, plan: Plan, size, splits, opts: CompressOptions, on_step, o
 def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
     """Every file compress writes: the student, its report, and both artifacts with their manifests."""
     from edgecnn.export import ExportOptions, planned_paths
-    from edgecnn.runtime import get_backend
+    from edgecnn.runtime import file_label, get_backend
 
     paths = [student_path, out / "compress.json"]
     backend = get_backend(opts.runtime)
@@ -225,14 +236,20 @@ def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -
         (original,) = planned_paths(model, eo).values()
         # The student's recipe holds the input size, so its name has no size label (as export names it).
         batch = f".b{opts.batch}" if opts.batch != 1 else ""
-        student = out / f"{student_path.name.removesuffix('.safetensors')}{batch}{backend.suffixes[0]}"
+        label = file_label(opts.precision, backend.int8_scheme("auto"))
+        stem = student_path.name.removesuffix(".safetensors")
+        student = out / f"{stem}{batch}{label}{backend.suffixes[0]}"
         for artifact in (original, student):
             paths += [*backend.files(artifact), artifact.with_name(artifact.name + ".json")]
     return paths
 
 
-def _export(model, loaded, student_path: Path, out: Path, opts: CompressOptions, progress) -> dict:
-    """The original's and the student's artifacts for the runtime, each verified against PyTorch."""
+def _export(
+    model, loaded, student_path: Path, out: Path, opts: CompressOptions, progress, fp32_layers=()
+) -> dict:
+    """The original's (fp32) and the student's (the plan's precision: int8 but for `fp32_layers`,
+    calibrated on the data's training images, checked on images held out from them) artifacts for
+    the runtime, each verified against PyTorch."""
     from edgecnn.errors import ExportError
     from edgecnn.export import ExportOptions, export
     from edgecnn.runtime import get_backend
@@ -240,11 +257,27 @@ def _export(model, loaded, student_path: Path, out: Path, opts: CompressOptions,
     backend = get_backend(opts.runtime)
     if backend.target is None:  # the runtime runs the modules themselves
         return {"original": None, "student": None}
-    eo = ExportOptions(
-        targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size, force=opts.force
+    common = dict(
+        targets=(backend.target,),
+        out_dir=out,
+        batch=opts.batch,
+        input_size=opts.input_size,
+        force=opts.force,
+        verify=opts.verify,
+    )
+    student = ExportOptions(
+        **common,
+        precision=opts.precision,
+        calib=opts.data if opts.int8 else None,
+        calib_size=opts.calib_size,
+        int8_fp32_layers=tuple(fp32_layers),
+    )
+    jobs = (
+        ("original", model, ExportOptions(**common), {"loaded": loaded}),
+        ("student", str(student_path), student, {}),
     )
     paths = {}
-    for name, source, kw in (("original", model, {"loaded": loaded}), ("student", str(student_path), {})):
+    for name, source, eo, kw in jobs:
         progress(f"exporting the {name} for {opts.runtime}", 0, 1)
         (target,) = export(source, eo, **kw).targets
         if not target.ok:
@@ -263,10 +296,15 @@ def _time_both(original, student, artifacts, chw, opts: CompressOptions) -> tupl
 
     backend = get_backend(opts.runtime)
     x = np.random.default_rng(0).standard_normal((opts.batch, *chw)).astype(np.float32)
-    options = {"device": opts.device, "threads": opts.threads, **backend.options_for("fp32")}
     runners = [
-        get_runner(opts.runtime, artifacts[name] or module, **options)
-        for name, module in (("original", original), ("student", student))
+        get_runner(
+            opts.runtime,
+            artifacts[name] or module,
+            device=opts.device,
+            threads=opts.threads,
+            **backend.options_for(precision),
+        )
+        for name, module, precision in (("original", original, "fp32"), ("student", student, opts.precision))
     ]
     best = [float("inf"), float("inf")]
     for _ in range(2):

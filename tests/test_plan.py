@@ -75,6 +75,7 @@ def test_an_unreachable_budget_names_the_best_speedup():
         (dict(speedup=2.0, latency_ms=3.0), "give one budget"),
         (dict(runtime="onnxrt"), "unknown runtime 'onnxrt'"),
         (dict(device="gpu"), "onnxruntime runs on cpu or cuda or tensorrt, not 'gpu'"),
+        (dict(runtime="torch", int8=True), "--int8 plans time int8 layers inside the model"),
     ],
 )
 def test_plan_options_are_checked(kwargs, message):
@@ -96,6 +97,73 @@ def test_every_layer_is_found_in_the_runtimes_profile(runtime, tmp_path):
     assert names[0] == "conv1" and names[-1] == "fc" and len(names) == 21
     times = profile_probe(probe_model(model, slots, 0), names, (3, 32, 32), get_backend(runtime), runs=3)
     assert all(times[n] > 0 for n in names), [n for n in names if not times[n]]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_int8_probes_time_every_layer_and_int8_is_faster_in_context(runtime):
+    """An int8 probe is quantized after tagging; the tags survive, so every layer has an int8 time, and
+    at 64x64 the int8 convs of ResNet-18's last stage cost less than fp32 in the same graph."""
+    from edgecnn.plan.context import Quantized
+
+    _, model = _folded(size=64)
+    slots = enumerate_slots(model, torch.zeros(1, 3, 64, 64))
+    names = [s.name for s in slots]
+    backend = get_backend(runtime)
+    images = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    int8 = Quantized(backend.int8_scheme("auto"), images)
+    probe = probe_model(model, slots, 0)
+    fp32 = profile_probe(probe, names, (3, 64, 64), backend, runs=10)
+    q = profile_probe(probe, names, (3, 64, 64), backend, runs=10, int8=int8)
+    assert all(q[n] > 0 for n in names), [n for n in names if not q[n]]
+    last = [n for n in names if n.startswith("layer4") and "downsample" not in n]
+    assert sum(q[n] for n in last) < sum(fp32[n] for n in last)
+
+
+def test_fake_quant_scores_int8_as_the_scheme_computes_it():
+    """Quantization error is small, not zero, and u8 (asymmetric) is finer than s8 on inputs after a
+    ReLU, which use only half of s8's range."""
+    from edgecnn.plan.scores import fake_quant
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 32, 3, padding=1).eval()
+    x = torch.relu(torch.randn(8, 16, 12, 12))
+    with torch.no_grad():
+        ref = conv(x)
+        err = {a: float((fake_quant(conv, a)(x) - ref).norm() / ref.norm()) for a in ("s8", "u8")}
+        assert torch.equal(conv(x), ref)  # the layer itself is untouched
+    assert 1e-4 < err["u8"] < err["s8"] < 0.05, err
+
+
+def test_an_int8_export_leaves_the_chosen_layers_in_fp32(tmp_path):
+    """Mixed precision: the nodes of `int8_fp32_layers` get no Q/DQ, every other conv does."""
+    import onnx
+
+    from edgecnn.export import ExportOptions, export
+    from edgecnn.export.layers import assign
+
+    keep = ("layer1.0.conv1", "layer4.1.conv2", "fc")
+    opts = ExportOptions(
+        out_dir=tmp_path,
+        input_size=(32, 32),
+        precision="int8",
+        calib="digits",
+        calib_size=8,
+        verify=False,
+        int8_fp32_layers=keep,
+    )
+    (t,) = export("resnet18", opts).targets
+    assert t.quantization["fp32_layers"] == list(keep) and t.quantization["fp32_nodes"] >= 3
+    graph = onnx.load(t.path).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    weighted = [
+        (node, layer)
+        for node, layer in assign(graph, [n for n, _ in load_model("resnet18").model.named_modules() if n])
+        if node.op_type in ("Conv", "Gemm")
+    ]
+    assert len(weighted) == 21
+    for node, layer in weighted:  # an int8 conv reads dequantized int8 weights, an fp32 one its floats
+        quantized = producer.get(node.input[1]) == "DequantizeLinear"
+        assert quantized == (layer not in keep), (layer, node.name)
 
 
 def test_tagging_keeps_the_graph_and_its_outputs(tmp_path):

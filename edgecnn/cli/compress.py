@@ -31,6 +31,13 @@ def compress(
         int, typer.Option(help="Distillation epochs; 0: plan, build, BN, export only.")
     ] = 2,
     calib_images: Annotated[int, typer.Option(help="Images that score each candidate's error.")] = 64,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="Plan precision too: each layer int8 (the runtime's fast scheme) or fp32."
+        ),
+    ] = False,
+    calib_size: Annotated[int, typer.Option(help="Images calibrating the int8 export.")] = 100,
     input_size: o.InputSize = None,
     device: Annotated[str, typer.Option(help="Device the runtime runs on.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
@@ -65,6 +72,8 @@ def compress(
         latency_ms=latency_ms,
         data=data,
         calib_images=calib_images,
+        int8=int8,
+        calib_size=calib_size,
         distill_epochs=distill_epochs,
         input_size=input_size,
         device=device,
@@ -122,11 +131,17 @@ def _print(result) -> None:
         )
     console.print(table)
     swapped = sum(layer.kind != "keep" for layer in plan.layers)
+    if plan.int8_activations:
+        fp32 = plan.fp32_layers()
+        scheme = f"int8 ({plan.int8_activations} activations)"
+        swapped_line = f"{swapped} of {len(plan.layers)} layers swapped; {scheme} but for {len(fp32)} in fp32"
+    else:
+        swapped_line = f"{swapped} of {len(plan.layers)} layers swapped"
     cache = f"{plan.latencies_measured} latencies measured, {plan.latencies_cached} from the cache"
     (m0, m1), (p0, p1), (s0, s1), (t0, t1) = result.macs, result.params, result.size_bytes, result.top1
     size = f", size {s0 / 1e6:.1f} -> {s1 / 1e6:.1f} MB" if s0 and s1 else ""
     lines = [
-        f"{swapped} of {len(plan.layers)} layers swapped; {cache}",
+        f"{swapped_line}; {cache}",
         f"latency: original {result.original_ms:.2f} ms -> {result.student_ms:.2f} ms measured "
         f"({result.measured_speedup:.2f}x; asked {plan.original_ms / plan.target_ms:.2f}x), "
         f"predicted {plan.predicted_ms:.2f} ms ({result.prediction_error:+.1%})",

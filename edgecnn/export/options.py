@@ -32,6 +32,7 @@ class ExportOptions:
     # "auto": each target's fast scheme (u8 for ONNX Runtime, s8 for OpenVINO and TensorRT); "s8" / "u8"
     # force one for every target.
     int8_activations: str = AUTO_INT8
+    int8_fp32_layers: tuple[str, ...] = ()  # layers (module names) left in fp32 in an int8 artifact
     data: str | None = None  # real check images; default: the calibration source's held-out part
     check_size: int = 64
     seeded_checks: int = 8

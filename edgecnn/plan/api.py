@@ -31,12 +31,18 @@ class PlanOptions:
     cache_dir: Path | None = None
     layer_seconds: float = 0.15  # timed seconds per candidate
     model_seconds: float = 2.0  # timed seconds for the whole original model
+    int8: bool = False  # precision in the plan too: each layer fp32 or int8 (the runtime's fast scheme)
 
     def validate(self) -> PlanOptions:
         from edgecnn.runtime import check_device, get_backend
 
-        get_backend(self.runtime)
+        backend = get_backend(self.runtime)
         check_device(self.device, self.runtime)
+        if self.int8 and not ("int8" in backend.precisions and backend.node_profiler):
+            raise BadArgumentError(
+                f"--int8 plans time int8 layers inside the model, which {self.runtime} cannot: use "
+                "--runtime onnxruntime or openvino"
+            )
         if (self.speedup is None) == (self.latency_ms is None):
             raise BadArgumentError("give one budget: --speedup S or --latency-ms L")
         if self.speedup is not None and not self.speedup > 1:
@@ -51,7 +57,7 @@ class PlanOptions:
 @dataclass
 class LayerChoice:
     name: str
-    choice: str  # "keep", "separable 2", "bottleneck 32/64", "lowrank 48"
+    choice: str  # "keep", "separable 2", "bottleneck 32/64", "lowrank 48", "keep int8"
     kind: str
     value: object
     latency_before_ms: float
@@ -59,6 +65,7 @@ class LayerChoice:
     error: float
     macs_before: int
     macs_after: int
+    precision: str = "fp32"
 
 
 @dataclass
@@ -75,6 +82,13 @@ class Plan:
     calibration_images: int
     latencies_measured: int  # timings made in this plan
     latencies_cached: int  # timings read from the cache
+    int8_activations: str | None = None  # the scheme of the int8 layers; None: an fp32 plan
+
+    def fp32_layers(self) -> list[str]:
+        """Layers an int8 plan leaves in fp32 (where int8 was slower there, or cost too much error)."""
+        from edgecnn.runtime import is_baseline
+
+        return [layer.name for layer in self.layers if self.int8_activations and is_baseline(layer.precision)]
 
     @property
     def predicted_speedup(self) -> float:
@@ -137,9 +151,27 @@ def make_plan(
         for i, (slot, cand) in enumerate(todo):
             progress(f"latency of {slot.name} {cand.label}", i + 1, len(todo))
             cand.latency_ms = table.latency(cand.block, slot.in_shape)
-    table.save()
     batches = list(calibration)
-    images = score(slots, model, batches, on_batch=lambda i: progress("error scores", i, len(batches)))
+    scheme = table.backend.int8_scheme("auto") if opts.int8 else None
+    if opts.int8:
+        import numpy as np
+
+        from edgecnn.plan.context import Quantized, context_latencies
+
+        for slot in slots:
+            slot.candidates += [c.in_precision("int8") for c in slot.candidates]
+        int8 = Quantized(scheme, np.concatenate(batches)[:16])
+        context_latencies(
+            model, slots, input_shape, table, int8=int8, on_probe=lambda k, n: progress("int8 probes", k, n)
+        )
+    table.save()
+    images = score(
+        slots,
+        model,
+        batches,
+        on_batch=lambda i: progress("error scores", i, len(batches)),
+        activations=scheme or "s8",
+    )
     budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), 0.0)
     budget.target_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
     picks = choose(slots, budget)
@@ -154,6 +186,7 @@ def make_plan(
             s.candidates[j].error,
             s.keep.macs,
             s.candidates[j].macs,
+            s.candidates[j].precision,
         )
         for s, j in zip(slots, picks, strict=True)
     ]
@@ -172,4 +205,5 @@ def make_plan(
         images,
         table.misses,
         table.hits,
+        scheme,
     )

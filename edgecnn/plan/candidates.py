@@ -44,13 +44,23 @@ class Candidate:
     block: object = field(repr=False)  # the replacement nn.Module (the layer itself for keep)
     latency_ms: float | None = None
     error: float | None = None  # relative error of the layer's output on calibration images
+    precision: str = "fp32"  # what the runtime computes it in (int8: Q/DQ in the plan's scheme)
 
     @property
     def label(self) -> str:
+        from edgecnn.runtime import is_baseline
+
+        tag = "" if is_baseline(self.precision) else f" {self.precision}"
         if self.value is None:
-            return self.kind
+            return self.kind + tag
         ranks = self.value if isinstance(self.value, list | tuple) else [self.value]
-        return f"{self.kind} {'/'.join(str(int(r)) for r in ranks)}"
+        return f"{self.kind} {'/'.join(str(int(r)) for r in ranks)}{tag}"
+
+    def in_precision(self, precision: str) -> Candidate:
+        """The same structure computed in `precision` (same block; latency and error to measure)."""
+        import dataclasses
+
+        return dataclasses.replace(self, precision=precision, latency_ms=None, error=None)
 
 
 @dataclass
@@ -65,6 +75,10 @@ class Slot:
     @property
     def keep(self) -> Candidate:
         return self.candidates[0]
+
+    def in_precision(self, precision: str) -> list[Candidate]:
+        """The candidates computed in `precision`, in structure order (probe k takes the k-th)."""
+        return [c for c in self.candidates if c.precision == precision]
 
 
 def _input_shapes(model, example, names) -> dict[str, tuple[int, ...]]:

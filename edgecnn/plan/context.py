@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,28 +26,22 @@ SEP = "|"  # tag separator in node and tensor names: "layer1.0.conv1|/inner/.../
 
 
 def tag_onnx(path: Path, layers: list[str]) -> dict[str, str]:
-    """Prefix each node's name and output tensors with the layer (of `layers`) it belongs to.
+    """Prefix each node's name and output tensors with the layer (of `layers`) it belongs to
+    (`export.layers.assign` decides which).
 
     Returns {graph output name: layer}: a runtime may name the op that produces a graph output after
     the output (OpenVINO does), which no renaming inside the graph can change."""
     import onnx
 
+    from edgecnn.export.layers import assign
+
     model = onnx.load(str(path))
     graph = model.graph
-    params = {i.name for i in graph.initializer}
-    prefixes = sorted(((f"inner.{n}.", n) for n in layers), key=lambda p: -len(p[0]))
-    scopes = sorted(((_scope(n), n) for n in layers), key=lambda p: -len(p[0]))
     outputs = {o.name for o in graph.output}
-    tag_of: dict[str, str] = {}  # tensor -> layer
     renamed: dict[str, str] = {}
     identities, aliases = [], {}
-    for node in graph.node:
+    for node, tag in assign(graph, layers):
         node.input[:] = [renamed.get(i, i) for i in node.input]
-        tag = next((n for p, n in prefixes for i in node.input if i in params and i.startswith(p)), None)
-        if tag is None:  # weights the exporter folded under a new name: the node's scope says
-            tag = next((n for p, n in scopes if node.name.startswith(p)), None)
-        if tag is None and node.input:
-            tag = tag_of.get(node.input[0])
         if tag is None:
             continue
         node.name = f"{tag}{SEP}{node.name}"
@@ -54,21 +49,12 @@ def tag_onnx(path: Path, layers: list[str]) -> dict[str, str]:
             if not out:
                 continue
             renamed[out] = node.output[k] = f"{tag}{SEP}{out}"
-            tag_of[node.output[k]] = tag
             if out in outputs:  # the graph's output keeps its name through an Identity
                 identities.append(onnx.helper.make_node("Identity", [node.output[k]], [out]))
                 aliases[out] = tag
     graph.node.extend(identities)
     onnx.save(model, str(path))
     return aliases
-
-
-def _scope(name: str) -> str:
-    """The ONNX node-name scope the TorchScript exporter gives module `name` inside export's wrapper:
-    "layer1.0.conv1" -> "/inner/layer1/layer1.0/conv1/" (a numbered child joins its parent's name)."""
-    parts = name.split(".")
-    comps = [f"{parts[i - 1]}.{p}" if p.isdigit() and i else p for i, p in enumerate(parts)]
-    return "/inner/" + "/".join(comps) + "/"
 
 
 def layer_times(node_times: dict[str, float], layers: list[str], aliases=None) -> dict[str, float]:
@@ -83,44 +69,81 @@ def layer_times(node_times: dict[str, float], layers: list[str], aliases=None) -
     return out
 
 
-def probe_model(model, slots, k: int):
-    """The model with every slot swapped to its k-th candidate (kept where it has fewer)."""
+def probe_model(model, slots, k: int, precision: str = "fp32"):
+    """The model with every slot swapped to its k-th candidate in `precision` (kept where it has fewer)."""
     probe = copy.deepcopy(model)
     for slot in slots:
-        if 0 < k < len(slot.candidates):
-            probe.set_submodule(slot.name, copy.deepcopy(slot.candidates[k].block))
+        cands = slot.in_precision(precision)
+        if 0 < k < len(cands):
+            probe.set_submodule(slot.name, copy.deepcopy(cands[k].block))
     return probe.eval()
 
 
-def profile_probe(probe, layers, input_shape, backend, *, device="cpu", threads=None, batch=1, runs=20):
-    """Milliseconds per layer of `layers` inside `probe`, run in `backend` with its profiler."""
-    from edgecnn.export.onnx import export_onnx
+@dataclass(frozen=True)
+class Quantized:
+    """How an int8 probe is made: the runtime's activation scheme and a few images to calibrate on
+    (their ranges do not change the time, but real ones keep the graph what deployment runs)."""
+
+    activations: str
+    images: np.ndarray  # (N, C, H, W)
+
+    def batches(self, batch: int):
+        n = len(self.images) // batch * batch
+        return [self.images[i : i + batch] for i in range(0, n, batch)] or [
+            np.resize(self.images, (batch, *self.images.shape[1:]))
+        ]
+
+
+def profile_probe(
+    probe, layers, input_shape, backend, *, device="cpu", threads=None, batch=1, runs=20, int8=None
+):
+    """Milliseconds per layer of `layers` inside `probe`, run in `backend` with its profiler;
+    int8: a `Quantized` makes it an int8 Q/DQ probe (the tags survive quantization: Q/DQ nodes are
+    named after the tensors they quantize)."""
+    from edgecnn.export.onnx import INPUT_NAME, export_onnx
+    from edgecnn.export.quantize import quantize_qdq
     from edgecnn.plan.latency import artifact_from_onnx
     from edgecnn.runtime import get_runner
 
     shape = (batch, *input_shape)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    precision = "int8" if int8 else "fp32"
     with tempfile.TemporaryDirectory(prefix="edgecnn-probe-") as work:
         onnx_path = Path(work) / "probe.onnx"
         export_onnx(probe, onnx_path, input_shape=shape, simplify=False)
         aliases = tag_onnx(onnx_path, layers)
-        artifact = artifact_from_onnx(onnx_path, shape, backend, Path(work))
-        options = {"device": device, "threads": threads, "profile": True, **backend.options_for("fp32")}
+        if int8:
+            q_path = Path(work) / "probe.int8.onnx"
+            calib = int8.batches(batch)[:8]
+            quantize_qdq(
+                onnx_path,
+                q_path,
+                calib,
+                input_name=INPUT_NAME,
+                activations=int8.activations,
+            )
+            onnx_path = q_path
+        artifact = artifact_from_onnx(onnx_path, shape, backend, Path(work), precision)
+        options = {"device": device, "threads": threads, "profile": True, **backend.options_for(precision)}
         runner = get_runner(backend.runtime, artifact, **options)
         times = runner.node_times(x, runs=runs)
         del runner  # release the artifact's files before the folder goes
     return layer_times(times, layers, aliases)
 
 
-def context_latencies(model, slots, input_shape, table, *, on_probe=None) -> None:
-    """Fill every candidate's `latency_ms` with its in-context time (probes cached in `table`)."""
-    count = max(len(s.candidates) for s in slots)
+def context_latencies(
+    model, slots, input_shape, table, *, on_probe=None, int8: Quantized | None = None
+) -> None:
+    """Fill `latency_ms` of every candidate in the probed precision (fp32, or int8 when `int8` says
+    how) with its in-context time (probes cached in `table`)."""
+    precision = "int8" if int8 else "fp32"
+    count = max(len(s.in_precision(precision)) for s in slots)
     names = [s.name for s in slots]
     for k in range(count):
         if on_probe:
             on_probe(k + 1, count)
-        probe = probe_model(model, slots, k)
-        key = table.key(probe, input_shape) + ":in-context"
+        probe = probe_model(model, slots, k, precision)
+        key = table.key(probe, input_shape) + ":in-context" + (f":int8-{int8.activations}" if int8 else "")
         if key in table.entries:
             table.hits += 1
             times = table.entries[key]
@@ -134,10 +157,12 @@ def context_latencies(model, slots, input_shape, table, *, on_probe=None) -> Non
                 device=table.device,
                 threads=table.threads,
                 batch=table.batch,
+                int8=int8,
             )
         for slot in slots:
-            if k < len(slot.candidates):
-                slot.candidates[k].latency_ms = times[slot.name]
-    missing = [s.name for s in slots if not s.keep.latency_ms]
+            cands = slot.in_precision(precision)
+            if k < len(cands):
+                cands[k].latency_ms = times[slot.name]
+    missing = [s.name for s in slots if not s.in_precision(precision)[0].latency_ms]
     if missing:
         log.warning("no profiled node matched %s; their costs count as 0", ", ".join(missing[:5]))

@@ -160,9 +160,9 @@ def build_artifact(model, shape, backend, work: Path) -> Path:
     return artifact_from_onnx(onnx_path, shape, backend, work)
 
 
-def artifact_from_onnx(onnx_path: Path, shape, backend, work: Path) -> Path:
-    """The backend's artifact built from an fp32 ONNX the way export builds it (the ONNX itself when
-    the backend has no builder)."""
+def artifact_from_onnx(onnx_path: Path, shape, backend, work: Path, precision: str = "fp32") -> Path:
+    """The backend's artifact built from an ONNX (fp32, or int8 Q/DQ) the way export builds it (the
+    ONNX itself when the backend has no builder)."""
     from edgecnn.export import ExportOptions
     from edgecnn.lazy import import_string
     from edgecnn.runtime import get_precision
@@ -170,13 +170,13 @@ def artifact_from_onnx(onnx_path: Path, shape, backend, work: Path) -> Path:
     if backend.builder is None:
         return onnx_path
     artifact = work / f"{onnx_path.stem}{backend.suffixes[0]}"
-    options = ExportOptions(targets=(backend.target,), batch=shape[0])
+    options = ExportOptions(targets=(backend.target,), batch=shape[0], precision=precision)
     import_string(backend.builder)(
         onnx_path,
         artifact,
         options=options,
         input_shape=tuple(shape),
-        precision=get_precision("fp32"),
+        precision=get_precision(precision),
         out_dir=work,
     )
     return artifact
