@@ -45,6 +45,7 @@ class CompressOptions:
     measure_seconds: float = 3.0  # per model and round of the end-to-end timing (two rounds)
     seed: int = 0
     int8: bool = False  # plan precision per layer too; the student is exported int8 (mixed)
+    refit: bool = False  # least-squares refit of each swapped block's last factor before distilling
     calib_size: int = 100  # images calibrating the int8 export
     verify: bool = True  # check both artifacts against PyTorch (off: random weights, speed only)
 
@@ -105,6 +106,7 @@ class CompressResult:
     test_set: str
     distill_epochs: int
     report: str | None = None  # the JSON written beside the student
+    refit: list = field(default_factory=list)  # RefitReport per swapped layer (with --refit)
 
     @property
     def measured_speedup(self) -> float:
@@ -127,11 +129,13 @@ def compress(
     options: CompressOptions | None = None,
     *,
     weights: str | None = None,
+    loaded=None,
     on_progress: Callable[[str, int, int], None] | None = None,
     on_step=None,
     on_epoch=None,
 ) -> CompressResult:
-    """Compress zoo model `model` (with `weights`) for `options.runtime` to the requested budget."""
+    """Compress zoo model `model` (with `weights`, or an already built `loaded` LoadedModel) for
+    `options.runtime` to the requested budget."""
     from edgecnn.artifacts import check_writable
     from edgecnn.data import Preprocess
     from edgecnn.train.api import load_splits
@@ -141,7 +145,7 @@ def compress(
     opts = (options or CompressOptions()).validate()
     spec = get_spec(model)
     out = Path(opts.out_dir or Path("export") / model / f"compress-{opts.runtime}")
-    student_path = out / f"{model}.compressed.safetensors"
+    student_path = out / f"{model}.compressed-{opts.runtime}{'-int8' if opts.int8 else ''}.safetensors"
     for path in _outputs(model, student_path, out, opts):  # nothing is replaced without --force
         check_writable(path, force=opts.force)
     progress = on_progress or (lambda stage, done, total: None)
@@ -159,9 +163,17 @@ def compress(
             f"--calib-images {opts.calib_images} (give more images or a smaller --calib-images)"
         )
     # The classifier has as many outputs as the data has classes (trained weights must match).
-    loaded = load_source(model, weights, num_classes=len(splits.classes))
-    plan = _plan(loaded, size, splits, opts, progress)
-    student, top1, test_set = _recover(loaded, plan, size, splits, opts, on_step, on_epoch)
+    if loaded is None:
+        loaded = load_source(model, weights, num_classes=len(splits.classes))
+    elif loaded.num_classes != len(splits.classes):
+        raise BadArgumentError(
+            f"{model} has {loaded.num_classes} classes and {opts.data} has {len(splits.classes)}"
+        )
+    batches = _calibration(splits, opts)
+    plan = _plan(loaded, size, batches, opts, progress)
+    if opts.refit:
+        progress("refitting the swapped layers on the calibration images", 0, 1)
+    student, top1, test_set, refits = _recover(loaded, plan, size, splits, batches, opts, on_step, on_epoch)
     from edgecnn.transforms import save_with_recipe
 
     save_with_recipe(student.model, student.recipe, student_path, force=opts.force)
@@ -183,43 +195,51 @@ def compress(
         top1,
         test_set,
         opts.distill_epochs,
+        refit=refits,
     )
     result.report = str(_write_report(result, out))
     return result
 
 
-def _plan(loaded, size, splits, opts: CompressOptions, progress) -> Plan:
+def _calibration(splits, opts: CompressOptions) -> list:
+    """The seeded `calib_images` training images, in batches of 16: error scores and refit."""
     import numpy as np
 
     from edgecnn.data.dataset import Subset
+
+    order = np.random.default_rng(opts.seed).permutation(len(splits.train))[: opts.calib_images]
+    return [x for x, _ in Subset(splits.train, order, "calib").batches(16)]
+
+
+def _plan(loaded, size, batches, opts: CompressOptions, progress) -> Plan:
     from edgecnn.plan import make_plan
     from edgecnn.transforms import convert
 
     folded = convert(loaded, fold_bn=True, input_size=size).model.eval()  # what the runtime runs
-    order = np.random.default_rng(opts.seed).permutation(len(splits.train))[: opts.calib_images]
-    calib = Subset(splits.train, order, "calib")
-    batches = [x for x, _ in calib.batches(16)]
     return make_plan(folded, (loaded.in_chans, *size), batches, opts.plan_options(), on_progress=progress)
 
 
-def _recover(loaded, plan: Plan, size, splits, opts: CompressOptions, on_step, on_epoch):
-    """The student (BN kept) built from the plan, BN re-estimated, distilled when asked:
-    (ConvertResult, (teacher top-1, student top-1), test set description)."""
+def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, on_step, on_epoch):
+    """The student (BN kept) built from the plan, refit when asked, BN re-estimated, distilled when
+    asked: (ConvertResult, (teacher top-1, student top-1), test set description, refit reports)."""
     from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
     from edgecnn.train.distillation import recalibrate_bn
     from edgecnn.transforms import convert_exact
+    from edgecnn.transforms.refit import refit
 
     student = convert_exact(loaded, plan.transforms(), input_size=size, seed=opts.seed)
+    swapped = [layer.name for layer in plan.layers if layer.kind != "keep"]
+    reports = refit(student.model, loaded.model, swapped, batches) if opts.refit else []
     test_set = f"{len(splits.test)} images from {splits.test.source}"
     if opts.distill_epochs == 0:
         recalibrate_bn(student.model, splits.train, batches=opts.bn_batches, seed=opts.seed)
         student.model.eval()
         top1 = (evaluate_top1(loaded.model, splits.test), evaluate_top1(student.model, splits.test))
-        return student, top1, test_set
+        return student, top1, test_set, reports
     train = TrainOptions(epochs=opts.distill_epochs, lr=opts.lr, feature_steps=100, seed=opts.seed)
     options = DistillOptions(train=train, bn_batches=opts.bn_batches)
     result = distill(loaded, student, opts.data, options, splits=splits, on_step=on_step, on_epoch=on_epoch)
-    return student, (result.teacher_test_top1, result.student_test_top1), result.test_set
+    return student, (result.teacher_test_top1, result.student_test_top1), result.test_set, reports
 
 
 def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:

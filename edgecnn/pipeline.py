@@ -1,6 +1,10 @@
 """The whole job in one call: reference model -> fold BN -> swap from the weights -> distill ->
 export ONNX / OpenVINO (fp32 and int8) -> benchmark every variant -> one table and a plot.
 
+With `speedup`, the students come from `compress` instead of uniform swaps: one per runtime that can
+plan (a node profiler), each planned from latencies measured on that runtime, so the table shows
+each compact variant against the original on the runtime it was made for.
+
 This is what `edgecnn pipeline` and `make demo` run.
 """
 
@@ -26,6 +30,7 @@ class PipelineOptions:
     rank_ratio: float = 0.5  # bottleneck ranks as a fraction of C and N
     feature_steps: int = 100
     runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+    speedup: float | None = None  # compress for each planning runtime instead of uniform swaps
     int8: bool = True
     seconds: float = 2.0  # minimum timed seconds per row
     memory: bool = True
@@ -91,10 +96,12 @@ def run_pipeline(
         "macs": original.macs_after,
         "params": original.params_after,
     }
+    if opts.speedup:
+        paths += _compressed(model, ref, size, opts, result, say, on_step, on_epoch)
     swaps = []
-    if opts.separable:
+    if opts.separable and not opts.speedup:
         swaps.append(("separable", dict(separable=SwapOptions(rank=opts.rank).validate("separable"))))
-    if opts.bottleneck:
+    if opts.bottleneck and not opts.speedup:
         swaps.append(
             ("bottleneck", dict(bottleneck=SwapOptions(rank_ratio=opts.rank_ratio).validate("bottleneck")))
         )
@@ -148,4 +155,64 @@ def run_pipeline(
     result.table_md = out / "results.md"
     result.table_md.write_text(markdown(result.run))
     result.plot = plot([result.run], out / "results.png", force=True)
+    for v in result.variants.values():
+        if v.get("runtime"):  # the bench's own figure, in the same run as the original's
+            v["bench_speedup"] = _speedup(result.run, model, v)
     return result
+
+
+def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, on_epoch) -> list[str]:
+    """One `compress` student per runtime that can plan; returns their paths."""
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.runtime import available, get_backend
+
+    paths = []
+    for runtime in opts.runtimes:
+        if not (get_backend(runtime).node_profiler and available(runtime)):
+            continue
+        say(f"compress for {runtime}: {opts.speedup}x faster there, {opts.distill_epochs} epochs distilling")
+        co = CompressOptions(
+            runtime=runtime,
+            speedup=opts.speedup,
+            data=opts.data,
+            input_size=size,
+            distill_epochs=opts.distill_epochs,
+            out_dir=result.out_dir / f"compress-{runtime}",
+            force=True,
+            measure_seconds=opts.seconds,
+            seed=opts.seed,
+        )
+        r = compress(model, co, loaded=ref, on_step=on_step, on_epoch=on_epoch)
+        paths.append(r.student_path)
+        result.variants[f"compressed-{runtime}"] = {
+            "path": r.student_path,
+            "runtime": runtime,
+            "requested_speedup": opts.speedup,
+            "measured_speedup": r.measured_speedup,
+            "predicted_ms": r.plan.predicted_ms,
+            "macs": r.macs[1],
+            "params": r.params[1],
+            "mac_reduction": r.macs[0] / r.macs[1],
+            "test_top1": r.top1[1],
+            "test_set": r.test_set,
+        }
+        say(
+            f"compressed for {runtime}: {r.measured_speedup:.2f}x measured (asked {opts.speedup}x), "
+            f"test top-1 {r.top1[1]:.2f}% vs {r.top1[0]:.2f}%"
+        )
+    return paths
+
+
+def _speedup(run, model: str, variant: dict) -> float | None:
+    """Original fp32 median / compressed fp32 median on the variant's runtime, from the bench rows."""
+    from edgecnn.runtime import is_baseline
+
+    stem = Path(variant["path"]).name.removesuffix(".safetensors")
+    ms = {}
+    for row in run.rows:
+        same = row.runtime == variant["runtime"] and row.batch == 1
+        if same and is_baseline(row.precision) and row.latency:
+            for key, name in (("original", f"{model}.original"), ("student", stem)):
+                if row.variant.split(" ")[0] == name:
+                    ms[key] = row.latency["median_ms"]
+    return ms["original"] / ms["student"] if len(ms) == 2 else None

@@ -260,7 +260,13 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
 
     def row(variant, runtime, precision, ms, batch=1):
         return BenchRow(
-            "resnet18", variant, runtime, "cpu", precision, batch, latency={"median_ms": ms, "throughput": 1.0}
+            "resnet18",
+            variant,
+            runtime,
+            "cpu",
+            precision,
+            batch,
+            latency={"median_ms": ms, "throughput": 1.0},
         )
 
     rows = [

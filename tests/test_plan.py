@@ -314,3 +314,54 @@ def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, messa
     assert r.returncode == 2, r.stderr[-2000:]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(tmp_path, monkeypatch):
+    """`pipeline --speedup` (what `make demo` runs): the students come from compress, one per runtime
+    that can plan, and the table's fp32 rows give each one's speed-up on its runtime. A small image
+    folder keeps training short; speed is not asserted (a shared 2-core machine; the demo shows it)."""
+    from PIL import Image
+
+    from edgecnn.pipeline import PipelineOptions, run_pipeline
+
+    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        folder = tmp_path / "shapes" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(24):
+            img = rng.integers(0, 60, (32, 32)).astype(np.uint8)
+            img[c * 10 : c * 10 + 10, :] += 150  # a bright band whose position is the class
+            Image.fromarray(img).save(folder / f"{i}.png")
+    opts = PipelineOptions(
+        data=str(tmp_path / "shapes"),
+        input_size=(32, 32),
+        epochs=1,
+        distill_epochs=0,
+        runtimes=("torch", "onnxruntime"),
+        int8=False,
+        speedup=1.2,
+        seconds=0.2,
+        memory=False,
+        out_dir=tmp_path / "p",
+    )
+    result = run_pipeline("resnet18", opts)
+    assert set(result.variants) == {"original", "compressed-onnxruntime"}  # torch cannot plan in context
+    v = result.variants["compressed-onnxruntime"]
+    assert Path(v["path"]).name == "resnet18.compressed-onnxruntime.safetensors"
+    assert v["mac_reduction"] > 1 and v["requested_speedup"] == 1.2 and v["measured_speedup"] > 0
+    rows = {(r.variant, r.runtime): r for r in result.run.rows}
+    assert set(rows) == {
+        (f"resnet18.{name} fp32", runtime)
+        for name in ("original", "compressed-onnxruntime")
+        for runtime in ("torch", "onnxruntime")
+    }
+    ms = {
+        n: rows[(f"resnet18.{n} fp32", "onnxruntime")].latency["median_ms"]
+        for n in ("original", "compressed-onnxruntime")
+    }
+    assert v["bench_speedup"] == pytest.approx(ms["original"] / ms["compressed-onnxruntime"])
+    assert all(
+        r.accuracy["images"] == rows[("resnet18.original fp32", "torch")].accuracy["images"]
+        for r in rows.values()
+    )

@@ -38,6 +38,12 @@ def compress(
         ),
     ] = False,
     calib_size: Annotated[int, typer.Option(help="Images calibrating the int8 export.")] = 100,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit", help="Least-squares refit of each swapped layer's last factor on real images."
+        ),
+    ] = False,
     input_size: o.InputSize = None,
     device: Annotated[str, typer.Option(help="Device the runtime runs on.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
@@ -74,6 +80,7 @@ def compress(
         calib_images=calib_images,
         int8=int8,
         calib_size=calib_size,
+        refit=refit,
         distill_epochs=distill_epochs,
         input_size=input_size,
         device=device,
@@ -150,5 +157,13 @@ def _print(result) -> None:
         f"({result.distill_epochs} distillation epochs)",
         f"wrote {result.student_path} and {result.report}",
     ]
+    if result.refit:
+        before = sum(r.error_before for r in result.refit) / len(result.refit)
+        after = sum(r.error_after for r in result.refit) / len(result.refit)
+        lines.insert(
+            -1,
+            f"refit: output error of the {len(result.refit)} swapped layers {before:.3f} -> {after:.3f} "
+            "(mean, on the calibration images, before distillation)",
+        )
     for line in lines:
         console.print(line, highlight=False)

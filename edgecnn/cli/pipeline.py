@@ -24,6 +24,10 @@ def pipeline(
     rank: Annotated[int, typer.Option(help="Separable multiplier T.")] = 2,
     rank_ratio: Annotated[float, typer.Option(help="Bottleneck ranks as a fraction of C and N.")] = 0.5,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also INT8 artifacts.")] = True,
+    speedup: Annotated[
+        float | None,
+        typer.Option(help="Students from `compress`: this much faster on each runtime that can plan."),
+    ] = None,
     seconds: Annotated[float, typer.Option(help="Minimum timed seconds per benchmark row.")] = 2.0,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory per row.")] = True,
     output: Annotated[
@@ -44,6 +48,7 @@ def pipeline(
         rank=rank,
         rank_ratio=rank_ratio,
         int8=int8,
+        speedup=speedup,
         seconds=seconds,
         memory=memory,
         out_dir=output,
@@ -58,10 +63,19 @@ def pipeline(
         )
     console.print(rich_table(result.run))
     for name, v in result.variants.items():
-        if name != "original":
-            console.print(
-                f"{name}: {v['mac_reduction']:.2f}x fewer MACs, test top-1 {v['test_top1']:.2f}% "
-                f"vs reference {result.reference['test_top1']:.2f}%",
-                highlight=False,
-            )
+        if name == "original":
+            continue
+        faster = ""
+        if v.get("runtime"):
+            bench = v.get("bench_speedup")
+            faster = (
+                f"{bench:.2f}x faster than the original on {v['runtime']} in this table"
+                if bench
+                else f"no fp32 rows on {v['runtime']} to compare"
+            ) + f" (asked {v['requested_speedup']}x), "
+        console.print(
+            f"{name}: {faster}{v['mac_reduction']:.2f}x fewer MACs, test top-1 {v['test_top1']:.2f}% "
+            f"vs reference {result.reference['test_top1']:.2f}%",
+            highlight=False,
+        )
     console.print(f"wrote {result.results_json}, {result.table_md} and {result.plot}", highlight=False)

@@ -1,0 +1,198 @@
+"""Does `compress` keep accuracy, and does planning on latency beat uniform ranks at the same speed?
+
+    .venv/bin/python benchmarks/compress_accuracy.py [--models resnet18,resnet50] [--size 64]
+        [--epochs 3] [--distill-epochs 2] [--runtime openvino] [--threads 2]
+
+Per model, trained on the bundled digits at 64x64 (the reference is cached; 3,600 train / 400
+validation / 1,000 test digits, the same 1,000 test digits for every figure):
+1. `compress --speedup 2` planned for the runtime in fp32, distilled: test top-1 vs the reference;
+2. the uniform-rank baseline at the same measured latency: every KxK conv bottlenecked and every
+   1x1 conv / Linear low-ranked at one ratio, the largest ratio whose measured latency is no more
+   than the latency-aware student's; same BN re-estimation and distillation budget;
+3. `compress --int8 --speedup 3`: measured speed-up beside the request, test top-1.
+Latencies of the original, the latency-aware student and every uniform ratio are measured by one
+function (BN folded, built as export builds artifacts, median over `--seconds`) in this run.
+Results: benchmarks/results/compress_accuracy.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RATIOS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+
+
+def uniform_steps(folded, size, ratio: float) -> list[dict]:
+    """Recipe steps swapping every layer at one rank ratio: bottleneck for KxK, lowrank for 1x1/Linear."""
+    import torch
+
+    from edgecnn.plan import Grid, enumerate_slots
+
+    grid = Grid(separable=(), bottleneck=(ratio,), lowrank=(ratio,))
+    slots = enumerate_slots(folded, torch.zeros(1, 3, *size), grid)
+    steps: dict[str, dict] = {}
+    for slot in slots:
+        cand = slot.candidates[1]
+        steps.setdefault(cand.kind, {"name": cand.kind, "layers": {}})["layers"][slot.name] = cand.value
+    return list(steps.values())
+
+
+def folded_copy(model, size):
+    import torch
+
+    from edgecnn.transforms.fold_bn import fold_bn
+
+    return fold_bn(copy.deepcopy(model).eval(), example=torch.zeros(1, 3, *size))[0].eval()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet18,resnet50")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--distill-epochs", type=int, default=2)
+    parser.add_argument("--runtime", default="openvino")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--out", default="benchmarks/results/compress_accuracy")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    from edgecnn.bench.fingerprint import machine_fingerprint
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.data import Preprocess
+    from edgecnn.plan.latency import measure
+    from edgecnn.runtime import get_backend
+    from edgecnn.train import DistillOptions, TrainOptions, distill
+    from edgecnn.train.api import load_splits, reference_model
+    from edgecnn.transforms import convert, convert_exact, load_converted
+
+    size = (args.size, args.size)
+    backend = get_backend(args.runtime)
+    report = {
+        "size": list(size),
+        "runtime": args.runtime,
+        "distill_epochs": args.distill_epochs,
+        "models": {},
+    }
+    lines = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    def ms(module) -> float:
+        shape = (1, 3, *size)
+        return measure(module, shape, backend, threads=args.threads, seconds=args.seconds, min_iters=30)
+
+    with tempfile.TemporaryDirectory() as work:
+        for model in args.models.split(","):
+            t0 = time.time()
+            ref, _ = reference_model(model, "digits", input_size=size, epochs=args.epochs)
+            splits = load_splits("digits", Preprocess.for_model(ref.spec, input_size=size))
+            common = dict(
+                runtime=args.runtime,
+                data="digits",
+                input_size=size,
+                distill_epochs=args.distill_epochs,
+                threads=args.threads,
+                force=True,
+            )
+            la = compress(
+                model, CompressOptions(speedup=2.0, out_dir=Path(work) / model / "fp32", **common), loaded=ref
+            )
+            q = compress(
+                model,
+                CompressOptions(speedup=3.0, int8=True, out_dir=Path(work) / model / "int8", **common),
+                loaded=ref,
+            )
+            base = la.top1[0]  # the teacher scored by the same code on the same test images
+            say(f"{model} {size[0]}x{size[1]}: reference test top-1 {base:.2f}% on {la.test_set}")
+            # One function times the original, the latency-aware student and every uniform ratio.
+            original = folded_copy(ref.model, size)
+            t_orig = ms(original)
+            t_la = ms(folded_copy(load_converted(la.student_path).model, size))
+            folded = convert(ref, fold_bn=True, input_size=size).model.eval()
+            uniform = []
+            for ratio in RATIOS:
+                steps = uniform_steps(folded, size, ratio)
+                student = convert_exact(ref, steps, input_size=size)
+                uniform.append((ratio, ms(folded_copy(student.model, size)), student))
+            fits = [u for u in uniform if u[1] <= t_la]
+            ratio, t_uni, student = max(fits) if fits else min(uniform, key=lambda u: u[1])
+            train = TrainOptions(epochs=args.distill_epochs, lr=0.02, feature_steps=100, seed=0)
+            d = distill(ref, student, "digits", DistillOptions(train=train, bn_batches=20), splits=splits)
+            assert d.test_set == la.test_set, (d.test_set, la.test_set)
+            row = {
+                "reference_top1": base,
+                "original_ms": t_orig,
+                "latency_aware": {
+                    "requested": 2.0,
+                    "ms": t_la,
+                    "speedup": t_orig / t_la,
+                    "compress_measured_speedup": la.measured_speedup,
+                    "top1": la.top1[1],
+                    "loss": base - la.top1[1],
+                    "layers_swapped": sum(x.kind != "keep" for x in la.plan.layers),
+                },
+                "uniform": {
+                    "ratio": ratio,
+                    "ms": t_uni,
+                    "speedup": t_orig / t_uni,
+                    "top1": d.student_test_top1,
+                    "loss": base - d.student_test_top1,
+                    "all_ratios_ms": {str(r): t for r, t, _ in uniform},
+                },
+                "int8": {
+                    "requested": 3.0,
+                    "measured_speedup": q.measured_speedup,
+                    "top1": q.top1[1],
+                    "loss": base - q.top1[1],
+                    "fp32_layers": q.plan.fp32_layers(),
+                },
+                "test_set": la.test_set,
+                "seconds": time.time() - t0,
+            }
+            report["models"][model] = row
+            a, u, i = row["latency_aware"], row["uniform"], row["int8"]
+            say(f"  original {t_orig:.2f} ms on {args.runtime}")
+            say(
+                f"  latency-aware 2x: {a['ms']:.2f} ms ({a['speedup']:.2f}x here, "
+                f"{la.measured_speedup:.2f}x in compress), top-1 {a['top1']:.2f}% "
+                f"(loss {a['loss']:+.2f} points)"
+            )
+            say(
+                f"  uniform ratio {ratio}: {u['ms']:.2f} ms ({u['speedup']:.2f}x), top-1 {u['top1']:.2f}% "
+                f"(loss {u['loss']:+.2f} points)"
+            )
+            say(
+                f"  int8 3x: {q.measured_speedup:.2f}x measured (asked 3.00x), top-1 {i['top1']:.2f}% "
+                f"(loss {i['loss']:+.2f} points), {len(i['fp32_layers'])} layers left in fp32"
+            )
+            ok = a["loss"] <= 1.0 and a["loss"] < u["loss"] and i["loss"] <= 1.0
+            row["criteria_met"] = ok
+            say(
+                f"  criteria (2x loses <= 1 point, less than uniform; int8 3x loses <= 1 point): "
+                f"{'met' if ok else 'NOT met'}  [{row['seconds']:.0f} s]"
+            )
+    machine = machine_fingerprint(args.threads)
+    report["machine"] = machine
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    head = f"# compress: accuracy on the digits ({machine['label']}, threads {args.threads})\n\n"
+    head += f"`python {' '.join(sys.argv)}`\n"
+    out.with_suffix(".md").write_text(head + "\n```\n" + "\n".join(lines) + "\n```\n")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0 if all(r["criteria_met"] for r in report["models"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Least-squares refit of a swapped block's last factor on real activations.
+
+A truncated decomposition is the best approximation of the *weights*; what matters is the layer's
+*output* on real inputs, which live in a small subspace. Every swap ends in a 1x1 conv or a Linear
+(separable's pointwise, bottleneck's and lowrank's expansion), so with the block's inner features Z
+and the original layer's outputs Y on calibration images, min ||Z W + b - Y||^2 has a closed form.
+Layers are refit in model order, each on the inputs the student itself produces there and the
+teacher's outputs at the same layer, so a refit also absorbs the error of the swaps before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RefitReport:
+    layer: str
+    error_before: float  # relative L2 error of the block's output vs the teacher's, on the images
+    error_after: float
+
+
+def _rows(t):
+    """(N, C, H, W) or (N, C) -> (N*H*W, C) float64 rows."""
+    return (t.movedim(1, -1) if t.dim() > 2 else t).reshape(-1, t.shape[1]).double()
+
+
+def _statistics(student, teacher, name: str, last, batches):
+    """Z^T Z, Z^T Y and ||Y||^2 over the batches: Z the last factor's inputs in the student (with a
+    ones column when it has a bias), Y the teacher's layer outputs."""
+    import torch
+
+    has_bias = last.bias is not None
+    seen: dict = {}
+    handles = [
+        last.register_forward_pre_hook(lambda m, args: seen.__setitem__("z", args[0])),
+        teacher.get_submodule(name).register_forward_hook(lambda m, args, out: seen.__setitem__("y", out)),
+    ]
+    gram = cross = None
+    y_sq = 0.0
+    try:
+        with torch.no_grad():
+            for x in batches:
+                xt = torch.from_numpy(np.ascontiguousarray(x))
+                student(xt)
+                teacher(xt)
+                z, y = _rows(seen["z"]), _rows(seen["y"])
+                if has_bias:
+                    z = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
+                gram = z.T @ z if gram is None else gram + z.T @ z
+                cross = z.T @ y if cross is None else cross + z.T @ y
+                y_sq += float(y.pow(2).sum())
+    finally:
+        for h in handles:
+            h.remove()
+    return gram, cross, y_sq
+
+
+def _error(w, gram, cross, y_sq: float) -> float:
+    """||Z W - Y|| / ||Y|| from the accumulated statistics."""
+    sq = float((w.T @ gram @ w).trace() - 2 * (w.T @ cross).trace()) + y_sq
+    return float(np.sqrt(max(0.0, sq) / y_sq)) if y_sq > 0 else 0.0
+
+
+def refit(student, teacher, layers, batches, *, ridge: float = 1e-4) -> list[RefitReport]:
+    """Refit the last factor of each swapped block `layers` (names in both models, model order) of
+    `student` so its output matches `teacher`'s layer output on `batches` (arrays (N, C, H, W)), in
+    place; a layer is left as it was where the refit would not lower its error."""
+    import torch
+
+    batches = list(batches)
+    student.eval()
+    teacher.eval()
+    reports = []
+    for name in layers:
+        last = list(student.get_submodule(name).modules())[-1]
+        has_bias = last.bias is not None
+        gram, cross, y_sq = _statistics(student, teacher, name, last, batches)
+        w_old = last.weight.detach().reshape(last.weight.shape[0], -1).double().T  # (C, N)
+        if has_bias:
+            w_old = torch.cat([w_old, last.bias.detach().double()[None]], 0)
+        damp = ridge * float(gram.diagonal().mean()) * torch.eye(len(gram), dtype=torch.float64)
+        w_new = torch.linalg.solve(gram + damp, cross)
+        before, after = _error(w_old, gram, cross, y_sq), _error(w_new, gram, cross, y_sq)
+        if after < before:
+            rows = len(w_new) - has_bias
+            last.weight.data = w_new[:rows].T.reshape(last.weight.shape).to(last.weight.dtype)
+            if has_bias:
+                last.bias.data = w_new[-1].to(last.bias.dtype)
+        reports.append(RefitReport(name, before, min(before, after)))
+        log.debug("refit %s: output error %.3f -> %.3f", name, before, after)
+    return reports
