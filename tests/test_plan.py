@@ -205,7 +205,9 @@ def test_plan_meets_its_budget_and_the_second_plan_is_all_cache(tmp_path):
     assert swapped and all(layer.latency_after_ms < layer.latency_before_ms for layer in swapped)
     assert all(layer.error == 0 for layer in plan.layers if layer.kind == "keep")
     again = make_plan(model, (3, 32, 32), calib, opts)
-    assert again.latencies_measured == 0 and again.latencies_cached == plan.latencies_measured
+    # the same path through the same probes and checks, all of them from the cache this time
+    assert again.latencies_measured == 0
+    assert again.latencies_cached == plan.latencies_measured + plan.latencies_cached
     assert [layer.choice for layer in again.layers] == [layer.choice for layer in plan.layers]
 
 
@@ -233,10 +235,16 @@ def _run(*args, cache, cwd=None):
 
 def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path):
     """The whole pipeline on ResNet-18 at 32x32 (random weights: its accuracy says nothing; distillation
-    has its own tests). LeNet-5 is no use here: tanh, pooling and layout ops leave ~1.05x to gain."""
+    has its own tests). LeNet-5 is no use here: tanh, pooling and layout ops leave ~1.05x to gain.
+    The weights are saved once so both runs score, choose and check the same model."""
+    from safetensors.torch import save_file
+
     from edgecnn.compress import CompressOptions, compress
 
     out, cache = tmp_path / "out", tmp_path / "cache"
+    torch.manual_seed(0)
+    weights = tmp_path / "r18.safetensors"
+    save_file(load_model("resnet18", num_classes=10).model.state_dict(), str(weights))
     opts = CompressOptions(
         speedup=1.3,
         input_size=(32, 32),
@@ -248,7 +256,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path):
         out_dir=out,
         cache_dir=cache / "latency",  # where the CLI's EDGECNN_CACHE below points
     )
-    result = compress("resnet18", opts)
+    result = compress("resnet18", opts, weights=str(weights))
     d = json.loads(Path(result.report).read_text())
     plan = d["plan"]
     assert plan["latencies_measured"] > 0 and plan["predicted_ms"] <= plan["target_ms"] + 1e-6
@@ -264,7 +272,8 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path):
     assert student.num_classes == 10  # as many outputs as the data has classes
     for artifact in d["artifacts"].values():
         assert Path(artifact).is_file() and Path(artifact + ".json").is_file()
-    args = ["compress", "resnet18", "--input-size", "32", "32", "--speedup", "1.3", "--distill-epochs", "0"]
+    args = ["compress", "resnet18", "--weights", str(weights), "--input-size", "32", "32", "--speedup", "1.3"]
+    args += ["--distill-epochs", "0"]
     args += ["--calib-images", "16", "--duration", "0.3", "-o", str(out)]
     r = _run(*args, cache=cache)  # the output exists, no --force
     assert r.returncode == 2 and "--force" in r.stderr

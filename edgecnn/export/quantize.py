@@ -87,14 +87,16 @@ def quantize_qdq(
     per_channel: bool = True,
     activations: str = "s8",
     fp32_layers: tuple[str, ...] = (),
+    nodes_of: Callable[[Path, tuple[str, ...]], list[str]] | None = None,
 ) -> dict:
     """INT8 Q/DQ ONNX through onnxruntime's quant_pre_process + quantize_static.
 
     method: a CALIBRATION_METHODS name; activations: an INT8_ACTIVATIONS scheme (runtime.precisions
     says which runtime is fast with which); fp32_layers: module names whose nodes stay fp32 (a
-    mixed-precision plan). quant_pre_process keeps node names (the planner's layer tags survive it)
-    and its shape inference is what lets the runtimes fuse the Q/DQ convs (without it, int8 ResNet-18
-    layers ran 2x slower than fp32 in ONNX Runtime).
+    mixed-precision plan), found by `nodes_of(graph path, layers)` (default: `export.layers`).
+    quant_pre_process keeps node names (the planner's layer tags survive it) and its shape inference
+    is what lets the runtimes fuse the Q/DQ convs (without it, int8 ResNet-18 layers ran 2x slower
+    than fp32 in ONNX Runtime).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -111,7 +113,7 @@ def quantize_qdq(
             quant_pre_process(str(fp32_path), str(pre))
             if fp32_layers:
                 _unshare_initializers(pre)
-            excluded = layer_nodes(pre, fp32_layers) if fp32_layers else []
+            excluded = (nodes_of or layer_nodes)(pre, tuple(fp32_layers)) if fp32_layers else []
             if fp32_layers and not excluded:
                 raise ExportError(f"no node of the graph belongs to the fp32 layers {', '.join(fp32_layers)}")
             quantize_static(

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecnn.errors import BadArgumentError
-from edgecnn.plan.candidates import Grid, enumerate_slots
+from edgecnn.plan.candidates import Grid, Slot, enumerate_slots
 from edgecnn.plan.choose import Budget, choose, target_ms
 from edgecnn.plan.latency import LatencyTable
 from edgecnn.plan.scores import score
@@ -153,6 +153,7 @@ def make_plan(
             cand.latency_ms = table.latency(cand.block, slot.in_shape)
     batches = list(calibration)
     scheme = table.backend.int8_scheme("auto") if opts.int8 else None
+    int8 = None
     if opts.int8:
         import numpy as np
 
@@ -175,14 +176,19 @@ def make_plan(
     budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), 0.0)
     budget.target_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
     picks = choose(slots, budget)
+    before = {s.name: s.keep.latency_ms for s in slots}
+    after = {s.name: s.candidates[j].latency_ms for s, j in zip(slots, picks, strict=True)}
+    if table.backend.node_profiler:
+        picks, after = _verify(model, slots, picks, input_shape, table, budget, int8, progress)
+        table.save()
     layers = [
         LayerChoice(
             s.name,
             s.candidates[j].label,
             s.candidates[j].kind,
             s.candidates[j].value,
-            s.keep.latency_ms,
-            s.candidates[j].latency_ms,
+            before[s.name],
+            after[s.name],
             s.candidates[j].error,
             s.keep.macs,
             s.candidates[j].macs,
@@ -207,3 +213,63 @@ def make_plan(
         table.hits,
         scheme,
     )
+
+
+def _verify(model, slots, picks, input_shape, table, budget, int8, progress, rounds: int = 4):
+    """Profile the model a choice builds, choose again with what it showed, and return the best choice
+    so measured with its per-layer milliseconds: (picks, {layer: ms}). Best: least error among the
+    measured choices within the budget, else the fastest measured.
+
+    What a layer's chosen candidate costs there beyond its probe time is a property of the context
+    (an fp32 stem before int8 layers made ONNX Runtime run the MaxPool after it 4.5 ms slower, whatever
+    the stem's rank), so the difference is carried to every candidate of that layer in the same
+    precision. Mixing precisions can cost more than either (layout changes at every boundary in ONNX
+    Runtime), so an int8 plan also settles a choice among int8 candidates alone."""
+    from edgecnn.plan.context import choice_latencies
+
+    probed = {id(c): c.latency_ms for s in slots for c in s.candidates}
+    measured: list[tuple[float, float, list[int], dict]] = []  # (predicted ms, error, picks, times)
+
+    def measure_choice(picks):
+        times = choice_latencies(model, slots, picks, input_shape, table, int8=int8)
+        for slot, j in zip(slots, picks, strict=True):
+            chosen = slot.candidates[j]
+            shift = times[slot.name] - probed[id(chosen)]
+            for c in slot.in_precision(chosen.precision):
+                c.latency_ms = max(0.0, probed[id(c)] + shift)
+        error = sum(s.candidates[j].error for s, j in zip(slots, picks, strict=True))
+        measured.append((budget.predict(sum(times.values())), error, list(picks), times))
+
+    def settle(pool, picks, label):
+        """Measure, re-choose among `pool` (per slot, the candidates allowed), until it stands."""
+        for r in range(rounds):
+            progress(f"checking the {label} choice in context", r + 1, rounds)
+            measure_choice(picks)
+            try:
+                again = _choose_among(slots, pool, budget)
+            except BadArgumentError:  # what it showed puts the budget out of reach
+                return
+            if again == picks:
+                return
+            picks = again
+
+    settle([s.candidates for s in slots], picks, "")
+    if int8 is not None:
+        pool = [s.in_precision("int8") for s in slots]
+        try:
+            settle(pool, _choose_among(slots, pool, budget), "all-int8")
+        except BadArgumentError:
+            pass
+    within = [m for m in measured if m[0] <= budget.target_ms]
+    best = min(within, key=lambda m: m[1]) if within else min(measured, key=lambda m: m[0])
+    return best[2], best[3]
+
+
+def _choose_among(slots, pool, budget) -> list[int]:
+    """`choose` restricted to `pool` (per slot, a list of its candidates), as indices into the slots."""
+    sub = [Slot(s.name, s.layer, s.in_shape, list(cands)) for s, cands in zip(slots, pool, strict=True)]
+    picks = choose(sub, budget)
+    return [
+        next(i for i, c in enumerate(s.candidates) if c is cands[j])
+        for s, cands, j in zip(slots, pool, picks, strict=True)
+    ]

@@ -13,6 +13,7 @@ and a layer's cost in a probe is the sum over its nodes. Probe 0 is the original
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -94,12 +95,31 @@ class Quantized:
         ]
 
 
+def tagged_nodes(path, layers) -> list[str]:
+    """Names of the nodes of a tagged ONNX that belong to `layers` (the tag before the separator)."""
+    import onnx
+
+    wanted = set(layers)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if SEP in n.name and n.name.split(SEP, 1)[0].split()[-1] in wanted]
+
+
 def profile_probe(
-    probe, layers, input_shape, backend, *, device="cpu", threads=None, batch=1, runs=20, int8=None
+    probe,
+    layers,
+    input_shape,
+    backend,
+    *,
+    device="cpu",
+    threads=None,
+    batch=1,
+    runs=20,
+    int8=None,
+    fp32_layers=(),
 ):
     """Milliseconds per layer of `layers` inside `probe`, run in `backend` with its profiler;
     int8: a `Quantized` makes it an int8 Q/DQ probe (the tags survive quantization: Q/DQ nodes are
-    named after the tensors they quantize)."""
+    named after the tensors they quantize), but for `fp32_layers` (a mixed-precision plan)."""
     from edgecnn.export.onnx import INPUT_NAME, export_onnx
     from edgecnn.export.quantize import quantize_qdq
     from edgecnn.plan.latency import artifact_from_onnx
@@ -121,6 +141,8 @@ def profile_probe(
                 calib,
                 input_name=INPUT_NAME,
                 activations=int8.activations,
+                fp32_layers=tuple(fp32_layers),
+                nodes_of=tagged_nodes,
             )
             onnx_path = q_path
         artifact = artifact_from_onnx(onnx_path, shape, backend, Path(work), precision)
@@ -166,3 +188,38 @@ def context_latencies(
     missing = [s.name for s in slots if not s.in_precision(precision)[0].latency_ms]
     if missing:
         log.warning("no profiled node matched %s; their costs count as 0", ", ".join(missing[:5]))
+
+
+def choice_latencies(model, slots, picks, input_shape, table, *, int8: Quantized | None = None) -> dict:
+    """Milliseconds per layer inside the model the plan `picks` (a candidate index per slot) builds,
+    in its mixed precision: what a probe of uniform candidates cannot show (ONNX Runtime ran a
+    MaxPool after an fp32 stem 4.5 ms slower once the layers after it were int8)."""
+    from edgecnn.runtime import is_baseline
+
+    chosen = [s.candidates[j] for s, j in zip(slots, picks, strict=True)]
+    probe = copy.deepcopy(model)
+    for slot, cand in zip(slots, chosen, strict=True):
+        if cand.kind != "keep":
+            probe.set_submodule(slot.name, copy.deepcopy(cand.block))
+    probe.eval()
+    fp32 = sorted(s.name for s, c in zip(slots, chosen, strict=True) if is_baseline(c.precision))
+    quantized = int8 is not None and len(fp32) < len(slots)
+    key = table.key(probe, input_shape) + ":in-context"
+    if quantized:
+        key += f":int8-{int8.activations}:fp32-" + hashlib.sha1(",".join(fp32).encode()).hexdigest()[:12]
+    if key in table.entries:
+        table.hits += 1
+        return table.entries[key]
+    table.misses += 1
+    table.entries[key] = profile_probe(
+        probe,
+        [s.name for s in slots],
+        input_shape,
+        table.backend,
+        device=table.device,
+        threads=table.threads,
+        batch=table.batch,
+        int8=int8 if quantized else None,
+        fp32_layers=fp32 if quantized else (),
+    )
+    return table.entries[key]
