@@ -374,3 +374,47 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(tmp_pa
         r.accuracy["images"] == rows[("resnet18.original fp32", "torch")].accuracy["images"]
         for r in rows.values()
     )
+
+
+def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path):
+    """`compress --int8` end to end: each layer's precision comes from the plan, the student ships as
+    one Q/DQ model in ONNX Runtime's fast scheme (u8) whose manifest names the layers left in fp32,
+    and the prediction is the profile of that very model. Random weights: agreement is not checked."""
+    import onnx
+
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.export import read_manifest
+    from edgecnn.plan import Grid
+
+    opts = CompressOptions(
+        speedup=1.3,
+        int8=True,
+        input_size=(32, 32),
+        distill_epochs=0,
+        bn_batches=1,
+        test_images=50,
+        calib_images=16,
+        calib_size=16,
+        measure_seconds=0.3,
+        verify=False,
+        grid=Grid(separable=(1,), bottleneck=(0.25,), lowrank=(0.25,)),
+        out_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+    )
+    result = compress("resnet18", opts)
+    plan = result.plan
+    assert plan.int8_activations == "u8"
+    assert {layer.precision for layer in plan.layers} <= {"fp32", "int8"}
+    assert any(layer.precision == "int8" for layer in plan.layers)
+    student = result.artifacts["student"]
+    assert student.endswith("resnet18.compressed-onnxruntime-int8.int8u8.onnx")
+    ops = {n.op_type for n in onnx.load(student).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    q = read_manifest(student)["quantization"]
+    assert q.get("fp32_layers", []) == plan.fp32_layers()
+    assert q["activations"].startswith("uint8")
+    assert plan.predicted_ms == pytest.approx(
+        plan.original_ms
+        - sum(x.latency_before_ms for x in plan.layers)
+        + sum(x.latency_after_ms for x in plan.layers)
+    )
