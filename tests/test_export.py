@@ -215,7 +215,7 @@ def test_killing_an_export_midway_leaves_no_complete_looking_artifact(tmp_path):
     proc = subprocess.Popen([*EDGECNN, "export", "vgg11", "-t", targets, "-o", str(out)])
     deadline = time.time() + 300
     while time.time() < deadline:  # wait until the ONNX exists in the work folder, then kill hard
-        if list(out.glob(".export-*/*.onnx")):
+        if list(out.glob(".export-*/**/*.onnx")):
             break
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
@@ -224,7 +224,7 @@ def test_killing_an_export_midway_leaves_no_complete_looking_artifact(tmp_path):
     assert visible == [], visible
     # a polite stop (SIGTERM) also removes the work folder
     proc = subprocess.Popen([*EDGECNN, "export", "vgg11", "-t", targets, "-o", str(tmp_path / "b")])
-    while time.time() < deadline and not list((tmp_path / "b").glob(".export-*/*.onnx")):
+    while time.time() < deadline and not list((tmp_path / "b").glob(".export-*/**/*.onnx")):
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) != 0

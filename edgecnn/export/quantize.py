@@ -77,6 +77,17 @@ def _unshare_initializers(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def _fp32_nodes(pre: Path, layers: tuple[str, ...], nodes_of) -> list[str]:
+    """The nodes of `layers` in the pre-processed graph (made their own initializers first)."""
+    from edgecnn.export.layers import layer_nodes
+
+    _unshare_initializers(pre)
+    nodes = (nodes_of or layer_nodes)(pre, layers)
+    if not nodes:
+        raise ExportError(f"no node of the graph belongs to the fp32 layers {', '.join(layers)}")
+    return nodes
+
+
 def quantize_qdq(
     fp32_path: Path,
     out_path: Path,
@@ -101,8 +112,6 @@ def quantize_qdq(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgecnn.export.layers import layer_nodes
-
     calibrate = getattr(CalibrationMethod, CALIBRATION_METHODS[method])
     scheme = get_int8_scheme(activations)
     reader = _Reader(input_name, calib_batches)
@@ -111,11 +120,7 @@ def quantize_qdq(
         chatter = io.StringIO()
         with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
             quant_pre_process(str(fp32_path), str(pre))
-            if fp32_layers:
-                _unshare_initializers(pre)
-            excluded = (nodes_of or layer_nodes)(pre, tuple(fp32_layers)) if fp32_layers else []
-            if fp32_layers and not excluded:
-                raise ExportError(f"no node of the graph belongs to the fp32 layers {', '.join(fp32_layers)}")
+            excluded = _fp32_nodes(pre, tuple(fp32_layers), nodes_of) if fp32_layers else []
             quantize_static(
                 str(pre),
                 str(out_path),

@@ -34,11 +34,12 @@ class PlanOptions:
     int8: bool = False  # precision in the plan too: each layer fp32 or int8 (the runtime's fast scheme)
 
     def validate(self) -> PlanOptions:
-        from edgecnn.runtime import check_device, get_backend
+        from edgecnn.runtime import check_device, get_backend, get_precision
 
         backend = get_backend(self.runtime)
         check_device(self.device, self.runtime)
-        if self.int8 and not ("int8" in backend.precisions and backend.node_profiler):
+        quantizes = any(get_precision(p).calibrated for p in backend.precisions)
+        if self.int8 and not (quantizes and backend.node_profiler):
             raise BadArgumentError(
                 f"--int8 plans time int8 layers inside the model, which {self.runtime} cannot: use "
                 "--runtime onnxruntime or openvino"
