@@ -9,7 +9,10 @@ validation / 1,000 test digits, the same 1,000 test digits for every figure):
 2. the uniform-rank baseline at the same measured latency: every KxK conv bottlenecked and every
    1x1 conv / Linear low-ranked at one ratio, the largest ratio whose measured latency is no more
    than the latency-aware student's; same BN re-estimation and distillation budget;
-3. `compress --int8 --speedup 3`: measured speed-up beside the request, test top-1.
+3. `compress --int8 --speedup 3`: measured speed-up beside the request, test top-1;
+4. does `--refit` help? The latency-aware plan of (1) built again with its swapped layers refit on
+   the same calibration images: layer error and test top-1 right after the build (BN re-estimated)
+   with and without the refit, and test top-1 after the same distillation as (1).
 Latencies of the original, the latency-aware student and every uniform ratio are measured by one
 function (BN folded, built as export builds artifacts, median over `--seconds`) in this run.
 Results: benchmarks/results/compress_accuracy.json and .md.
@@ -50,6 +53,37 @@ def folded_copy(model, size):
     from edgecnn.transforms.fold_bn import fold_bn
 
     return fold_bn(copy.deepcopy(model).eval(), example=torch.zeros(1, 3, *size))[0].eval()
+
+
+def refit_effect(ref, plan, splits, size, distill_epochs: int) -> dict:
+    """The plan's student built twice (plain, refit) from the same calibration images as compress;
+    test top-1 of each after BN re-estimation, and of the refit one after compress's distillation."""
+    from edgecnn.compress import CompressOptions, _calibration
+    from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
+    from edgecnn.train.distillation import recalibrate_bn
+    from edgecnn.transforms import convert_exact
+    from edgecnn.transforms.refit import refit
+
+    opts = CompressOptions()  # compress's defaults: the same calibration images, seed and budget
+    batches = _calibration(splits, opts)
+    swapped = [layer.name for layer in plan.layers if layer.kind != "keep"]
+    row = {}
+    for name in ("plain", "refit"):
+        student = convert_exact(ref, plan.transforms(), input_size=size, seed=opts.seed)
+        reports = refit(student.model, ref.model, swapped, batches) if name == "refit" else []
+        built = copy.deepcopy(student)
+        recalibrate_bn(built.model, splits.train, batches=opts.bn_batches, seed=opts.seed)
+        row[f"{name}_built_top1"] = evaluate_top1(built.model.eval(), splits.test)
+        if name == "refit":
+            n = max(1, len(reports))
+            row["error_before"] = sum(r.error_before for r in reports) / n
+            row["error_after"] = sum(r.error_after for r in reports) / n
+            train = TrainOptions(epochs=distill_epochs, lr=opts.lr, feature_steps=100, seed=opts.seed)
+            d = distill(
+                ref, student, "digits", DistillOptions(train=train, bn_batches=opts.bn_batches), splits=splits
+            )
+            row["refit_distilled_top1"] = d.student_test_top1
+    return row
 
 
 def main() -> int:
@@ -114,6 +148,7 @@ def main() -> int:
                 loaded=ref,
             )
             base = la.top1[0]  # the teacher scored by the same code on the same test images
+            rf = refit_effect(ref, la.plan, splits, size, args.distill_epochs)
             say(f"{model} {size[0]}x{size[1]}: reference test top-1 {base:.2f}% on {la.test_set}")
             # One function times the original, the latency-aware student and every uniform ratio.
             original = folded_copy(ref.model, size)
@@ -157,6 +192,7 @@ def main() -> int:
                     "loss": base - q.top1[1],
                     "fp32_layers": q.plan.fp32_layers(),
                 },
+                "refit": {**rf, "plain_distilled_top1": la.top1[1]},
                 "test_set": la.test_set,
                 "seconds": time.time() - t0,
             }
@@ -175,6 +211,12 @@ def main() -> int:
             say(
                 f"  int8 3x: {q.measured_speedup:.2f}x measured (asked 3.00x), top-1 {i['top1']:.2f}% "
                 f"(loss {i['loss']:+.2f} points), {len(i['fp32_layers'])} layers left in fp32"
+            )
+            f = row["refit"]
+            say(
+                f"  --refit on the 2x plan: layer error {f['error_before']:.3f} -> {f['error_after']:.3f}; "
+                f"top-1 built {f['plain_built_top1']:.2f}% -> {f['refit_built_top1']:.2f}%, "
+                f"distilled {f['plain_distilled_top1']:.2f}% -> {f['refit_distilled_top1']:.2f}%"
             )
             ok = a["loss"] <= 1.0 and a["loss"] < u["loss"] and i["loss"] <= 1.0
             row["criteria_met"] = ok

@@ -151,7 +151,8 @@ def _print(result) -> None:
         f"{swapped_line}; {cache}",
         f"latency: original {result.original_ms:.2f} ms -> {result.student_ms:.2f} ms measured "
         f"({result.measured_speedup:.2f}x; asked {plan.original_ms / plan.target_ms:.2f}x), "
-        f"predicted {plan.predicted_ms:.2f} ms ({result.prediction_error:+.1%})",
+        f"predicted {plan.predicted_speedup:.2f}x = {result.predicted_ms_here:.2f} ms here "
+        f"({result.prediction_error_here:+.1%}; {plan.predicted_ms:.2f} ms when planned)",
         f"MACs {m0 / 1e6:.1f}M -> {m1 / 1e6:.1f}M, params {p0 / 1e6:.2f}M -> {p1 / 1e6:.2f}M{size}",
         f"test top-1 {t0:.2f}% -> {t1:.2f}% on {result.test_set} "
         f"({result.distill_epochs} distillation epochs)",

@@ -23,10 +23,13 @@ class Budget:
     original_ms: float  # the whole original model, measured
     layers_ms: float  # sum of the original layers' isolated latencies
     target_ms: float
+    # What a measured choice cost as a whole beyond its layers' sum (dispatch between more, smaller
+    # nodes; what the profiler leaves out): 0 until the planner times a choice whole.
+    overhead_ms: float = 0.0
 
     @property
     def fixed_ms(self) -> float:
-        return self.original_ms - self.layers_ms
+        return self.original_ms - self.layers_ms + self.overhead_ms
 
     @property
     def slots_ms(self) -> float:

@@ -24,6 +24,51 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SEP = "|"  # tag separator in node and tensor names: "layer1.0.conv1|/inner/.../Conv"
+RATIO = "(whole / original)"  # profile_probe's key for the whole probe's time over the original's
+
+
+class Reference:
+    """The original model's artifact, timed interleaved with each checked choice, so a choice's whole
+    time is measured as a ratio to it: drift and bursts of load on a shared machine hit both alike
+    (ResNet-50 in ONNX Runtime varied 46-57 ms between minutes here). Built on first use, so a plan
+    whose checks all come from the cache times nothing."""
+
+    def __init__(self, model, input_shape, backend, *, device="cpu", threads=None, batch=1, seconds=0.4):
+        self.model, self.shape, self.backend = model, (batch, *input_shape), backend
+        self.device, self.threads, self.seconds = device, threads, seconds
+        self.x = np.random.default_rng(0).standard_normal(self.shape).astype(np.float32)
+        self._work = self.runner = None
+
+    def ratio(self, runner, rounds: int = 3) -> float:
+        """min-of-medians of `runner` over min-of-medians of the original, in interleaved rounds."""
+        from edgecnn.plan.latency import _median
+
+        if self.runner is None:
+            self._build()
+        best = [float("inf"), float("inf")]
+        for _ in range(rounds):
+            for i, r in enumerate((runner, self.runner)):
+                best[i] = min(best[i], _median(r, self.x, self.seconds, 10))
+        return best[0] / best[1]
+
+    def _build(self) -> None:
+        from edgecnn.export.onnx import export_onnx
+        from edgecnn.plan.latency import artifact_from_onnx
+        from edgecnn.runtime import get_runner
+
+        self._work = tempfile.TemporaryDirectory(prefix="edgecnn-reference-")
+        onnx_path = Path(self._work.name) / "original.onnx"
+        export_onnx(self.model, onnx_path, input_shape=self.shape, simplify=False)
+        artifact = artifact_from_onnx(onnx_path, self.shape, self.backend, Path(self._work.name), "fp32")
+        options = self.backend.options_for("fp32")
+        self.runner = get_runner(
+            self.backend.runtime, artifact, device=self.device, threads=self.threads, **options
+        )
+
+    def close(self) -> None:
+        self.runner = None
+        if self._work is not None:
+            self._work.cleanup()
 
 
 def tag_onnx(path: Path, layers: list[str]) -> dict[str, str]:
@@ -116,10 +161,14 @@ def profile_probe(
     runs=20,
     int8=None,
     fp32_layers=(),
+    reference: Reference | None = None,
 ):
     """Milliseconds per layer of `layers` inside `probe`, run in `backend` with its profiler;
     int8: a `Quantized` makes it an int8 Q/DQ probe (the tags survive quantization: Q/DQ nodes are
-    named after the tensors they quantize), but for `fp32_layers` (a mixed-precision plan)."""
+    named after the tensors they quantize), but for `fp32_layers` (a mixed-precision plan).
+    reference: the same artifact is also timed whole, without the profiler, interleaved with the
+    original, and the ratio is returned under the key RATIO (what a deployment sees: per-node times
+    leave out the dispatch between nodes, and the profiler's own cost)."""
     from edgecnn.export.onnx import INPUT_NAME, export_onnx
     from edgecnn.export.quantize import quantize_qdq
     from edgecnn.plan.latency import artifact_from_onnx
@@ -148,9 +197,14 @@ def profile_probe(
         artifact = artifact_from_onnx(onnx_path, shape, backend, Path(work), precision)
         options = {"device": device, "threads": threads, "profile": True, **backend.options_for(precision)}
         runner = get_runner(backend.runtime, artifact, **options)
-        times = runner.node_times(x, runs=runs)
+        times = layer_times(runner.node_times(x, runs=runs), layers, aliases)
         del runner  # release the artifact's files before the folder goes
-    return layer_times(times, layers, aliases)
+        if reference is not None:
+            options["profile"] = False
+            plain = get_runner(backend.runtime, artifact, **options)
+            times[RATIO] = reference.ratio(plain)
+            del plain
+    return times
 
 
 def context_latencies(
@@ -190,10 +244,13 @@ def context_latencies(
         log.warning("no profiled node matched %s; their costs count as 0", ", ".join(missing[:5]))
 
 
-def choice_latencies(model, slots, picks, input_shape, table, *, int8: Quantized | None = None) -> dict:
-    """Milliseconds per layer inside the model the plan `picks` (a candidate index per slot) builds,
-    in its mixed precision: what a probe of uniform candidates cannot show (ONNX Runtime ran a
-    MaxPool after an fp32 stem 4.5 ms slower once the layers after it were int8)."""
+def choice_latencies(
+    model, slots, picks, input_shape, table, reference: Reference, *, int8: Quantized | None = None
+) -> tuple[dict, float]:
+    """({layer: ms}, whole time / original's) of the model the plan `picks` (a candidate index per
+    slot) builds, in its mixed precision: per layer, what a probe of uniform candidates cannot show
+    (ONNX Runtime ran a MaxPool after an fp32 stem 4.5 ms slower once the layers after it were int8);
+    whole, the same artifact's wall-clock time as a ratio to the original's (`Reference`)."""
     from edgecnn.runtime import is_baseline
 
     chosen = [s.candidates[j] for s, j in zip(slots, picks, strict=True)]
@@ -204,22 +261,24 @@ def choice_latencies(model, slots, picks, input_shape, table, *, int8: Quantized
     probe.eval()
     fp32 = sorted(s.name for s, c in zip(slots, chosen, strict=True) if is_baseline(c.precision))
     quantized = int8 is not None and len(fp32) < len(slots)
-    key = table.key(probe, input_shape) + ":in-context"
+    key = table.key(probe, input_shape) + ":in-context:ratio"
     if quantized:
         key += f":int8-{int8.activations}:fp32-" + hashlib.sha1(",".join(fp32).encode()).hexdigest()[:12]
     if key in table.entries:
         table.hits += 1
-        return table.entries[key]
-    table.misses += 1
-    table.entries[key] = profile_probe(
-        probe,
-        [s.name for s in slots],
-        input_shape,
-        table.backend,
-        device=table.device,
-        threads=table.threads,
-        batch=table.batch,
-        int8=int8 if quantized else None,
-        fp32_layers=fp32 if quantized else (),
-    )
-    return table.entries[key]
+    else:
+        table.misses += 1
+        table.entries[key] = profile_probe(
+            probe,
+            [s.name for s in slots],
+            input_shape,
+            table.backend,
+            device=table.device,
+            threads=table.threads,
+            batch=table.batch,
+            int8=int8 if quantized else None,
+            fp32_layers=fp32 if quantized else (),
+            reference=reference,
+        )
+    times = dict(table.entries[key])
+    return times, times.pop(RATIO)
