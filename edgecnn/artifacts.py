@@ -20,10 +20,30 @@ class ArtifactExistsError(EdgeCNNError):
     pass
 
 
+class OutputLocationError(EdgeCNNError):
+    """The output folder cannot be written (read-only, not a folder, no permission)."""
+
+
 def check_writable(path: str | os.PathLike, *, force: bool) -> None:
-    """Refuse to replace an existing artifact unless forced; called before long work, not after it."""
-    if Path(path).exists() and not force:
+    """Refuse to replace an existing artifact unless forced, or to start work whose output cannot be
+    written; called before long work, not after it."""
+    path = Path(path)
+    if path.exists() and not force:
         raise ArtifactExistsError(f"{path} already exists; pass --force to overwrite it")
+    check_dir_writable(path.parent)
+
+
+def check_dir_writable(folder: str | os.PathLike) -> None:
+    """The folder (or, where it does not exist yet, its nearest existing parent, where it would be
+    made) can take new files."""
+    folder = Path(folder).absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise OutputLocationError(f"cannot write into {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputLocationError(
+            f"cannot write into {folder}: {existing} is read-only or not writable by you; choose another -o"
+        )
 
 
 @contextlib.contextmanager
@@ -35,14 +55,16 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     path = Path(path)
     check_writable(path, force=force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    # The writer's pid is in the name: `sweep_stale` removes what a killed writer left.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; artifacts get the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes 0600 (and some writers recreate the file): set the usual permissions last
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -67,3 +89,55 @@ def package_versions(*names: str) -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+WORK_PREFIX = ".export-"  # hidden work folders: f"{WORK_PREFIX}{pid}-{random}"
+
+
+def work_prefix() -> str:
+    """The prefix of this process's hidden work folders (its pid marks them for `sweep_stale`)."""
+    return f"{WORK_PREFIX}{os.getpid()}-"
+
+
+def sweep_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the hidden work folders and `.partial` files in `folder` whose writer process is gone
+    (killed mid-export: SIGKILL leaves no chance to clean up); those of running processes stay."""
+    import shutil
+
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        pid = _writer(path)
+        if pid is None or pid == os.getpid() or _alive(pid):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _writer(path: Path) -> int | None:
+    """The pid in a work folder's or partial file's name, None for anything else."""
+    name = path.name
+    if name.startswith(WORK_PREFIX):
+        part = name[len(WORK_PREFIX) :].split("-", 1)[0]
+    elif name.startswith(".") and name.endswith(".partial"):
+        parts = name.removesuffix(".partial").rsplit(".", 2)
+        part = parts[1] if len(parts) == 3 else ""
+    else:
+        return None
+    return int(part) if part.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -57,7 +57,9 @@ def run_pipeline(
     on_step=None,
     on_epoch=None,
 ) -> PipelineResult:
+    from edgecnn.artifacts import check_dir_writable
     from edgecnn.bench import BenchOptions, bench, save
+    from edgecnn.data import DIGITS, open_dataset
     from edgecnn.report.plot import plot
     from edgecnn.report.tables import markdown
     from edgecnn.train import DistillOptions, TrainOptions, distill
@@ -67,6 +69,9 @@ def run_pipeline(
     opts = options or PipelineOptions()
     say = on_message or (lambda msg: log.info("%s", msg))
     out = Path(opts.out_dir or Path("export") / model / "pipeline")
+    if str(opts.data) != DIGITS:  # missing, empty or one-class data: one line before any work
+        open_dataset(opts.data, None, min_classes=2)
+    check_dir_writable(out)
     out.mkdir(parents=True, exist_ok=True)
 
     say(f"reference model: {model} trained on {opts.data} (cached after the first run)")

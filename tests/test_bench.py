@@ -1,11 +1,11 @@
 """Benchmark harness: statistics, rows across runtimes, memory probe, accuracy, schema, compare, plot."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from _cli import run_cli
 
 from edgecnn.bench import BenchOptions, ResultFileError, bench, load, save
 from edgecnn.bench.latency import LatencyStats, time_calls
@@ -18,7 +18,7 @@ HAS_OPENVINO = __import__("importlib").util.find_spec("openvino") is not None
 
 
 def run(*args, cwd=None):
-    return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return run_cli(*args, cwd=cwd)
 
 
 def test_latency_statistics_from_known_times():
@@ -109,6 +109,29 @@ def test_artifacts_are_reused_when_the_weights_match(lenet_run, lenet_weights):
     assert __import__("os").stat(onnx_row.artifact).st_mtime_ns == before
 
 
+def test_bench_never_overwrites_what_export_wrote(tmp_path, lenet_weights):
+    """A bench of other (here: random) weights exports its own artifact under bench/ and leaves the
+    user's export, made from trained weights, byte for byte as it was."""
+    import hashlib
+
+    from edgecnn.export import ExportOptions, export
+
+    mine = export("lenet5", ExportOptions(out_dir=tmp_path, verify=False), weights=str(lenet_weights))
+    path = mine.targets[0].path
+    files = sorted(p for p in tmp_path.iterdir() if p.is_file())
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    opts = BenchOptions(runtimes=("onnxruntime",), export_dir=str(tmp_path), memory=False, **FAST)
+    (row,) = bench(["lenet5"], opts).rows
+    assert not row.error and row.artifact == str(tmp_path / "bench" / "lenet5.onnx")
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == before
+    # with the same weights, the user's export is the one reused
+    opts = BenchOptions(
+        runtimes=("onnxruntime",), export_dir=str(tmp_path), weights=str(lenet_weights), memory=False, **FAST
+    )
+    (row,) = bench(["lenet5"], opts).rows
+    assert row.artifact == path
+
+
 def test_artifact_file_with_static_batch_pads_the_last_batch(lenet_run):
     out = lenet_run[1]
     from edgecnn.export import ExportOptions, export
@@ -197,6 +220,7 @@ def test_compare_and_plot_cli(tmp_path, lenet_weights):
         ('{"rows": [', "is not valid JSON"),
         ('{"schema": "other"}', "is not an edgecnn benchmark result"),
         ('{"schema": "edgecnn-bench", "version": 99, "rows": []}', "schema version 99"),
+        ('{"schema": "edgecnn-bench", "version": "1", "rows": []}', "schema version '1'; this edgecnn"),
     ],
 )
 def test_bad_result_files(tmp_path, content, message):
@@ -239,6 +263,20 @@ def test_bench_json_output_has_the_schema(tmp_path):
         and data["version"] == 1
         and data["rows"][0]["runtime"] == "onnxruntime"
     )
+    # Nothing is replaced without --force (the JSON, or the CSV beside it), and the refusal comes
+    # before any measurement.
+    csv_bytes = (tmp_path / "r.csv").read_bytes()
+    for existing in ("r.json", "r.csv"):
+        r = run("bench", "lenet5", "-r", "onnxruntime", "--duration", "5", "-o", str(path))
+        assert r.returncode == 2 and f"{existing} already exists; pass --force" in r.stderr
+        assert "Traceback" not in r.stderr and "p50" not in r.stdout
+        assert (tmp_path / "r.csv").read_bytes() == csv_bytes
+        path.unlink(missing_ok=True)  # next round: only the CSV is there, and no JSON is made
+    assert not path.exists()
+    # An output folder that cannot be made is refused up front too.
+    (tmp_path / "afile").write_text("x")
+    r = run("bench", "lenet5", "-r", "onnxruntime", "-o", str(tmp_path / "afile" / "r.json"))
+    assert r.returncode == 2 and "is not a folder" in r.stderr and "p50" not in r.stdout
 
 
 @pytest.mark.skipif(
@@ -251,7 +289,9 @@ def test_engine_artifact_without_tensorrt_is_an_error_row(tmp_path):
     assert row.runtime == "tensorrt" and row.error == "tensorrt is not installed"
     assert "edgecnn[tensorrt]" in row.hint
     r = run("bench", str(engine), "--no-memory")
-    assert r.returncode == 0 and "tensorrt is not installed" in r.stdout and "edgecnn[tensorrt]" in r.stdout
+    assert "tensorrt is not installed" in r.stdout and "edgecnn[tensorrt]" in r.stdout
+    # its only row failed: the command failed
+    assert r.returncode == 1 and r.stderr.count("error:") == 1 and "every row failed (1)" in r.stderr
 
 
 def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
@@ -288,3 +328,17 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
     assert "| 4.80 ! |" in md and "| 0.900 |" in md
     assert "! resnet18 int8 on onnxruntime batch 1 is slower than fp32: 4.80 vs 1.46 ms" in md
     assert "slower than fp32" in str(rich_table(run).caption)
+
+
+def test_compare_with_nothing_in_common_is_an_error(tmp_path):
+    """Two files whose rows share no key: no table of dashes, one line and exit 2."""
+    from edgecnn.bench.schema import BenchRow, BenchRun, save
+
+    files = []
+    for i, model in enumerate(("lenet5", "resnet18")):
+        row = BenchRow(model, "fp32", "onnxruntime", "cpu", "fp32", 1, latency={"median_ms": 1.0 + i})
+        path = tmp_path / f"{model}.json"
+        save(BenchRun({"label": "m"}, {}, [row]), path)
+        files.append(str(path))
+    r = run("compare", *files)
+    assert r.returncode == 2 and "nothing to compare" in r.stderr and r.stderr.count("error:") == 1

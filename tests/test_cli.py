@@ -1,4 +1,5 @@
-"""The `edgecnn` command as a user runs it: real subprocesses for exit codes and import hygiene."""
+"""The `edgecnn` command as a user runs it: exit codes and output (in this process, see _cli.py),
+and import hygiene and the entry point in processes of their own."""
 
 import json
 import subprocess
@@ -6,12 +7,13 @@ import sys
 
 import pytest
 import torch
+from _cli import run_cli
 
 EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 
 def run(*args, **kw):
-    return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=300, **kw)
+    return run_cli(*args, **kw)
 
 
 def test_help_imports_no_heavy_backend():
@@ -28,7 +30,8 @@ def test_help_imports_no_heavy_backend():
 
 
 def test_version():
-    r = run("--version")
+    # the real entry point, `python -m edgecnn`, in a process of its own
+    r = subprocess.run([*EDGECNN, "--version"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("edgecnn ")
 
 

@@ -2,11 +2,9 @@
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from _cli import run_cli
 
 from edgecnn.export import ExportOptions, export, read_manifest
 from edgecnn.runtime import PRECISIONS, Tolerance
@@ -28,7 +27,7 @@ ONNX_AND_OPENVINO = ("openvino", "onnx") if HAS_OPENVINO else ("onnx",)
 
 
 def run(*args, cwd=None):
-    return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return run_cli(*args, cwd=cwd)
 
 
 def _torch_logits(name, x, **kw):
@@ -209,26 +208,64 @@ def test_existing_artifact_is_not_overwritten_without_force(tmp_path):
     assert Path(first.path).stat().st_mtime_ns != before
 
 
-def test_killing_an_export_midway_leaves_no_complete_looking_artifact(tmp_path):
+# Runs `edgecnn export` with os.replace patched to send `signal` to itself right after the n-th
+# rename into the output folder, or for n = 0 as publishing begins (the verified artifact still in
+# the work folder): a deterministic kill at every step of publishing.
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+import edgecnn.export.targets as targets
+out, n, sig = Path(sys.argv[1]), int(sys.argv[2]), getattr(signal, sys.argv[3])
+real_replace, real_publish, seen = os.replace, targets.publish, [0]
+def replace(src, dst, *a, **k):
+    real_replace(src, dst, *a, **k)
+    seen[0] += Path(dst).parent == out and not Path(dst).name.startswith(".")
+    if n and seen[0] == n:
+        os.kill(os.getpid(), sig)
+def publish(*a, **k):
+    if n == 0:
+        os.kill(os.getpid(), sig)
+    return real_publish(*a, **k)
+os.replace, targets.publish = replace, publish
+from edgecnn.cli import main
+sys.argv = ["edgecnn", "export", "lenet5", "-t", sys.argv[4], "-o", str(out), "--force"]
+main()
+"""
+
+
+def _published_state_is_consistent(out: Path) -> list[str]:
+    """Every visible artifact has a manifest whose files and sha256 values match; returns names."""
+    from edgecnn.export import check_files
+    from edgecnn.export.manifest import manifest_path
+
+    artifacts = [p for p in out.iterdir() if p.suffix in (".onnx", ".xml") and not p.name.startswith(".")]
+    for artifact in artifacts:
+        assert manifest_path(artifact).is_file(), artifact
+        assert check_files(artifact) is None, check_files(artifact)
+    return sorted(p.name for p in artifacts)
+
+
+def test_killing_an_export_at_any_step_leaves_no_artifact_without_its_manifest(tmp_path):
+    """SIGKILL inside the work folder and after each rename of publishing: every visible artifact has
+    a manifest that matches it, and the next export sweeps the work folders the killed ones left."""
     out = tmp_path / "out"
     targets = ",".join(ONNX_AND_OPENVINO)
-    proc = subprocess.Popen([*EDGECNN, "export", "vgg11", "-t", targets, "-o", str(out)])
-    deadline = time.time() + 300
-    while time.time() < deadline:  # wait until the ONNX exists in the work folder, then kill hard
-        if list(out.glob(".export-*/**/*.onnx")):
-            break
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    visible = [p.name for p in out.iterdir() if not p.name.startswith(".")]
-    assert visible == [], visible
-    # a polite stop (SIGTERM) also removes the work folder
-    proc = subprocess.Popen([*EDGECNN, "export", "vgg11", "-t", targets, "-o", str(tmp_path / "b")])
-    while time.time() < deadline and not list((tmp_path / "b").glob(".export-*/**/*.onnx")):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) != 0
-    assert list((tmp_path / "b").iterdir()) == []
+    renames = 2 * len(ONNX_AND_OPENVINO) + HAS_OPENVINO  # manifest + file each, + OpenVINO's .bin
+    seen = []
+    for n in range(renames):
+        r = subprocess.run([sys.executable, "-c", KILLER, str(out), str(n), "SIGKILL", targets], timeout=300)
+        assert r.returncode == -signal.SIGKILL
+        seen.append(_published_state_is_consistent(out))
+    assert seen[0] == [] and seen[-1]  # nothing at first; the first target published by the end
+    assert list(out.glob(".export-*")), "the killed runs left work folders to sweep"
+    r = run("export", "lenet5", "-t", targets, "-o", str(out), "--force")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(_published_state_is_consistent(out)) == len(ONNX_AND_OPENVINO)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # swept, nothing partial
+    # a polite stop (SIGTERM) removes its own work folder at once
+    polite = tmp_path / "polite"
+    r = subprocess.run([sys.executable, "-c", KILLER, str(polite), "0", "SIGTERM", targets], timeout=300)
+    assert r.returncode != 0 and list(polite.iterdir()) == []
 
 
 @pytest.mark.parametrize(

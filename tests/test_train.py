@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _cli import run_cli
 
 from edgecnn.data import Preprocess
 from edgecnn.errors import BadArgumentError
@@ -21,7 +22,7 @@ LENET = Preprocess.for_model(get_spec("lenet5"))
 
 
 def run(*args, cwd=None):
-    return subprocess.run([*EDGECNN, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,25 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path, splits):
         TrainOptions(epochs=2, max_steps=40, lr=0.05, checkpoint=ckpt, resume=True),
     )
     assert [h.epoch for h in resumed.history] == [1, 2] and resumed.history[1].val_top1 > 60
+    # A checkpoint of another model (here: another class count) is a one-line error, not a traceback.
+    from edgecnn.errors import WeightsError
+
+    with pytest.raises(WeightsError, match=r"cannot resume from .*l\.ckpt: .*size mismatch") as e:
+        fit(
+            load_model("lenet5", num_classes=12).model,
+            splits.train,
+            None,
+            TrainOptions(epochs=2, max_steps=2, checkpoint=ckpt, resume=True),
+        )
+    assert "\n" not in str(e.value)
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, splits, caplog):
+    opts = TrainOptions(epochs=1, max_steps=2, checkpoint=tmp_path / "none.ckpt", resume=True)
+    with caplog.at_level("WARNING", logger="edgecnn"):
+        result = fit(load_model("lenet5").model, splits.train, None, opts)
+    assert "no checkpoint at" in caplog.text and "training from the start" in caplog.text
+    assert [h.epoch for h in result.history] == [1]
 
 
 def test_early_stop_restores_the_best_weights(splits, monkeypatch):
@@ -200,3 +220,22 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
     assert list(
         (tmp_path / "cache" / "reference").glob("lenet5-digits-*.safetensors")
     )  # cached for next time
+
+
+def test_ddp_picks_its_backend_by_where_the_model_runs(monkeypatch):
+    """gloo for a CPU model even on a machine with CUDA (nccl cannot move CPU tensors); nccl for a
+    model on CUDA, each rank on its LOCAL_RANK's GPU."""
+    import torch.distributed as dist
+
+    from edgecnn.train import loop
+
+    seen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.append(f"cuda:{i}"))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: seen.append(backend))
+    loop._distributed("cpu")
+    loop._distributed("cuda")
+    assert seen == ["gloo", "cuda:1", "nccl"]

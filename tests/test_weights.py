@@ -156,3 +156,57 @@ def test_imagenet_weights_are_errors_where_they_cannot_apply():
         create_model("lenet5", weights="imagenet")
     with pytest.raises(BadArgumentError, match="1000 classes, not 10"):
         create_model("resnet18", weights="imagenet", num_classes=10)
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda t: t.to(torch.int64), r"tensor 'features\.0\.weight' holds int64 values"),
+        (lambda t: t.index_fill(0, torch.tensor([0]), float("nan")), r"'features\.0\.weight' has non-finite"),
+        (lambda t: t.index_fill(0, torch.tensor([1]), float("inf")), r"'features\.0\.weight' has non-finite"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weights_that_are_not_what_they_claim_are_refused_at_load(tmp_path, lenet, tamper, message, suffix):
+    state = {k: v.clone() for k, v in lenet.state_dict().items()}
+    state["features.0.weight"] = tamper(state["features.0.weight"])
+    path = tmp_path / f"bad{suffix}"
+    torch.save(state, path) if suffix == ".pth" else save_file(state, str(path))
+    with pytest.raises(WeightsError, match=message) as e:
+        create_model("lenet5", weights=path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_stalled_download_times_out_and_leaves_nothing(tmp_path):
+    """A proxy that accepts the connection and never answers: the download gives up after
+    EDGECNN_DOWNLOAD_TIMEOUT seconds with one line, and no partial file is left in the cache. The
+    proxy is a local socket; nothing leaves this machine."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    port = server.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "EDGECNN_OFFLINE" and "proxy" not in k.lower()}
+    proxy = f"http://127.0.0.1:{port}"
+    env.update(TORCH_HOME=str(tmp_path), EDGECNN_DOWNLOAD_TIMEOUT="2", https_proxy=proxy, http_proxy=proxy)
+    t0 = time.time()
+    r = subprocess.run(
+        [sys.executable, "-m", "edgecnn", "inspect", "resnet18", "--weights", "imagenet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    server.close()
+    assert r.returncode == 2 and r.stderr.count("error:") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "could not get" in r.stderr and "timed out" in r.stderr, r.stderr
+    assert time.time() - t0 < 60 and held  # it did try, through the proxy, and gave up
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -74,6 +74,13 @@ class BenchOptions:
             raise BadArgumentError(f"--threads must be >= 1, got {self.threads}")
         if self.hint not in ("latency", "throughput"):
             raise UnknownNameError("hint", self.hint, ("latency", "throughput"))
+        if self.data:  # before any work: a folder that is missing, empty or unlabelled
+            from edgecnn.data import DIGITS, open_dataset
+
+            if str(self.data) != DIGITS and not open_dataset(self.data, None, split="test").classes:
+                raise BadArgumentError(
+                    f"{self.data} has no labels, so top-1 cannot be scored: give one subfolder per class"
+                )
         return self
 
 
@@ -88,6 +95,9 @@ def _is_artifact(item: str) -> bool:
 
 def _file_size(path: Path) -> int:
     return sum(p.stat().st_size for p in backend_for(path).files(path) if p.exists())
+
+
+BENCH_DIR = "bench"  # bench's own artifacts, beside (never over) what `export` wrote
 
 
 class _Job:
@@ -174,19 +184,26 @@ def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, c
 
 
 def _existing_or_export(item, eo, loaded, step) -> Path:
-    """The artifact `export` would write, reused only when its manifest proves the same weights
-    (random weights never match: every row of a run must measure the same model)."""
+    """The artifact `export` would write, or bench's own copy of it, reused only when its manifest
+    proves the same weights (random weights never match: every row of a run must measure the same
+    model). What bench makes goes to a `bench/` folder beside the exports, the only files it
+    replaces: a user's `export` output is never overwritten by a bench with other weights."""
     import dataclasses
 
-    from edgecnn.export import export, planned_paths, read_manifest
+    from edgecnn.export import check_files, export, planned_paths, read_manifest
 
     (path,) = planned_paths(item, eo).values()
-    manifest = read_manifest(path)
+    own_eo = dataclasses.replace(eo, out_dir=str(path.parent / BENCH_DIR), force=True)
+    (own,) = planned_paths(item, own_eo).values()
     sha = loaded.weights.sha256
-    if path.exists() and sha and manifest.get("weights", {}).get("sha256") == sha:
-        return path
+    for candidate in (path, own):
+        if candidate.exists() and sha and read_manifest(candidate).get("weights", {}).get("sha256") == sha:
+            problem = check_files(candidate)
+            if problem is None:
+                return candidate
+            log.warning("not reusing %s: %s", candidate, problem)
     step(f"exporting {Path(item).name} for {eo.targets[0]} {eo.precision} batch {eo.batch}")
-    result = export(item, dataclasses.replace(eo, force=True), loaded=loaded)
+    result = export(item, own_eo, loaded=loaded)
     (target,) = result.targets
     if not target.ok:
         raise EdgeCNNError(f"export failed: {target.error}")
@@ -195,7 +212,7 @@ def _existing_or_export(item, eo, loaded, step) -> Path:
 
 def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     from edgecnn.data import Preprocess
-    from edgecnn.export import read_manifest
+    from edgecnn.export import check_files, read_manifest
 
     path = Path(item)
     backend = backend_for(path)
@@ -222,6 +239,8 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
         )
         if not path.is_file():
             row.error = f"artifact not found: {path}"
+        elif (problem := check_files(path)) is not None:
+            row.error = problem
         elif not available(runtime):
             row.error, row.hint = f"{runtime} is not installed", backend.install_hint
         elif shape and not inp.get("dynamic_batch") and shape[0] != b:

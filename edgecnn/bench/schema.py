@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgecnn.artifacts import atomic_output
+from edgecnn.artifacts import atomic_output, check_writable
 from edgecnn.errors import EdgeCNNError
 
 SCHEMA = "edgecnn-bench"
@@ -97,19 +97,27 @@ def flat(row: BenchRow, machine: str) -> dict:
     }
 
 
+def check_outputs(path: str | Path, *, force: bool) -> None:
+    """Before measuring: `path` (.json) and its CSV may be written (a one-line error otherwise)."""
+    for p in (Path(path), Path(path).with_suffix(".csv")):
+        check_writable(p, force=force)
+
+
 def save(run: BenchRun, path: str | Path, *, force: bool = True) -> tuple[Path, Path]:
-    """Write `path` (.json) and the CSV view beside it, atomically."""
+    """Write `path` (.json) and the CSV view beside it, atomically and together: both are written in
+    full before either is renamed into place, so a full disk leaves neither (and replaces neither
+    unless `force`)."""
     path = Path(path)
-    with atomic_output(path, force=force) as tmp:
-        tmp.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+    check_outputs(path, force=force)
     csv_path = path.with_suffix(".csv")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_COLUMNS)
     writer.writeheader()
     for row in run.rows:
         writer.writerow(flat(row, run.label))
-    with atomic_output(csv_path, force=True) as tmp:
-        tmp.write_text(buf.getvalue())
+    with atomic_output(csv_path, force=force) as tmp_csv, atomic_output(path, force=force) as tmp_json:
+        tmp_csv.write_text(buf.getvalue())
+        tmp_json.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
     return path, csv_path
 
 
@@ -125,7 +133,7 @@ def load(path: str | Path) -> BenchRun:
         raise ResultFileError(f"{path} is not an edgecnn benchmark result (no schema '{SCHEMA}')")
     if data.get("version") != VERSION:
         raise ResultFileError(
-            f"{path} has result schema version {data.get('version')}; this edgecnn reads version {VERSION}"
+            f"{path} has result schema version {data.get('version')!r}; this edgecnn reads version {VERSION}"
         )
     try:
         rows = [BenchRow(**r) for r in data["rows"]]

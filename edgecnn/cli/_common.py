@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -21,6 +22,12 @@ def setup_logging(verbose: int) -> None:
     handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler], force=True)
     logging.getLogger("edgecnn").setLevel(level)
+
+
+# What the machine's disk can refuse mid-run (writes are atomic: a failure leaves no partial file).
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+}  # fmt: skip
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -43,6 +50,11 @@ def handle_errors(fn):
             raise fail(str(e), e.exit_code) from None
         except MemoryError:
             raise fail("out of memory; try a smaller --batch or --input-size", 1) from None
+        except OSError as e:
+            if e.errno not in FILE_SYSTEM_ERRORS:
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            raise fail(f"{e.strerror or e}{where}; nothing was left half-written", 1) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except RuntimeError as e:

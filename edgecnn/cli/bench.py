@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, handle_errors
+from edgecnn.cli._common import console, fail, handle_errors
 
 
 def _csv(value: str, cast=str) -> tuple:
@@ -54,12 +54,16 @@ def bench(
         Path | None, typer.Option("-o", "--output", help="Write results JSON (+ .csv).")
     ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a markdown table.")] = False,
+    force: o.Force = False,
 ) -> None:
-    """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes."""
+    """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes.
+
+    Exits 1 when every row failed; when some did, the last line says how many."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgecnn.bench import BenchOptions, save
     from edgecnn.bench import bench as run_bench
+    from edgecnn.bench.schema import check_outputs
     from edgecnn.report.tables import markdown as to_markdown
     from edgecnn.report.tables import rich_table
 
@@ -84,6 +88,8 @@ def bench(
         export_dir=str(export_dir) if export_dir else None,
         verify=verify,
     )
+    if output:  # before any measurement: nothing is replaced without --force
+        check_outputs(output, force=force)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("preparing", total=None)
@@ -98,8 +104,13 @@ def bench(
     else:
         console.print(rich_table(result))
     if output:
-        json_path, csv_path = save(result, output)
+        json_path, csv_path = save(result, output, force=force)
         console.print(f"wrote {json_path} and {csv_path}", highlight=False)
+    failed = sum(bool(row.error) for row in result.rows)
+    if failed and failed == len(result.rows):
+        raise fail(f"every row failed ({failed}); the reasons are in the table's error column", 1)
+    if failed:
+        console.print(f"{failed} of {len(result.rows)} rows failed (see their errors above)", highlight=False)
 
 
 @handle_errors

@@ -25,6 +25,10 @@ def zoo(
     from edgecnn.zoo import get_spec, list_models
 
     specs = [get_spec(n) for n in list_models(pattern)]
+    if not specs:
+        from edgecnn.errors import BadArgumentError
+
+        raise BadArgumentError(f"no zoo model matches '{pattern}'; `edgecnn zoo` lists them all")
     if as_json:
         typer.echo(json.dumps([asdict(s) for s in specs], indent=2))
         return

@@ -31,6 +31,23 @@ class ImageDataset:
         image, label = self.load(index)
         return self.preprocess(image), label
 
+    def label_values(self) -> np.ndarray | None:
+        """Every image's label, read without decoding images (None where the source cannot say)."""
+        return None
+
+    def require_readable(self, what: str) -> None:
+        """A one-line error before any work when not one image of the set can be decoded (stops at the
+        first good one, so a healthy set costs one decode)."""
+        from edgecnn.data.folder import DataError
+
+        for i in range(len(self)):
+            try:
+                self.load(i)
+                return
+            except OSError:
+                continue
+        raise DataError(f"none of the {len(self)} {what} images from {self.source} can be read")
+
     def batches(
         self, batch_size: int, *, limit: int | None = None, drop_last: bool = False
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -70,6 +87,10 @@ class Subset(ImageDataset):
 
     def load(self, index: int):
         return self.base.load(self.indices[index])
+
+    def label_values(self) -> np.ndarray | None:
+        values = self.base.label_values()
+        return None if values is None else np.asarray(values)[self.indices]
 
 
 def split_dataset(dataset: ImageDataset, val_fraction: float, seed: int = 0) -> tuple[Subset, Subset]:

@@ -55,6 +55,9 @@ class Digits(ImageDataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def label_values(self) -> np.ndarray:
+        return np.asarray(self.labels, dtype=np.int64)
+
     def load(self, index: int):
         from PIL import Image
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from edgecnn.data.dataset import ImageDataset
 from edgecnn.errors import EdgeCNNError
 
@@ -66,6 +68,9 @@ class ImageFolder(ImageDataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def label_values(self) -> np.ndarray:
+        return np.array([label for _, label in self.samples], dtype=np.int64)
 
     def load(self, index: int):
         from PIL import Image

@@ -2,7 +2,7 @@
 
 from edgecnn.errors import ExportError
 from edgecnn.export.api import export
-from edgecnn.export.manifest import read_manifest
+from edgecnn.export.manifest import check_files, read_manifest
 from edgecnn.export.options import CALIBRATION_METHODS, ExportOptions
 from edgecnn.export.parity import Parity
 from edgecnn.export.planning import planned_paths
@@ -15,6 +15,7 @@ __all__ = [
     "ExportResult",
     "Parity",
     "TargetResult",
+    "check_files",
     "export",
     "planned_paths",
     "read_manifest",

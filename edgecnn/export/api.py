@@ -1,8 +1,10 @@
 """`export`: model or converted file -> ONNX / OpenVINO IR / TensorRT engine, verified, with manifests.
 
 Every artifact is produced in a hidden work folder beside its destination, verified against PyTorch
-there, and only then moved into place (same filesystem, so each move is an atomic rename); its
-manifest is written last. An interrupted or failed export leaves no artifact that looks complete.
+there, and only then moved into place (same filesystem, so each move is an atomic rename) after its
+manifest, which records every file's sha256: a visible artifact always has its manifest, and one
+that does not match it is not reused. Work folders carry the writer's pid, so the next export sweeps
+what a killed one left.
 Options are checked (`options.py`) and inputs prepared (`planning.py`) before anything is written;
 each target is built, verified and published by `targets.py`.
 """
@@ -14,7 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgecnn.export.manifest import target_manifest, write_manifest
+from edgecnn.artifacts import sweep_stale, work_prefix
+from edgecnn.export.manifest import target_manifest
 from edgecnn.export.options import ExportOptions
 from edgecnn.export.planning import prepare
 from edgecnn.export.results import ExportResult
@@ -55,8 +58,10 @@ def export(
     job = prepare(source, opts, loaded=loaded, convert=convert, on_step=step)
 
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in sweep_stale(job.out_dir):
+        log.info("removed %s, left by an interrupted export", stale)
     result = ExportResult(loaded.spec.name, str(source), job.shape, opts.dynamic_batch, str(job.out_dir), [])
-    with tempfile.TemporaryDirectory(dir=job.out_dir, prefix=".export-") as work_name:
+    with tempfile.TemporaryDirectory(dir=job.out_dir, prefix=work_prefix()) as work_name:
         work = Path(work_name)
         # One ONNX per int8 activation scheme (each target's fast one by default), one in all otherwise.
         groups: dict[str | None, list[str]] = {}
@@ -67,9 +72,15 @@ def export(
             # The target whose artifact is the ONNX itself goes last: the others are built from that file.
             for target in sorted(targets, key=lambda t: get_target(t).builder is None):
                 step(f"{target}: building")
-                res = build_target(target, onnx_path, work, job, step, quantization)
-                if res.ok:
-                    res.manifest = str(write_manifest(Path(res.path), target_manifest(res, job, result)))
+                res = build_target(
+                    target,
+                    onnx_path,
+                    work,
+                    job,
+                    step,
+                    quantization,
+                    lambda r: target_manifest(r, job, result),
+                )
                 result.targets.append(res)
     result.targets.sort(key=lambda r: opts.targets.index(r.target))
     return result

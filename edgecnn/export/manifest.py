@@ -25,8 +25,30 @@ def read_manifest(artifact: str | Path) -> dict:
         return {}
 
 
+def check_files(artifact: str | Path) -> str | None:
+    """None when every file the manifest lists is there with its recorded size and sha256; else one
+    line saying which is not (a manifest without a file list, from an older edgecnn, only checks
+    that the files exist)."""
+    from edgecnn.artifacts import sha256_file
+
+    artifact = Path(artifact)
+    files = read_manifest(artifact).get("files") or [{"path": artifact.name}]
+    for entry in files:
+        path = artifact.parent / str(entry.get("path", ""))
+        if not path.is_file():
+            return f"{path.name} is missing beside {artifact.name}"
+        if "size_bytes" in entry and path.stat().st_size != entry["size_bytes"]:
+            size = path.stat().st_size
+            want = entry["size_bytes"]
+            return f"{path.name} is {size} bytes, its manifest says {want} (cut short or replaced)"
+        if "sha256" in entry and sha256_file(path) != entry["sha256"]:
+            return f"{path.name} does not match the sha256 in its manifest (changed after export)"
+    return None
+
+
 def write_manifest(artifact: Path, manifest: dict) -> Path:
-    """Written after the artifact is in place, so a manifest means the artifact is complete."""
+    """Written before the artifact is moved into place (`targets.publish`): a visible artifact always
+    has one, and its per-file sha256 tells a complete artifact from one replaced or cut short."""
     path = manifest_path(artifact)
     body = {"format": FORMAT, "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **manifest}
     with atomic_output(path, force=True) as tmp:

@@ -126,6 +126,7 @@ def _image_sets(opts: ExportOptions, preprocess):
         full = open_dataset(opts.calib, preprocess, split="train")
         order = np.random.default_rng(opts.seed).permutation(len(full))
         calib = Subset(full, order[: opts.calib_size], "calib")
+        calib.require_readable("calibration")
         if opts.data is None:
             if opts.calib == DIGITS:
                 check = open_dataset(DIGITS, preprocess, split="test")

@@ -21,9 +21,16 @@ from edgecnn.runtime import Backend, get_precision, get_runner, get_target
 
 
 def build_target(
-    target: str, onnx_path: Path, work: Path, job: ExportJob, on_step, quantization: dict | None = None
+    target: str,
+    onnx_path: Path,
+    work: Path,
+    job: ExportJob,
+    on_step,
+    quantization: dict | None = None,
+    manifest_for: Callable[[TargetResult], dict] | None = None,
 ) -> TargetResult:
-    """The published, verified artifact of one target, or a result saying why there is none."""
+    """The published, verified artifact of one target, or a result saying why there is none;
+    `manifest_for(result)` gives the manifest published before it (none when not given)."""
     backend, opts = get_target(target), job.options
     final = job.finals[target]
     t0 = time.perf_counter()
@@ -51,9 +58,21 @@ def build_target(
     except ExportError as e:
         res.status, res.error = "export failed", str(e)
     if res.ok:
-        publish(backend, artifact, final, force=opts.force)
-        res.path, res.size_bytes = str(final), sum(p.stat().st_size for p in backend.files(final))
-        res.sha256 = sha256_file(final)
+        files = backend.files(artifact)
+        res.path, res.size_bytes = str(final), sum(p.stat().st_size for p in files)
+        res.sha256 = sha256_file(artifact)
+        res.seconds = time.perf_counter() - t0
+        manifest = manifest_for(res) if manifest_for else None
+        if manifest is not None:
+            manifest["files"] = [
+                {
+                    "path": _final_name(src, artifact, final),
+                    "size_bytes": src.stat().st_size,
+                    "sha256": sha256_file(src),
+                }
+                for src in files
+            ]
+        res.manifest = publish(backend, artifact, final, manifest, force=opts.force)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -88,14 +107,25 @@ def verify(backend: Backend, artifact: Path, job: ExportJob) -> list[Parity]:
     return out
 
 
-def publish(backend: Backend, artifact: Path, final: Path, *, force: bool) -> None:
-    """Move the artifact and its side files into place, the main file last (it is what readers open)."""
-    for src in backend.files(artifact):
-        dst = final.parent / (
-            final.name if src == artifact else src.name.replace(artifact.stem, final.stem, 1)
-        )
+def _final_name(src: Path, artifact: Path, final: Path) -> str:
+    return final.name if src == artifact else src.name.replace(artifact.stem, final.stem, 1)
+
+
+def publish(
+    backend: Backend, artifact: Path, final: Path, manifest: dict | None, *, force: bool
+) -> str | None:
+    """Write the manifest, then move the side files and the artifact into place, the main file last
+    (it is what readers open): a kill at any point leaves no visible artifact without its manifest.
+    Returns the manifest's path."""
+    from edgecnn.export.manifest import write_manifest
+
+    moves = [(src, final.parent / _final_name(src, artifact, final)) for src in backend.files(artifact)]
+    for _, dst in moves:  # all refused, or none moved
         check_writable(dst, force=force)
+    path = str(write_manifest(final, manifest)) if manifest is not None else None
+    for src, dst in moves:
         os.replace(src, dst)
+    return path
 
 
 def make_onnx(

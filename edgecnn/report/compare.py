@@ -58,6 +58,10 @@ def compare(runs: list[BenchRun], *, metric: str = "median_ms", baseline: int = 
             k = (row.model, row.variant, row.runtime, row.batch)
             values = table.setdefault(k, [None] * len(runs))
             values[i] = (getattr(row, section) or {}).get(key) if not row.error else None
+    if not any(sum(v is not None for v in values) >= 2 for values in table.values()):
+        raise BadArgumentError(
+            f"nothing to compare: no (model, variant, runtime, batch) row has a {metric} in two of the files"
+        )
     return Comparison(metric, _labels(runs), baseline, list(table.items()))
 
 

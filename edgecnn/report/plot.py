@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.artifacts import atomic_output
+from edgecnn.artifacts import atomic_output, check_writable
 from edgecnn.bench.schema import BenchRun
 from edgecnn.errors import BadArgumentError
 
@@ -20,7 +20,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+FORMATS = (".png", ".svg", ".pdf")
+
+
 def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:  # before drawing: matplotlib would fail after the work
+        raise BadArgumentError(f"plot writes {', '.join(FORMATS)} files, not '{path.name}'")
+    check_writable(path, force=force)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,8 +73,7 @@ def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
     with atomic_output(path, force=force) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+        fig.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=120)
     plt.close(fig)
     return path

@@ -34,6 +34,9 @@ class Backend:
     # "module:func" that raises a one-line error when the backend cannot run here (TensorRT: no GPU);
     # None: being installed is enough.
     ready: str | None = None
+    # "module:func" run once before its module is first imported (OpenVINO: keep its telemetry from
+    # phoning home); None: nothing to do.
+    before_import: str | None = None
     # INT8 activation schemes it loads, its fast one first: what "auto" (the default) picks for it.
     int8_activations: tuple[str, ...] = ("s8", "u8")
     # Its runner reports per-node times in the optimised graph (`node_times`; made with profile=True):
@@ -108,6 +111,7 @@ BACKENDS: dict[str, Backend] = {
             module="openvino",
             runner="edgecnn.runtime.openvino:OpenVINORunner",
             install_hint="pip install 'edgecnn[openvino]'",
+            before_import="edgecnn.runtime.openvino:block_telemetry",
             devices=("cpu", "gpu"),
             target="openvino",
             suffixes=(".xml",),

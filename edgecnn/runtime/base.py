@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -35,6 +36,8 @@ def available(runtime: str) -> bool:
 def require(runtime: str):
     """Import and return the backend's module, or raise a one-line error with the install command."""
     backend = get_backend(runtime)
+    if backend.before_import and backend.module not in sys.modules:
+        import_string(backend.before_import)()
     try:
         return importlib.import_module(backend.module)
     except ImportError as e:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
-from edgecnn.runtime.base import check_device
+from edgecnn.runtime.base import check_device, require
+
+
+def block_telemetry() -> None:
+    """Keep OpenVINO from sending usage telemetry: `import openvino` imports its converter, which
+    sends an "import" event (and one per conversion) to Google Analytics unless the user opted out
+    with `opt_in_out --opt_out`. edgecnn makes no network request the user did not ask for, so the
+    telemetry package is hidden from this process before OpenVINO is first imported; OpenVINO then
+    falls back to its own no-op stub (`openvino.tools.ovc.telemetry_stub`)."""
+    sys.modules.setdefault("openvino_telemetry", None)  # `import openvino_telemetry` now fails
 
 
 class OpenVINORunner:
@@ -23,8 +34,7 @@ class OpenVINORunner:
     ):
         """precision: OpenVINO's INFERENCE_PRECISION_HINT ("f32" pins fp32 math; CPUs with bf16 units
         would otherwise run fp32 models in bf16). None keeps OpenVINO's default."""
-        import openvino as ov
-
+        ov = require(self.runtime)
         self.device = check_device(device, self.runtime)
         config = {"PERFORMANCE_HINT": hint.upper()}
         if threads:

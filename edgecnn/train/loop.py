@@ -79,7 +79,13 @@ class TrainResult:
         return d
 
 
-def _distributed():
+DDP_BACKENDS = {"cuda": "nccl", "cpu": "gloo"}  # device type -> the collective backend it needs
+
+
+def _distributed(device: str = "cpu"):
+    """The process group under torchrun (None otherwise), with the backend for where the model runs:
+    nccl only for a model on CUDA (a CPU model on a GPU machine needs gloo), each rank on its own
+    local GPU."""
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -88,24 +94,57 @@ def _distributed():
     if not dist.is_initialized():
         import torch
 
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        kind = torch.device(device).type
+        if kind == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(DDP_BACKENDS.get(kind, "gloo"))
     return dist
 
 
+class _Readable:
+    """A dataset whose undecodable images come out as None (logged once each) instead of raising:
+    one zero-byte PNG must not end a training run; the batch goes on without it."""
+
+    def __init__(self, dataset):
+        self.dataset, self.warned = dataset, set()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except OSError as e:  # PIL raises OSError subclasses for truncated/corrupt files
+            if index not in self.warned:
+                self.warned.add(index)
+                log.warning("skipping unreadable image #%d of %s: %s", index, self.dataset.source, e)
+            return None
+
+
+def _collate(items):
+    """The default collation of the readable items; None when none of the batch was readable."""
+    from torch.utils.data import default_collate
+
+    items = [item for item in items if item is not None]
+    return default_collate(items) if items else None
+
+
 def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, dist=None):
-    """A seeded DataLoader (a DistributedSampler under torchrun); shuffled loaders drop the last batch."""
+    """A seeded DataLoader (a DistributedSampler under torchrun); shuffled loaders drop the last batch.
+    Unreadable images are skipped; a batch with none readable comes out as None."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
     sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if dist else None
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset,
+        _Readable(dataset),
         batch_size=batch_size,
         shuffle=shuffle and sampler is None,
         sampler=sampler,
         generator=gen,
         drop_last=shuffle,
+        collate_fn=_collate,
     )
 
 
@@ -117,7 +156,10 @@ def evaluate_top1(model, dataset, *, batch_size: int = 256, device: str = "cpu")
     model.eval()
     correct = total = 0
     with torch.inference_mode():
-        for x, y in make_loader(dataset, batch_size, shuffle=False, seed=0):
+        for batch in make_loader(dataset, batch_size, shuffle=False, seed=0):
+            if batch is None:
+                continue
+            x, y = batch
             out = _logits(model(x.to(device)))
             correct += int((out.argmax(1).cpu() == y).sum())
             total += len(y)
@@ -200,7 +242,7 @@ class _Session:
         import torch
 
         self.opts, self.model, self.teacher, self.val_set = opts, model, teacher, val_set
-        self.dist = _distributed()
+        self.dist = _distributed(opts.device)
         self.rank = self.dist.get_rank() if self.dist else 0
         self.device = opts.device
         model.to(self.device)
@@ -212,6 +254,7 @@ class _Session:
             )
             if n_s != n_t:
                 raise BadArgumentError(f"teacher has {n_t} classes and student {n_s}; they must match")
+        check_labels(model, (train_set, val_set))
         params = [p for p in model.parameters() if p.requires_grad]
         if opts.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
@@ -221,6 +264,11 @@ class _Session:
             self.optimizer = torch.optim.AdamW(params, opts.lr, weight_decay=opts.weight_decay)
         self.loader = make_loader(train_set, opts.batch_size, shuffle=True, seed=opts.seed, dist=self.dist)
         n = len(self.loader)
+        if n == 0:
+            raise BadArgumentError(
+                f"{len(train_set)} training images are fewer than one batch of {opts.batch_size}: no "
+                "step would run; give more images or a smaller --batch-size"
+            )
         self.steps = n if opts.max_steps is None else min(n, opts.max_steps)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=opts.lr, total_steps=max(1, self.steps * opts.epochs), pct_start=0.15
@@ -277,9 +325,12 @@ class _Session:
             self.loader.sampler.set_epoch(epoch)
         self.net.train()
         t0, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for i, (x, y) in enumerate(self.loader):
+        for i, batch in enumerate(self.loader):
             if i >= self.steps:
                 break
+            if batch is None:  # no readable image in it
+                continue
+            x, y = batch
             value, right = self.step(x, y, epoch, result)
             total_loss, correct, seen = total_loss + value * len(y), correct + right, seen + len(y)
             if on_step and self.rank == 0:
@@ -298,9 +349,19 @@ class _Session:
 
     def resume(self, result: TrainResult):
         """Restore from the checkpoint: (first epoch to run, best weights so far)."""
+        from edgecnn.errors import WeightsError
+
         state = _load_checkpoint(Path(self.opts.checkpoint))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as e:  # another model, class count or optimizer
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            why = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+            raise WeightsError(
+                f"cannot resume from {self.opts.checkpoint}: it is not a checkpoint of this training "
+                f"({why}); remove it or train without --resume"
+            ) from None
         start_epoch = int(state["epoch"]) + 1
         if state["scheduler"].get("total_steps") == self.scheduler.total_steps:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -361,7 +422,9 @@ def fit(
     start_epoch, best_state = 0, None
     if opts.resume and opts.checkpoint and Path(opts.checkpoint).is_file():
         start_epoch, best_state = session.resume(result)
-    elif val_set is not None:
+    elif opts.resume:
+        log.warning("--resume: no checkpoint at %s; training from the start", opts.checkpoint)
+    if start_epoch == 0 and val_set is not None:
         result.initial_val_top1 = evaluate_top1(model, val_set, device=opts.device)
         result.curve.append((0, result.initial_val_top1))
     since_best = 0
@@ -393,10 +456,42 @@ def fit(
     return result
 
 
+def check_labels(model, datasets) -> None:
+    """Every label of the data is one of the model's outputs, checked before any training (a label
+    file with 999 for a 3-class model would otherwise stop training at its first batch)."""
+    datasets = [d for d in datasets if d is not None and len(d)]
+    if not datasets:
+        return
+    device = next(model.parameters()).device  # wherever the caller put it: training moves it later
+    outputs = _num_classes(model, datasets[0], device)
+    for dataset in datasets:
+        labels = dataset.label_values()
+        if labels is None or not len(labels):
+            continue
+        if int(labels.min()) < 0:
+            raise BadArgumentError(
+                f"{dataset.source} has unlabelled images; training needs class subfolders or a labels file"
+            )
+        if int(labels.max()) >= outputs:
+            raise BadArgumentError(
+                f"{dataset.source} has label {int(labels.max())} but the model has {outputs} outputs "
+                f"(labels 0..{outputs - 1}); check the labels file or --num-classes"
+            )
+
+
+def _first_readable(dataset):
+    for i in range(len(dataset)):
+        try:
+            return dataset[i]
+        except OSError:
+            continue
+    dataset.require_readable("training")  # raises: none can be read
+
+
 def _num_classes(model, dataset, device) -> int:
     import torch
 
-    x, _ = dataset[0]
+    x, _ = _first_readable(dataset)
     was = model.training
     model.eval()
     with torch.no_grad():

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from edgecnn.artifacts import atomic_output, sha256_file
-from edgecnn.errors import BadArgumentError, WeightsError
+from edgecnn.errors import BadArgumentError, UnknownNameError, WeightsError
 from edgecnn.lazy import import_string
 
 FORMAT = "edgecnn-converted/1"
@@ -55,7 +55,61 @@ def read_recipe(path: str | Path) -> dict:
         raise WeightsError(f"{path} is not a readable safetensors file ({e})") from None
     if meta.get("format") != FORMAT or "edgecnn" not in meta:
         raise WeightsError(f"{path} is not an edgecnn converted model (no '{FORMAT}' recipe in its header)")
-    return json.loads(meta["edgecnn"])
+    try:
+        recipe = json.loads(meta["edgecnn"])
+    except json.JSONDecodeError as e:
+        raise WeightsError(
+            f"{path}: its recipe header is not valid JSON ({e}); the file was altered"
+        ) from None
+    return check_recipe(recipe, path)
+
+
+def check_recipe(recipe, path) -> dict:
+    """Every field the rebuild reads, checked before anything is built: a tampered or foreign header
+    is a one-line error naming the field, not a KeyError deep inside a replay."""
+
+    def bad(field: str, why: str):
+        raise WeightsError(f"{path}: recipe field '{field}' {why}; the file was altered or is not edgecnn's")
+
+    if not isinstance(recipe, dict):
+        bad("(header)", "is not a JSON object")
+    from edgecnn.zoo import list_models
+
+    if recipe.get("model") not in list_models():
+        bad("model", f"must name a zoo model, got {recipe.get('model')!r}")
+    size = recipe.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and v >= 1 for v in size)):
+        bad("input_size", f"must be [height, width] in pixels, got {size!r}")
+    for key in ("num_classes", "in_chans"):
+        value = recipe.get(key)
+        if type(value) is not int or value < 1:
+            bad(key, f"must be a positive integer, got {value!r}")
+    if not isinstance(recipe.get("model_kwargs", {}), dict):
+        bad("model_kwargs", "must be an object")
+    steps = recipe.get("transforms")
+    if not isinstance(steps, list):
+        bad("transforms", f"must be a list of steps, got {steps!r}")
+    for i, step in enumerate(steps):
+        where = f"transforms[{i}]"
+        if not isinstance(step, dict) or not isinstance(step.get("name"), str):
+            bad(where, "has no transform name")
+        if step["name"] not in _REPLAY:
+            raise WeightsError(f"{path} uses transform '{step['name']}', unknown to this edgecnn version")
+        if step["name"] == "fold_bn":
+            pairs = step.get("pairs")
+            if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs
+            ):
+                bad(f"{where}.pairs", "must be a list of [conv, bn] layer names")
+            continue
+        layers = step.get("layers")
+        if not isinstance(layers, dict) or not layers:
+            bad(f"{where}.layers", "must map layer names to ranks")
+        for name, value in layers.items():
+            ranks = value if isinstance(value, list) else [value]
+            if not ranks or not all(type(r) is int and r >= 1 for r in ranks):
+                bad(f"{where}.layers.{name}", f"must be a positive integer rank, got {value!r}")
+    return recipe
 
 
 def load_converted(path: str | Path):
@@ -68,18 +122,25 @@ def load_converted(path: str | Path):
         raise WeightsError(f"converted model not found: {path}")
     recipe = read_recipe(path)
     # Shapes only: every tensor comes from the file, so nothing is initialised twice.
-    loaded = load_model(
-        recipe["model"],
-        num_classes=recipe["num_classes"],
-        in_chans=recipe["in_chans"],
-        device="meta",
-        **recipe.get("model_kwargs", {}),
-    )
+    try:
+        loaded = load_model(
+            recipe["model"],
+            num_classes=recipe["num_classes"],
+            in_chans=recipe["in_chans"],
+            device="meta",
+            **recipe.get("model_kwargs", {}),
+        )
+    except (UnknownNameError, BadArgumentError, TypeError) as e:
+        raise WeightsError(f"{path}: its recipe does not build a model ({e})") from None
     model = loaded.model
-    for step in recipe["transforms"]:
-        if step["name"] not in _REPLAY:
-            raise WeightsError(f"{path} uses transform '{step['name']}', unknown to this edgecnn version")
-        import_string(_REPLAY[step["name"]])(model, step)
+    for i, step in enumerate(recipe["transforms"]):
+        try:
+            import_string(_REPLAY[step["name"]])(model, step)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise WeightsError(
+                f"{path}: recipe step transforms[{i}] ({step['name']}) does not fit {recipe['model']} "
+                f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+            ) from None
     model = model.to_empty(device="cpu")
     apply_state_dict(model, read_state_dict(path), spec=loaded.spec, origin=str(path))
     loaded.model = model.eval()

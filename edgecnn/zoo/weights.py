@@ -19,6 +19,9 @@ from edgecnn.zoo.registry import ModelSpec
 log = logging.getLogger(__name__)
 
 PRETRAINED = "imagenet"
+DOWNLOAD_TIMEOUT_S = (
+    "60"  # seconds without data before a weights download gives up (EDGECNN_DOWNLOAD_TIMEOUT)
+)
 # Wrappers that training scripts commonly put around a state dict.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "ema", "state_dict_ema")
 
@@ -92,12 +95,31 @@ def apply_state_dict(model, state: Mapping, *, spec: ModelSpec, origin: str) -> 
                 f"{origin} does not fit {spec.name}: tensor '{key}' has shape {tuple(value.shape)}, "
                 f"the model expects {tuple(own[key].shape)} (check --num-classes / --in-chans)"
             )
+        _check_values(key, value, own[key], origin)
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise WeightsError(
             f"{origin} does not fit {spec.name}: missing tensor '{missing[0]}' ({len(missing)} in all)"
         )
     model.load_state_dict(state, strict=False)
+
+
+def _check_values(key: str, value, expected, origin: str) -> None:
+    """A floating-point parameter must come as finite floating-point values: integers would be cast
+    silently, and NaN/inf weights make every output garbage (found later, far from the cause)."""
+    import torch
+
+    if not expected.is_floating_point():
+        return
+    if not value.is_floating_point():
+        raise WeightsError(
+            f"{origin}: tensor '{key}' holds {str(value.dtype).removeprefix('torch.')} values where the "
+            "model has floating-point weights; this is not a weights file for it"
+        )
+    if not bool(torch.isfinite(value).all()):
+        raise WeightsError(
+            f"{origin}: tensor '{key}' has non-finite values (NaN or inf); the weights are broken"
+        )
 
 
 def pretrained_state_dict(spec: ModelSpec) -> tuple[dict, WeightsInfo]:
@@ -118,12 +140,32 @@ def pretrained_state_dict(spec: ModelSpec) -> tuple[dict, WeightsInfo]:
     if not expected.is_file():
         log.warning("downloading %s to %s", weights.url, expected)
     try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as e:  # URLError, OSError, hash mismatch...
+        state = _download(weights, expected)
+    except Exception as e:  # URLError, OSError, timeout, hash mismatch...
         raise WeightsError(
-            f"could not get {weights} for {spec.name} ({_first_line(e)}); place the file at {expected}"
+            f"could not get {weights} for {spec.name} ({_first_line(e) or type(e).__name__}); "
+            f"place the file at {expected}"
         ) from None
     return state, WeightsInfo(PRETRAINED, str(expected), None, str(weights))
+
+
+def _download(weights, expected: Path) -> dict:
+    """torchvision's download with a socket timeout (urllib has none: a stalled proxy would hang it
+    for minutes), leaving no partial file behind when it fails."""
+    import socket
+
+    timeout = float(os.environ.get("EDGECNN_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
+    partials = set(expected.parent.glob(f"{expected.name}*.partial"))
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except Exception:
+        for leftover in set(expected.parent.glob(f"{expected.name}*.partial")) - partials:
+            leftover.unlink(missing_ok=True)
+        raise
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _first_line(e: BaseException) -> str:

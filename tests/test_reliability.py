@@ -1,0 +1,330 @@
+"""Failure classes a hostile user finds: each is one `error:` line, a non-zero exit, no traceback,
+and nothing created, replaced or left half-written (directory snapshots compared by sha256)."""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from _cli import run_cli
+
+EDGECNN = [sys.executable, "-m", "edgecnn"]
+
+
+def run(*args, cwd):
+    return run_cli(*args, cwd=cwd)
+
+
+def cli(*args, cwd, monkeypatch=None):
+    return run_cli(*args, cwd=cwd)
+
+
+def snapshot(root) -> dict:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_one_line_error(r, code=2, needle=""):
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert r.stderr.count("error:") == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert needle in r.stderr, r.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """A LeNet-5 with its convolutions made separable, saved with its recipe header."""
+    from edgecnn.transforms import SwapOptions, convert, save_converted
+    from edgecnn.zoo import load_model
+
+    path = tmp_path_factory.mktemp("conv") / "lenet5.sep.safetensors"
+    save_converted(convert(load_model("lenet5"), separable=SwapOptions(rank=1)), path)
+    return path
+
+
+def _tamper(src, dst, edit):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    recipe = json.loads(meta["edgecnn"])
+    meta["edgecnn"] = edit(recipe) if callable(edit) else edit
+    if not isinstance(meta["edgecnn"], str):
+        meta["edgecnn"] = json.dumps(meta["edgecnn"])
+    save_file(load_file(str(src)), str(dst), metadata=meta)
+
+
+def _swap_step(recipe):
+    return next(s for s in recipe["transforms"] if s["name"] == "separable")
+
+
+def _set(recipe, key, value):
+    recipe[key] = value
+    return recipe
+
+
+def _drop(recipe, key):
+    recipe.pop(key)
+    return recipe
+
+
+def _rename_layer(recipe):
+    step = _swap_step(recipe)
+    step["layers"] = {"features.99": next(iter(step["layers"].values()))}
+    return recipe
+
+
+def _negative_rank(recipe):
+    step = _swap_step(recipe)
+    step["layers"] = {k: -1 for k in step["layers"]}
+    return recipe
+
+
+TAMPERS = {
+    "invalid JSON": ('{"model": "lenet5", ', "recipe header is not valid JSON"),
+    "missing num_classes": (lambda r: _drop(r, "num_classes"), "recipe field 'num_classes'"),
+    "string class count": (lambda r: _set(r, "num_classes", "10"), "recipe field 'num_classes'"),
+    "float class count": (lambda r: _set(r, "num_classes", 2.5), "recipe field 'num_classes'"),
+    "unknown model": (lambda r: _set(r, "model", "lenet6"), "recipe field 'model'"),
+    "missing transforms": (lambda r: _drop(r, "transforms"), "recipe field 'transforms'"),
+    "layer that does not exist": (_rename_layer, "does not fit lenet5"),
+    "negative rank": (_negative_rank, "must be a positive integer rank"),
+    "bad input size": (lambda r: _set(r, "input_size", [32]), "recipe field 'input_size'"),
+    "not an object": ("[1, 2]", "recipe field '(header)'"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERS))
+def test_a_tampered_recipe_header_is_one_line_naming_the_field(tmp_path, converted, case, monkeypatch):
+    edit, needle = TAMPERS[case]
+    bad = tmp_path / "bad.safetensors"
+    _tamper(converted, bad, edit)
+    before = snapshot(tmp_path)
+    commands = [("export", str(bad), "-o", str(tmp_path / "out")), ("bench", str(bad), "-r", "onnxruntime")]
+    for args in commands:
+        r = cli(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+        assert_one_line_error(r, 2, needle)
+        assert snapshot(tmp_path) == before, args
+
+
+def _folder(root, classes=2, per_class=12, size=28):
+    """An image folder of random grey squares, one subfolder per class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(d / f"{i}.png")
+    return root
+
+
+TRAIN = ("train", "lenet5", "--epochs", "1", "--batch-size", "8")
+
+
+def test_an_unreadable_image_in_training_data_is_skipped(tmp_path):
+    data = _folder(tmp_path / "data")
+    (data / "class0" / "broken.png").write_bytes(b"")
+    r = run(*TRAIN, "--data", str(data), "-o", str(tmp_path / "w.safetensors"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "skipping unreadable image" in r.stderr and "broken.png" in r.stderr
+    assert (tmp_path / "w.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("label out of range", "has label 999 but the model has 3 outputs"),
+        ("fewer images than a batch", "fewer than one batch of 8"),
+        ("unlabelled flat folder", "0 class folder(s) with images"),
+    ],
+)
+def test_training_data_problems_are_one_line_before_any_work(tmp_path, case, needle):
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    args = [*TRAIN, "--data", str(data), "-o", str(tmp_path / "out" / "w.safetensors")]
+    if case == "fewer images than a batch":
+        _folder(data, per_class=3)
+    else:
+        data.mkdir()
+        for i in range(12):
+            Image.fromarray(np.full((28, 28), i * 20, dtype=np.uint8)).save(data / f"{i:02d}.png")
+        if case == "label out of range":
+            (tmp_path / "labels.txt").write_text("\n".join(str(v) for v in [0, 1, 999] * 4) + "\n")
+            args += ["--labels", str(tmp_path / "labels.txt")]
+    before = snapshot(tmp_path)
+    r = run(*args, cwd=tmp_path)
+    assert_one_line_error(r, 2, needle)
+    assert snapshot(tmp_path) == before and "epoch 1" not in r.stderr
+
+
+def test_calibration_and_bench_data_problems_are_one_line_before_any_work(tmp_path):
+    data = tmp_path / "unreadable"
+    (data / "a").mkdir(parents=True)
+    (data / "b").mkdir()
+    for d in ("a", "b"):
+        for i in range(3):
+            (data / d / f"{i}.png").write_bytes(b"")
+    flat = tmp_path / "flat"
+    _folder(tmp_path / "tmp", classes=1, per_class=3).joinpath("class0").rename(flat)
+    before = snapshot(tmp_path)
+    r = run(
+        "export",
+        "lenet5",
+        "--precision",
+        "int8",
+        "--calib",
+        str(data),
+        "-o",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
+    assert_one_line_error(r, 2, "none of the 6 calibration images")
+    r = run("bench", "lenet5", "-r", "onnxruntime", "--data", str(flat), cwd=tmp_path)
+    assert_one_line_error(r, 2, "has no labels")
+    r = run("bench", "lenet5", "-r", "onnxruntime", "--data", str(tmp_path / "missing"), cwd=tmp_path)
+    assert_one_line_error(r, 2, "data folder not found")
+    assert snapshot(tmp_path) == before
+
+
+def test_output_location_problems_are_refused_before_any_work(tmp_path, monkeypatch):
+    """An output whose folder is a file, or a plot format matplotlib cannot write: one line, before
+    any measurement or training, nothing created."""
+    from edgecnn.bench.schema import BenchRow, BenchRun, save
+
+    (tmp_path / "afile").write_text("x")
+    results = tmp_path / "r.json"
+    row = BenchRow("lenet5", "fp32", "onnxruntime", "cpu", "fp32", 1, latency={"median_ms": 1.0})
+    save(BenchRun({"label": "m"}, {}, [row]), results)
+    before = snapshot(tmp_path)
+    cases = [
+        (("train", "lenet5", "-o", str(tmp_path / "afile" / "w.safetensors")), "is not a folder"),
+        (("convert", "lenet5", "-o", str(tmp_path / "afile" / "c.safetensors")), "is not a folder"),
+        (("export", "lenet5", "-o", str(tmp_path / "afile" / "x")), "is not a folder"),
+        (("plot", str(results), "-o", str(tmp_path / "fig.txt")), "plot writes .png, .svg, .pdf files"),
+    ]
+    for args, needle in cases:
+        r = cli(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+        assert_one_line_error(r, 2, needle)
+        assert snapshot(tmp_path) == before, args
+
+
+def test_every_file_edgecnn_writes_gets_the_usual_permissions(tmp_path, converted):
+    """Atomic writes go through mkstemp (0600); what is published gets 0666 minus the umask, like any
+    other file the user makes: .safetensors, manifests and artifacts alike."""
+    import os
+
+    from edgecnn.export import ExportOptions, export
+
+    umask = os.umask(0)
+    os.umask(umask)
+    result = export(str(converted), ExportOptions(out_dir=tmp_path / "x", verify=False))
+    files = [converted, Path(result.targets[0].path), Path(result.targets[0].manifest)]
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o666 & ~umask)}
+
+
+def test_every_command_goes_through_the_one_error_handler():
+    """The grep-able rule: every registered command is wrapped by `handle_errors`, the one place
+    that turns an edgecnn error into one `error:` line and an exit code."""
+    from edgecnn.cli import app
+    from edgecnn.cli._common import handle_errors
+
+    wrapped = handle_errors(lambda: None).__code__
+    for command in app.registered_commands:
+        assert command.callback.__code__ is wrapped, command.name
+
+
+# One invalid invocation per command: each must be one `error:` line with exit 2, no traceback.
+INVALID = [
+    (("zoo", "nosuch*"), "no zoo model matches 'nosuch*'"),
+    (("inspect", "resnet5O"), "unknown model 'resnet5O'"),
+    (("convert", "resnet5O"), "unknown model 'resnet5O'"),
+    (("export", "lenet5", "-t", "onxx"), "unknown target 'onxx'"),
+    (("compress", "lenet5", "--speedup", "0.5"), "--speedup must be > 1"),
+    (("bench", "lenet5", "--batch", "0"), "--batch needs positive sizes"),
+    (("compare", "missing.json", "missing.json"), "result file not found"),
+    (("plot", "missing.json"), "result file not found"),
+    (("train", "lenet5", "--data", "missing-folder"), "data folder not found"),
+    (("distill", "lenet5", "missing.safetensors", "--teacher-weights", "x.pth"), "not found"),
+    (("pipeline", "lenet5", "--data", "missing-folder"), "data folder not found"),
+]
+
+
+@pytest.mark.parametrize("args, needle", INVALID, ids=[a[0] for a, _ in INVALID])
+def test_invalid_arguments_to_any_command_are_one_line(tmp_path, monkeypatch, args, needle):
+    r = cli(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert_one_line_error(r, 2, needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_invalid_table_covers_every_command():
+    from edgecnn.cli import app
+
+    assert {c.name for c in app.registered_commands} == {args[0] for args, _ in INVALID}
+
+
+def test_an_artifact_that_does_not_match_its_manifest_is_never_run_or_reused(tmp_path, monkeypatch):
+    import torch
+
+    from edgecnn.bench import BenchOptions, bench
+    from edgecnn.export import ExportOptions, check_files, export
+    from edgecnn.zoo import load_model
+
+    weights = tmp_path / "w.pth"
+    torch.save(load_model("lenet5").model.state_dict(), weights)
+    out = tmp_path / "x"
+    path = Path(
+        export("lenet5", ExportOptions(out_dir=out, verify=False), weights=str(weights)).targets[0].path
+    )
+    assert check_files(path) is None
+    good = path.read_bytes()
+    for damaged, needle in (
+        (good[:-10], "cut short or replaced"),
+        (good[:-1] + b"\0", "does not match the sha256"),
+    ):
+        path.write_bytes(damaged)
+        assert needle in check_files(path)
+        results = tmp_path / f"r{len(damaged)}.json"
+        args = ("bench", str(path), "--no-memory", "--duration", "0.05", "-o", str(results))
+        r = cli(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+        assert r.returncode == 1 and "every row failed" in r.stderr
+        assert needle in json.loads(results.read_text())["rows"][0]["error"]
+    # A bench of the zoo name with the same weights does not reuse the damaged export: it makes its own.
+    fast = dict(memory=False, warmup_s=0.05, min_iters=5, min_seconds=0.05)
+    opts = BenchOptions(runtimes=("onnxruntime",), weights=str(weights), export_dir=str(out), **fast)
+    (row,) = bench(["lenet5"], opts).rows
+    assert not row.error and row.artifact == str(out / "bench" / "lenet5.onnx")
+
+
+def test_a_full_disk_while_saving_results_leaves_neither_file(tmp_path, monkeypatch):
+    """The JSON and its CSV are published together or not at all (a failed write of the second one
+    must not leave the first)."""
+    from edgecnn.bench.schema import BenchRow, BenchRun, save
+
+    run = BenchRun({"label": "m"}, {}, [BenchRow("lenet5", "fp32", "onnxruntime", "cpu", "fp32", 1)])
+    real = Path.write_text
+
+    def full(self, text, *a, **k):
+        if self.name.startswith(".r.json."):  # the second file written: the disk is full by then
+            raise OSError(28, "No space left on device")
+        return real(self, text, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError):
+        save(run, tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
+    # Through the CLI: one line (exit 1), and neither file.
+    results = tmp_path / "results"
+    results.mkdir()
+    args = ("bench", "lenet5", "-r", "onnxruntime", "--no-memory", "--duration", "0.05")
+    r = cli(*args, "-o", str(results / "r.json"), cwd=tmp_path, monkeypatch=monkeypatch)
+    assert_one_line_error(r, 1, "No space left on device")
+    assert list(results.iterdir()) == []
