@@ -48,6 +48,7 @@ class CompressOptions:
     int8: bool = False  # plan precision per layer too; the student is exported int8 (mixed)
     refit: bool = False  # least-squares refit of each swapped block's last factor before distilling
     calib_size: int = 100  # images calibrating the int8 export
+    check_seconds: float = 0.4  # the planner's whole-model checks, per model and round
     verify: bool = True  # check both artifacts against PyTorch (off: random weights, speed only)
 
     @property
@@ -69,6 +70,7 @@ class CompressOptions:
             use_cache=self.use_cache,
             cache_dir=self.cache_dir,
             int8=self.int8,
+            check_seconds=self.check_seconds,
         )
 
     def validate(self) -> CompressOptions:

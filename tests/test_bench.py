@@ -342,3 +342,18 @@ def test_compare_with_nothing_in_common_is_an_error(tmp_path):
         files.append(str(path))
     r = run("compare", *files)
     assert r.returncode == 2 and "nothing to compare" in r.stderr and r.stderr.count("error:") == 1
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tensorrt") is not None, reason="TensorRT is installed here"
+)
+def test_a_partly_failed_run_says_how_many_rows_failed_and_exits_0(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not built here")
+    onnx_path = tmp_path / "lenet5.onnx"
+    from edgecnn.export import ExportOptions, export
+
+    export("lenet5", ExportOptions(out_dir=tmp_path, verify=False))
+    r = run("bench", str(onnx_path), str(engine), "--no-memory", "--duration", "0.05")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "1 of 2 rows failed (see their errors above)"

@@ -31,6 +31,7 @@ class PlanOptions:
     cache_dir: Path | None = None
     layer_seconds: float = 0.15  # timed seconds per candidate
     model_seconds: float = 2.0  # timed seconds for the whole original model
+    check_seconds: float = 0.4  # per model and round when a choice is timed whole against the original
     int8: bool = False  # precision in the plan too: each layer fp32 or int8 (the runtime's fast scheme)
 
     def validate(self) -> PlanOptions:
@@ -184,7 +185,9 @@ def make_plan(
     after = {s.name: s.candidates[j].latency_ms for s, j in zip(slots, picks, strict=True)}
     predicted = None
     if table.backend.node_profiler:
-        picks, after, predicted = _verify(model, slots, picks, input_shape, table, budget, int8, progress)
+        picks, after, predicted = _verify(
+            model, slots, picks, input_shape, table, budget, int8, progress, opts.check_seconds
+        )
         table.save()
     layers = [
         LayerChoice(
@@ -221,7 +224,7 @@ def make_plan(
     )
 
 
-def _verify(model, slots, picks, input_shape, table, budget, int8, progress, rounds: int = 4):
+def _verify(model, slots, picks, input_shape, table, budget, int8, progress, seconds, rounds: int = 4):
     """Profile and time the model a choice builds, choose again with what it showed, and return the
     best choice so measured: (picks, {layer: ms}, whole-model ms). Best: least error among the
     measured choices within the budget, else the fastest measured. The prediction is then the
@@ -253,8 +256,17 @@ def _verify(model, slots, picks, input_shape, table, budget, int8, progress, rou
         error = sum(s.candidates[j].error for s, j in zip(slots, picks, strict=True))
         measured.append((wall, error, list(picks), times))
 
-    def settle(pool, picks, label):
-        """Measure, re-choose among `pool` (per slot, the candidates allowed), until it stands."""
+    def settle(pool, label, picks=None):
+        """Measure, re-choose among `pool` (per slot, the candidates allowed), until it stands. Each
+        pool starts from its probes: what a mixed-precision choice cost (layout changes at every
+        fp32/int8 boundary) says nothing about an all-int8 one, and charged to it would rule it out
+        unmeasured."""
+        budget.overhead_ms = 0.0
+        for cands in pool:
+            for c in cands:
+                c.latency_ms = probed[id(c)]
+        if picks is None:
+            picks = _choose_among(slots, pool, budget)
         for r in range(rounds):
             progress(f"checking the {label} choice in context", r + 1, rounds)
             measure_choice(picks)
@@ -267,15 +279,20 @@ def _verify(model, slots, picks, input_shape, table, budget, int8, progress, rou
             picks = again
 
     reference = Reference(
-        model, input_shape, table.backend, device=table.device, threads=table.threads, batch=table.batch
+        model,
+        input_shape,
+        table.backend,
+        device=table.device,
+        threads=table.threads,
+        batch=table.batch,
+        seconds=seconds,
     )
     try:
-        settle([s.candidates for s in slots], picks, "")
+        settle([s.candidates for s in slots], "", picks)
         if int8 is not None:
-            pool = [s.in_precision("int8") for s in slots]
             try:
-                settle(pool, _choose_among(slots, pool, budget), "all-int8")
-            except BadArgumentError:
+                settle([s.in_precision("int8") for s in slots], "all-int8")
+            except BadArgumentError:  # out of reach in int8 alone, even by its probes
                 pass
     finally:
         reference.close()
