@@ -102,6 +102,7 @@ def main() -> int:
     from edgecnn.bench.fingerprint import machine_fingerprint
     from edgecnn.compress import CompressOptions, compress
     from edgecnn.data import Preprocess
+    from edgecnn.errors import EdgeCNNError
     from edgecnn.plan.latency import measure
     from edgecnn.runtime import get_backend
     from edgecnn.train import DistillOptions, TrainOptions, distill
@@ -128,102 +129,110 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as work:
         for model in args.models.split(","):
-            t0 = time.time()
-            ref, _ = reference_model(model, "digits", input_size=size, epochs=args.epochs)
-            splits = load_splits("digits", Preprocess.for_model(ref.spec, input_size=size))
-            common = dict(
-                runtime=args.runtime,
-                data="digits",
-                input_size=size,
-                distill_epochs=args.distill_epochs,
-                threads=args.threads,
-                force=True,
-            )
-            la = compress(
-                model, CompressOptions(speedup=2.0, out_dir=Path(work) / model / "fp32", **common), loaded=ref
-            )
-            q = compress(
-                model,
-                CompressOptions(speedup=3.0, int8=True, out_dir=Path(work) / model / "int8", **common),
-                loaded=ref,
-            )
-            base = la.top1[0]  # the teacher scored by the same code on the same test images
-            rf = refit_effect(ref, la.plan, splits, size, args.distill_epochs)
-            say(f"{model} {size[0]}x{size[1]}: reference test top-1 {base:.2f}% on {la.test_set}")
-            # One function times the original, the latency-aware student and every uniform ratio.
-            original = folded_copy(ref.model, size)
-            t_orig = ms(original)
-            t_la = ms(folded_copy(load_converted(la.student_path).model, size))
-            folded = convert(ref, fold_bn=True, input_size=size).model.eval()
-            uniform = []
-            for ratio in RATIOS:
-                steps = uniform_steps(folded, size, ratio)
-                student = convert_exact(ref, steps, input_size=size)
-                uniform.append((ratio, ms(folded_copy(student.model, size)), student))
-            fits = [u for u in uniform if u[1] <= t_la]
-            ratio, t_uni, student = max(fits) if fits else min(uniform, key=lambda u: u[1])
-            train = TrainOptions(epochs=args.distill_epochs, lr=0.02, feature_steps=100, seed=0)
-            d = distill(ref, student, "digits", DistillOptions(train=train, bn_batches=20), splits=splits)
-            assert d.test_set == la.test_set, (d.test_set, la.test_set)
-            row = {
-                "reference_top1": base,
-                "original_ms": t_orig,
-                "latency_aware": {
-                    "requested": 2.0,
-                    "ms": t_la,
-                    "speedup": t_orig / t_la,
-                    "compress_measured_speedup": la.measured_speedup,
-                    "top1": la.top1[1],
-                    "loss": base - la.top1[1],
-                    "layers_swapped": sum(x.kind != "keep" for x in la.plan.layers),
-                },
-                "uniform": {
-                    "ratio": ratio,
-                    "ms": t_uni,
-                    "speedup": t_orig / t_uni,
-                    "top1": d.student_test_top1,
-                    "loss": base - d.student_test_top1,
-                    "all_ratios_ms": {str(r): t for r, t, _ in uniform},
-                },
-                "int8": {
-                    "requested": 3.0,
-                    "measured_speedup": q.measured_speedup,
-                    "top1": q.top1[1],
-                    "loss": base - q.top1[1],
-                    "fp32_layers": q.plan.fp32_layers(),
-                },
-                "refit": {**rf, "plain_distilled_top1": la.top1[1]},
-                "test_set": la.test_set,
-                "seconds": time.time() - t0,
-            }
-            report["models"][model] = row
-            a, u, i = row["latency_aware"], row["uniform"], row["int8"]
-            say(f"  original {t_orig:.2f} ms on {args.runtime}")
-            say(
-                f"  latency-aware 2x: {a['ms']:.2f} ms ({a['speedup']:.2f}x here, "
-                f"{la.measured_speedup:.2f}x in compress), top-1 {a['top1']:.2f}% "
-                f"(loss {a['loss']:+.2f} points)"
-            )
-            say(
-                f"  uniform ratio {ratio}: {u['ms']:.2f} ms ({u['speedup']:.2f}x), top-1 {u['top1']:.2f}% "
-                f"(loss {u['loss']:+.2f} points)"
-            )
-            say(
-                f"  int8 3x: {q.measured_speedup:.2f}x measured (asked 3.00x), top-1 {i['top1']:.2f}% "
-                f"(loss {i['loss']:+.2f} points), {len(i['fp32_layers'])} layers left in fp32"
-            )
-            f = row["refit"]
-            say(
-                f"  --refit on the 2x plan: layer error {f['error_before']:.3f} -> {f['error_after']:.3f}; "
-                f"top-1 built {f['plain_built_top1']:.2f}% -> {f['refit_built_top1']:.2f}%, "
-                f"distilled {f['plain_distilled_top1']:.2f}% -> {f['refit_distilled_top1']:.2f}%"
-            )
-            ok = a["loss"] <= 1.0 and a["loss"] < u["loss"] and i["loss"] <= 1.0
-            row["criteria_met"] = ok
-            say(
-                f"  criteria (2x loses <= 1 point, less than uniform; int8 3x loses <= 1 point): "
-                f"{'met' if ok else 'NOT met'}  [{row['seconds']:.0f} s]"
-            )
+            try:
+                t0 = time.time()
+                ref, _ = reference_model(model, "digits", input_size=size, epochs=args.epochs)
+                splits = load_splits("digits", Preprocess.for_model(ref.spec, input_size=size))
+                common = dict(
+                    runtime=args.runtime,
+                    data="digits",
+                    input_size=size,
+                    distill_epochs=args.distill_epochs,
+                    threads=args.threads,
+                    force=True,
+                )
+                la = compress(
+                    model,
+                    CompressOptions(speedup=2.0, out_dir=Path(work) / model / "fp32", **common),
+                    loaded=ref,
+                )
+                q = compress(
+                    model,
+                    CompressOptions(speedup=3.0, int8=True, out_dir=Path(work) / model / "int8", **common),
+                    loaded=ref,
+                )
+                base = la.top1[0]  # the teacher scored by the same code on the same test images
+                rf = refit_effect(ref, la.plan, splits, size, args.distill_epochs)
+                say(f"{model} {size[0]}x{size[1]}: reference test top-1 {base:.2f}% on {la.test_set}")
+                # One function times the original, the latency-aware student and every uniform ratio.
+                original = folded_copy(ref.model, size)
+                t_orig = ms(original)
+                t_la = ms(folded_copy(load_converted(la.student_path).model, size))
+                folded = convert(ref, fold_bn=True, input_size=size).model.eval()
+                uniform = []
+                for ratio in RATIOS:
+                    steps = uniform_steps(folded, size, ratio)
+                    student = convert_exact(ref, steps, input_size=size)
+                    uniform.append((ratio, ms(folded_copy(student.model, size)), student))
+                fits = [u for u in uniform if u[1] <= t_la]
+                ratio, t_uni, student = max(fits) if fits else min(uniform, key=lambda u: u[1])
+                train = TrainOptions(epochs=args.distill_epochs, lr=0.02, feature_steps=100, seed=0)
+                d = distill(ref, student, "digits", DistillOptions(train=train, bn_batches=20), splits=splits)
+                assert d.test_set == la.test_set, (d.test_set, la.test_set)
+                row = {
+                    "reference_top1": base,
+                    "original_ms": t_orig,
+                    "latency_aware": {
+                        "requested": 2.0,
+                        "ms": t_la,
+                        "speedup": t_orig / t_la,
+                        "compress_measured_speedup": la.measured_speedup,
+                        "top1": la.top1[1],
+                        "loss": base - la.top1[1],
+                        "layers_swapped": sum(x.kind != "keep" for x in la.plan.layers),
+                    },
+                    "uniform": {
+                        "ratio": ratio,
+                        "ms": t_uni,
+                        "speedup": t_orig / t_uni,
+                        "top1": d.student_test_top1,
+                        "loss": base - d.student_test_top1,
+                        "all_ratios_ms": {str(r): t for r, t, _ in uniform},
+                    },
+                    "int8": {
+                        "requested": 3.0,
+                        "measured_speedup": q.measured_speedup,
+                        "top1": q.top1[1],
+                        "loss": base - q.top1[1],
+                        "fp32_layers": q.plan.fp32_layers(),
+                    },
+                    "refit": {**rf, "plain_distilled_top1": la.top1[1]},
+                    "test_set": la.test_set,
+                    "seconds": time.time() - t0,
+                }
+                report["models"][model] = row
+                a, u, i = row["latency_aware"], row["uniform"], row["int8"]
+                say(f"  original {t_orig:.2f} ms on {args.runtime}")
+                say(
+                    f"  latency-aware 2x: {a['ms']:.2f} ms ({a['speedup']:.2f}x here, "
+                    f"{la.measured_speedup:.2f}x in compress), top-1 {a['top1']:.2f}% "
+                    f"(loss {a['loss']:+.2f} points)"
+                )
+                say(
+                    f"  uniform ratio {ratio}: {u['ms']:.2f} ms ({u['speedup']:.2f}x), "
+                    f"top-1 {u['top1']:.2f}% (loss {u['loss']:+.2f} points)"
+                )
+                say(
+                    f"  int8 3x: {q.measured_speedup:.2f}x measured (asked 3.00x), top-1 {i['top1']:.2f}% "
+                    f"(loss {i['loss']:+.2f} points), {len(i['fp32_layers'])} layers left in fp32"
+                )
+                f = row["refit"]
+                say(
+                    f"  --refit on the 2x plan: layer error {f['error_before']:.3f} -> "
+                    f"{f['error_after']:.3f}; top-1 built {f['plain_built_top1']:.2f}% -> "
+                    f"{f['refit_built_top1']:.2f}%, "
+                    f"distilled {f['plain_distilled_top1']:.2f}% -> {f['refit_distilled_top1']:.2f}%"
+                )
+                ok = a["loss"] <= 1.0 and a["loss"] < u["loss"] and i["loss"] <= 1.0
+                row["criteria_met"] = ok
+                say(
+                    f"  criteria (2x loses <= 1 point, less than uniform; int8 3x loses <= 1 point): "
+                    f"{'met' if ok else 'NOT met'}  [{row['seconds']:.0f} s]"
+                )
+            except EdgeCNNError as e:  # e.g. an int8 student that fails its check against PyTorch
+                say(f"{model}: stopped: {e}")
+                report["models"][model] = {"error": str(e), "criteria_met": False}
+
     machine = machine_fingerprint(args.threads)
     report["machine"] = machine
     out = Path(args.out)

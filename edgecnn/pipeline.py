@@ -185,6 +185,7 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, o
             out_dir=result.out_dir / f"compress-{runtime}",
             force=True,
             measure_seconds=opts.seconds,
+            check_seconds=min(CompressOptions.check_seconds, opts.seconds),  # the plan's timings too
             seed=opts.seed,
         )
         r = compress(model, co, loaded=ref, on_step=on_step, on_epoch=on_epoch)

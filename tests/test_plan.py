@@ -194,7 +194,9 @@ def test_tagging_keeps_the_graph_and_its_outputs(tmp_path):
 def test_plan_meets_its_budget_and_the_second_plan_is_all_cache(tmp_path):
     _, model = _folded()
     calib = [np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)]
-    opts = PlanOptions(runtime="onnxruntime", speedup=1.2, cache_dir=tmp_path, model_seconds=0.5)
+    opts = PlanOptions(
+        runtime="onnxruntime", speedup=1.2, cache_dir=tmp_path, model_seconds=0.5, check_seconds=0.1
+    )
     plan = make_plan(model, (3, 32, 32), calib, opts)
     assert plan.target_ms == pytest.approx(plan.original_ms / 1.2)
     # the prediction is the chosen model itself, profiled per layer and timed whole; what the whole
