@@ -278,15 +278,7 @@ def _verify(model, slots, picks, input_shape, table, budget, int8, progress, sec
                 return
             picks = again
 
-    reference = Reference(
-        model,
-        input_shape,
-        table.backend,
-        device=table.device,
-        threads=table.threads,
-        batch=table.batch,
-        seconds=seconds,
-    )
+    reference = Reference(model, input_shape, table.backend, seconds=seconds, **table.setting)
     try:
         settle([s.candidates for s in slots], "", picks)
         if int8 is not None:

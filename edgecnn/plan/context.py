@@ -230,10 +230,8 @@ def context_latencies(
                 names,
                 input_shape,
                 table.backend,
-                device=table.device,
-                threads=table.threads,
-                batch=table.batch,
                 int8=int8,
+                **table.setting,
             )
         for slot in slots:
             cands = slot.in_precision(precision)
@@ -273,12 +271,10 @@ def choice_latencies(
             [s.name for s in slots],
             input_shape,
             table.backend,
-            device=table.device,
-            threads=table.threads,
-            batch=table.batch,
             int8=int8 if quantized else None,
             fp32_layers=fp32 if quantized else (),
             reference=reference,
+            **table.setting,
         )
     times = dict(table.entries[key])
     return times, times.pop(RATIO)

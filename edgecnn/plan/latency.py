@@ -83,6 +83,11 @@ class LatencyTable:
             except (OSError, json.JSONDecodeError, KeyError):
                 log.warning("latency cache %s is unreadable; measuring again", self.path)
 
+    @property
+    def setting(self) -> dict:
+        """Where its timings run: the device, threads and batch every probe of this table uses."""
+        return {"device": self.device, "threads": self.threads, "batch": self.batch}
+
     def key(self, block, in_shape) -> str:
         parts = [self.backend.runtime, self.version, self.device, self.threads, self.batch, list(in_shape)]
         text = json.dumps([*parts, block_signature(block)], default=str)
