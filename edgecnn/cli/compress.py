@@ -23,7 +23,9 @@ def compress(
     runtime: Annotated[
         str, typer.Option("--runtime", "-r", help="Where it must be fast: onnxruntime, openvino, torch.")
     ] = "onnxruntime",
-    speedup: Annotated[float | None, typer.Option(help="Target speed-up over the original (> 1).")] = None,
+    speedup: Annotated[
+        float | None, typer.Option(help="Target speed-up over the original (> 1; default 2).")
+    ] = None,
     latency_ms: Annotated[
         float | None, typer.Option(help="Target latency in ms (instead of --speedup).")
     ] = None,
@@ -31,6 +33,9 @@ def compress(
         int, typer.Option(help="Distillation epochs; 0: plan, build, BN, export only.")
     ] = 2,
     calib_images: Annotated[int, typer.Option(help="Images that score each candidate's error.")] = 64,
+    test_images: Annotated[
+        int | None, typer.Option(help="Score top-1 on the first N test images (default: all of them).")
+    ] = None,
     int8: Annotated[
         bool,
         typer.Option(
@@ -78,6 +83,7 @@ def compress(
         latency_ms=latency_ms,
         data=data,
         calib_images=calib_images,
+        test_images=test_images,
         int8=int8,
         calib_size=calib_size,
         refit=refit,
@@ -113,10 +119,9 @@ def _progress_lines():
     last = {"stage": None}
 
     def on_progress(stage: str, done: int, total: int) -> None:
-        head = stage.split(" of ")[0]
-        if head != last["stage"] or done == total or done % 25 == 0:
-            err_console.print(f"[dim]{head}: {done}/{total}[/]", highlight=False)
-            last["stage"] = head
+        if stage != last["stage"] or done == total or done % 25 == 0:
+            err_console.print(f"[dim]{stage}: {done}/{total}[/]", highlight=False)
+            last["stage"] = stage
 
     return on_progress
 

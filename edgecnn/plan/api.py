@@ -143,18 +143,18 @@ def make_plan(
         use_cache=opts.use_cache,
         seconds=opts.layer_seconds,
     )
-    progress("latency of the original model", 0, 1)
+    progress("timing the original model", 0, 1)
     original_ms = table.latency(model, input_shape, seconds=opts.model_seconds)
     if table.backend.node_profiler:  # every candidate timed inside the model by the runtime's profiler
         from edgecnn.plan.context import context_latencies
 
         context_latencies(
-            model, slots, input_shape, table, on_probe=lambda k, n: progress("probe models", k, n)
+            model, slots, input_shape, table, on_probe=lambda k, n: progress("profiling probe models", k, n)
         )
     else:  # each candidate alone at its layer's input shape
         todo = [(s, c) for s in slots for c in s.candidates]
         for i, (slot, cand) in enumerate(todo):
-            progress(f"latency of {slot.name} {cand.label}", i + 1, len(todo))
+            progress("timing each candidate alone", i + 1, len(todo))
             cand.latency_ms = table.latency(cand.block, slot.in_shape)
     batches = list(calibration)
     scheme = table.backend.int8_scheme("auto") if opts.int8 else None
@@ -168,14 +168,19 @@ def make_plan(
             slot.candidates += [c.in_precision("int8") for c in slot.candidates]
         int8 = Quantized(scheme, np.concatenate(batches)[:16])
         context_latencies(
-            model, slots, input_shape, table, int8=int8, on_probe=lambda k, n: progress("int8 probes", k, n)
+            model,
+            slots,
+            input_shape,
+            table,
+            int8=int8,
+            on_probe=lambda k, n: progress("profiling int8 probe models", k, n),
         )
     table.save()
     images = score(
         slots,
         model,
         batches,
-        on_batch=lambda i: progress("error scores", i, len(batches)),
+        on_batch=lambda i: progress("scoring candidates on calibration images", i, len(batches)),
         activations=scheme or "s8",
     )
     budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), 0.0)
@@ -268,7 +273,7 @@ def _verify(model, slots, picks, input_shape, table, budget, int8, progress, sec
         if picks is None:
             picks = _choose_among(slots, pool, budget)
         for r in range(rounds):
-            progress(f"checking the {label} choice in context", r + 1, rounds)
+            progress(" ".join(filter(None, ("checking the", label, "choice in context"))), r + 1, rounds)
             measure_choice(picks)
             try:
                 again = _choose_among(slots, pool, budget)
