@@ -129,3 +129,34 @@ def test_analysis_leaves_the_model_as_it_was():
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model[0]._forward_hooks
+
+
+def test_the_catalog_holds_every_zoo_model_as_its_spec_counts_it():
+    """`inspect` answers default configurations from the stored tables: each must exist and total
+    what the registry says (the registry itself is checked against live builds elsewhere)."""
+    from edgecnn.analysis import catalog_stats
+    from edgecnn.zoo import get_spec, list_models
+
+    for name in list_models("*"):
+        stats, spec = catalog_stats(name), get_spec(name)
+        assert stats is not None, f"{name} is not in the catalog: run python -m edgecnn.analysis"
+        assert (stats.params, stats.macs) == (spec.params, spec.macs), name
+        assert stats.input_shape == (1, spec.in_chans, *spec.input_size)
+
+
+@pytest.mark.parametrize(
+    "name", ["lenet5", "alexnet2012", "resnet18", "mobilenet_v2", "convnext_tiny", "unet"]
+)
+def test_the_catalog_is_what_a_live_analysis_gives(name):
+    from edgecnn.analysis import catalog_stats
+
+    assert catalog_stats(name).to_dict() == inspect_model(name, live=True).to_dict()
+
+
+def test_anything_but_the_default_configuration_is_analysed_live():
+    stored = inspect_model("resnet18")
+    assert inspect_model("resnet18", input_size=(224, 224)) == stored  # the default, said explicitly
+    other = inspect_model("resnet18", input_size=(112, 112))
+    assert other.layers[0].output_shape == (1, 64, 56, 56) and other.macs < stored.macs
+    fewer = inspect_model("resnet18", num_classes=10)
+    assert fewer.layers[-1].output_shape == (1, 10) and fewer.params < stored.params

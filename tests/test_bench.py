@@ -327,7 +327,13 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
     md = markdown(run)
     assert "| 4.80 ! |" in md and "| 0.900 |" in md
     assert "! resnet18 int8 on onnxruntime batch 1 is slower than fp32: 4.80 vs 1.46 ms" in md
-    assert "slower than fp32" in str(rich_table(run).caption)
+    from rich.console import Console
+
+    console = Console(width=80, record=True, file=__import__("io").StringIO())
+    console.print(rich_table(run, width=80))
+    assert (
+        "! resnet18 int8 on onnxruntime batch 1 is slower than fp32: 4.80 vs 1.46 ms" in console.export_text()
+    )
 
 
 def test_compare_with_nothing_in_common_is_an_error(tmp_path):
@@ -356,4 +362,85 @@ def test_a_partly_failed_run_says_how_many_rows_failed_and_exits_0(tmp_path):
     export("lenet5", ExportOptions(out_dir=tmp_path, verify=False))
     r = run("bench", str(onnx_path), str(engine), "--no-memory", "--duration", "0.05")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines()[-1] == "1 of 2 rows failed (see their errors above)"
+    assert r.stdout.strip().splitlines()[-1] == "1 of 2 rows failed (see the status column)"
+
+
+def test_at_80_columns_every_name_is_whole_and_progress_shows_in_a_log(tmp_path):
+    """Piped (CliRunner's stderr is no terminal): one progress line per row on stderr; COLUMNS=80: the
+    table keeps every model, variant and runtime name whole, drops columns by need and says which, and
+    a failed row's error is numbered in the status column and given whole under the table."""
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not built here")
+    args = ("bench", "lenet5", str(engine), "-r", "torch,onnxruntime", "--no-memory", "--duration", "0.05")
+    r = run_cli(*args, env={"COLUMNS": "80"}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "measuring 1/3: lenet5 fp32 torch batch 1" in r.stderr
+    assert "measuring 2/3: lenet5 fp32 onnxruntime batch 1" in r.stderr
+    table = r.stdout.splitlines()
+    assert max(map(len, table)) <= 80, r.stdout
+    body = [line for line in table if line.startswith("│")]
+    assert {line.split("│")[3].strip() for line in body} == {"torch", "onnxruntime", "tensorrt"}
+    assert any(line.split("│")[5].strip() == "error 1" for line in body)
+    assert any(line.startswith("error 1: m m.engine tensorrt: tensorrt is not installed") for line in table)
+    assert "not shown at this width:" in r.stdout and "p50 ms" in table[2]
+    wide = run_cli(*args, env={"COLUMNS": "200"}, cwd=tmp_path)
+    assert "not shown" not in wide.stdout and "p99 ms" in wide.stdout and "MACs" in wide.stdout
+    assert "peak mem" not in wide.stdout and "top-5" not in wide.stdout  # nothing measured: no column
+
+
+def test_the_plot_keys_points_by_model_and_batch_and_says_why_a_panel_is_empty(tmp_path):
+    """Latency per image (batch 8 at 8 ms is 1 ms an image), one key number per model, variant and
+    batch shared by its runtimes and precisions, colour by runtime; rows with neither MACs nor
+    top-1 (artifacts benched alone) still give a figure, whose panels say what is missing."""
+    import matplotlib.image
+
+    from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.report.plot import RUNTIME_COLOURS, _points, _styles, plot
+
+    def row(runtime, precision, batch, ms, macs=None, top1=None):
+        acc = {"top1": top1, "top5": 100.0} if top1 is not None else None
+        lat = {"median_ms": ms, "throughput": 1.0}
+        return BenchRow(
+            "r18", precision, runtime, "cpu", precision, batch, latency=lat, macs=macs, accuracy=acc
+        )
+
+    rows = [
+        row("onnxruntime", "fp32", 1, 2.0, 1e9, 70.0),
+        row("openvino", "int8", 1, 1.0, 1e9, 69.0),
+        row("onnxruntime", "fp32", 8, 8.0, 1e9, 70.0),
+        BenchRow("r18", "fp32", "tensorrt", "cpu", "fp32", 1, error="tensorrt is not installed"),
+    ]
+    points, key = _points([BenchRun({"label": "m"}, {}, rows)])
+    assert [(p.key, p.ms) for p in points] == [(1, 2.0), (1, 1.0), (2, 1.0)]  # the failed row: no point
+    assert key == [" 1  r18  batch 1", " 2  r18  batch 8"]
+    colours, markers = _styles(points)
+    assert colours == {"onnxruntime": RUNTIME_COLOURS["onnxruntime"], "openvino": RUNTIME_COLOURS["openvino"]}
+    assert markers == {"fp32": "o", "int8": "^"}
+    for name, run_rows in (("full", rows), ("bare", [row("onnxruntime", "fp32", 1, 2.0)])):
+        path = plot([BenchRun({"label": "m"}, {}, run_rows)], tmp_path / f"{name}.png")
+        height, width, _ = matplotlib.image.imread(path).shape
+        assert width > 1000 and height > 500
+
+
+def test_top5_is_not_reported_with_five_classes_or_fewer():
+    """On a 3-class task every image is in the top 5: 100% would say nothing."""
+    from edgecnn.bench.accuracy import evaluate
+
+    class Data:
+        source, skipped = "three", 0
+
+        def batches(self, batch, limit=None):
+            yield np.zeros((4, 1), np.float32), np.array([0, 1, 2, 0])
+
+    class Runner:
+        batch = None
+
+        def __init__(self, classes):
+            self.classes = classes
+
+        def run(self, x):
+            return np.tile(np.arange(self.classes, dtype=np.float32)[::-1], (len(x), 1))  # always class 0
+
+    three = evaluate(Runner(3), Data(), batch=4)
+    assert three.top1 == 50.0 and three.top5 is None
+    assert evaluate(Runner(10), Data(), batch=4).top5 == 100.0

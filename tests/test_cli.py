@@ -21,6 +21,7 @@ def test_help_imports_no_heavy_backend():
         "import sys\nfrom typer.testing import CliRunner\nfrom edgecnn.cli import app\n"
         "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
         "r = CliRunner().invoke(app, ['zoo'])\nassert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(app, ['inspect', 'resnet50'])\nassert 'conv1' in r.output, r.output\n"
         "names = ('torch', 'torchvision', 'onnxruntime', 'openvino', 'tensorrt')\n"
         "heavy = [m for m in names if m in sys.modules]\n"
         "print(heavy)"
@@ -116,3 +117,30 @@ def test_inspect_with_weights_file(tmp_path):
     r = run("inspect", "lenet5", "--weights", str(path), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["params"] == 61_706
+
+
+def test_progress_off_a_terminal_is_a_line_per_stage_and_never_silent_long(capsys):
+    """A log (no terminal) gets each new stage once, a stage's last count, and within a long stage a
+    count line every EVERY_S seconds: no bar that prints nothing until it ends."""
+    from edgecnn.cli import _progress
+
+    now = [0.0]
+    rep = _progress.Reporter("training lenet5", clock=lambda: now[0])
+    rep.stage("profiling probe models", 1, 10)
+    for done in range(2, 10):
+        now[0] += 1.0
+        rep.stage("profiling probe models", done, 10)  # 8 s in: one more line at 5 s
+    rep.stage("profiling probe models", 10, 10)
+    now[0] += 1.0
+    rep.on_step(0, 5, 63, 0.5)
+    rep.count(6, 63)  # within EVERY_S of the last line: silent
+    now[0] += _progress.EVERY_S
+    rep.count(40, 63)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "profiling probe models (1/10)",
+        "profiling probe models (6/10)",
+        "profiling probe models (10/10)",
+        "training lenet5 epoch 1 (5/63) loss 0.500",
+        "training lenet5 epoch 1 (40/63)",
+    ]

@@ -208,6 +208,22 @@ def test_existing_artifact_is_not_overwritten_without_force(tmp_path):
     assert Path(first.path).stat().st_mtime_ns != before
 
 
+def test_the_table_keeps_noise_and_real_image_parity_apart_and_states_the_rule(tmp_path):
+    """Each input set in its own columns, `*` on what decided the status, the rule under the table;
+    progress goes to stderr as plain lines off a terminal."""
+    args = ("export", "lenet5", "-t", "onnx", "--calib", "digits", "--calib-size", "16", "-o", str(tmp_path))
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    header = next(line for line in r.stdout.splitlines() if "target" in line)
+    assert all(c in header for c in ("noise rel err", "images rel err", "images agree"))
+    row = next(line for line in r.stdout.splitlines() if "lenet5.onnx" in line)
+    cells = [c.strip() for c in row.split("│")[6:9]]
+    assert all(c.endswith("*") for c in cells) and float(cells[2].rstrip("*")) >= 0.99
+    assert "parity against PyTorch on seeded:8 and images:64" in r.stdout
+    assert "fp32 ok when noise rel err <= 0.0001, images rel err <= 0.0001, images agree >= 0.99" in r.stdout
+    assert "lenet5: onnx: verifying against PyTorch" in r.stderr
+
+
 # Runs `edgecnn export` with os.replace patched to send `signal` to itself right after the n-th
 # rename into the output folder, or for n = 0 as publishing begins (the verified artifact still in
 # the work folder): a deterministic kill at every step of publishing.

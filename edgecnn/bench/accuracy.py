@@ -10,7 +10,7 @@ import numpy as np
 @dataclass
 class Accuracy:
     top1: float  # percent
-    top5: float
+    top5: float | None  # None with 5 classes or fewer: it would be 100% whatever the model does
     images: int
     skipped: int
     dataset: str
@@ -36,4 +36,5 @@ def evaluate(runner, dataset, *, batch: int, limit: int | None = None) -> Accura
         from edgecnn.data import DataError
 
         raise DataError(f"{dataset.source}: no readable images to evaluate")
-    return Accuracy(100 * correct1 / total, 100 * correct5 / total, total, dataset.skipped, dataset.source)
+    top5 = 100 * correct5 / total if logits.shape[1] > 5 else None
+    return Accuracy(100 * correct1 / total, top5, total, dataset.skipped, dataset.source)

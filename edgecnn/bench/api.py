@@ -285,7 +285,7 @@ def bench(
     for i, job in enumerate(jobs):
         row = job.row
         if not row.error:
-            step(f"{row.model} {row.variant} {row.runtime} batch {row.batch}")
+            step(f"measuring {i + 1}/{len(jobs)}: {row.model} {row.variant} {row.runtime} batch {row.batch}")
             try:
                 _measure(job, opts, measure, evaluate, measure_memory)
             except EdgeCNNError as e:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 import sys
 
 import typer
 from rich.console import Console
 
-# Piped output (files, CI logs) gets a wide console so per-layer tables are not squeezed to 80 columns.
-console = Console() if sys.stdout.isatty() else Console(width=160)
+# Piped output (files, CI logs) gets a wide console so tables are not squeezed to 80 columns, unless
+# COLUMNS says how wide (rich reads it).
+console = Console() if sys.stdout.isatty() or os.environ.get("COLUMNS") else Console(width=160)
 err_console = Console(stderr=True)
+
+
+def table_width() -> int:
+    """Columns a table may take: COLUMNS when set (read per command, not once per process), else the
+    console's."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else console.width
 
 
 def setup_logging(verbose: int) -> None:

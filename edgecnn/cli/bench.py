@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, fail, handle_errors
+from edgecnn.cli._common import console, fail, handle_errors, table_width
+from edgecnn.cli._progress import reporting
 
 
 def _csv(value: str, cast=str) -> tuple:
@@ -59,8 +60,6 @@ def bench(
     """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes.
 
     Exits 1 when every row failed; when some did, the last line says how many."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from edgecnn.bench import BenchOptions, save
     from edgecnn.bench import bench as run_bench
     from edgecnn.bench.schema import check_outputs
@@ -90,27 +89,23 @@ def bench(
     )
     if output:  # before any measurement: nothing is replaced without --force
         check_outputs(output, force=force)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("preparing", total=None)
+    with reporting("benchmarking") as rep:
         result = run_bench(
-            list(items),
-            opts,
-            on_step=lambda msg: progress.update(task, description=msg),
-            on_row=lambda row, done, total: progress.update(task, completed=done, total=total),
+            list(items), opts, on_step=rep.step, on_row=lambda row, done, total: rep.count(done, total)
         )
     if markdown:
         typer.echo(to_markdown(result))
     else:
-        console.print(rich_table(result))
+        width = table_width()
+        console.print(rich_table(result, width=width), width=width)
     if output:
         json_path, csv_path = save(result, output, force=force)
         console.print(f"wrote {json_path} and {csv_path}", highlight=False)
     failed = sum(bool(row.error) for row in result.rows)
     if failed and failed == len(result.rows):
-        raise fail(f"every row failed ({failed}); the reasons are in the table's error column", 1)
+        raise fail(f"every row failed ({failed}); the reasons are under the table", 1)
     if failed:
-        console.print(f"{failed} of {len(result.rows)} rows failed (see their errors above)", highlight=False)
+        console.print(f"{failed} of {len(result.rows)} rows failed (see the status column)", highlight=False)
 
 
 @handle_errors

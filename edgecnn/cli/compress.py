@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, err_console, handle_errors
-from edgecnn.cli.train import progress_bars
+from edgecnn.cli._common import console, handle_errors
+from edgecnn.cli._progress import reporting
 
 
 @handle_errors
@@ -99,31 +99,19 @@ def compress(
         force=force,
         measure_seconds=duration,
     ).validate()
-    with progress_bars(f"compressing {model}") as (on_step, on_epoch):
+    with reporting(f"compressing {model}") as rep:
         result = run_compress(
             model,
             opts,
             weights=weights,
-            on_progress=_progress_lines(),
-            on_step=on_step,
-            on_epoch=on_epoch,
+            on_progress=rep.on_progress,
+            on_step=rep.on_step,
+            on_epoch=rep.on_epoch,
         )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
     _print(result)
-
-
-def _progress_lines():
-    """One stderr line per stage, and every 25th step within a stage: readable in a log file too."""
-    last = {"stage": None}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage != last["stage"] or done == total or done % 25 == 0:
-            err_console.print(f"[dim]{stage}: {done}/{total}[/]", highlight=False)
-            last["stage"] = stage
-
-    return on_progress
 
 
 def _print(result) -> None:

@@ -84,10 +84,7 @@ def _print(result) -> None:
                 f"{len(report.skipped)} left in place",
                 highlight=False,
             )
-            for name, why in report.skipped[:5]:
-                console.print(f"  [dim]{name}: {why}[/]", highlight=False)
-            if len(report.skipped) > 5:
-                console.print(f"  [dim]... and {len(report.skipped) - 5} more[/]")
+            _skipped(report.skipped)
             continue
         table = Table(
             title=f"{report.transform}: {len(report.changed)} layers swapped, {len(report.skipped)} skipped"
@@ -105,6 +102,7 @@ def _print(result) -> None:
                 f"{c.macs_after:,}",
             )
         console.print(table)
+        _skipped(report.skipped)
     r = result
     console.print(
         f"params {r.params_before:,} -> {r.params_after:,} ({r.params_before / r.params_after:.2f}x fewer) | "
@@ -112,3 +110,29 @@ def _print(result) -> None:
         f"{r.input_size[0]}x{r.input_size[1]} | output relative error {r.output_error:.2e}\nsaved {r.path}",
         highlight=False,
     )
+    fewer = r.macs_before / r.macs_after
+    if fewer < LITTLE_SAVING and r.output_error > LARGE_ERROR:
+        console.print(
+            f"[yellow]warning:[/] {fewer:.2f}x fewer MACs for an output error of {r.output_error:.0%}: "
+            "little gain for a large change; lower --energy or --rank-ratio for more, or let `edgecnn "
+            "compress` choose per layer from measured latency",
+            highlight=False,
+        )
+
+
+# convert warns when a setting buys less than this MAC reduction for more than this output error.
+LITTLE_SAVING, LARGE_ERROR = 1.2, 0.1
+
+
+def _skipped(skipped: list[tuple[str, str]], whole: int = 8) -> None:
+    """Each skipped layer with its reason, or when there are many, a count per reason with examples."""
+    if len(skipped) <= whole:
+        for name, why in skipped:
+            console.print(f"  [dim]skipped {name}: {why}[/]", highlight=False)
+        return
+    by_reason: dict[str, list[str]] = {}
+    for name, why in skipped:
+        by_reason.setdefault(why, []).append(name)
+    for why, names in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        more = f", ... ({len(names)} layers)" if len(names) > 3 else ""
+        console.print(f"  [dim]skipped {', '.join(names[:3])}{more}: {why}[/]", highlight=False)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, handle_errors, parse_kv
+from edgecnn.cli._progress import reporting
 
 
 def _size(n: int | None) -> str:
@@ -137,8 +138,7 @@ def export(
         force=force,
         workspace_gib=workspace,
     )
-    status = console.status(f"exporting {model}...") if not as_json else contextlib.nullcontext()
-    with _terminate_as_interrupt(), status as spinner:
+    with _terminate_as_interrupt(), reporting(f"exporting {model}") as rep:
         result = run_export(
             model,
             options,
@@ -147,7 +147,7 @@ def export(
             num_classes=num_classes,
             in_chans=in_chans,
             model_kwargs=parse_kv(model_arg),
-            on_step=(lambda msg: spinner.update(f"{model}: {msg}")) if spinner else None,
+            on_step=lambda msg: rep.step(f"{model}: {msg}"),
         )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -157,25 +157,43 @@ def export(
         raise typer.Exit(1)
 
 
+def _parity_cells(t) -> list[str]:
+    """Seeded-noise and real-image parity in their own columns (never one input set's error beside
+    the other's agreement); `*` marks the figures that decide the status."""
+
+    def mark(value: str, gated) -> str:
+        return value + ("*" if gated is not None else "")
+
+    noise = next((p for p in t.parity if p.inputs.startswith("seeded")), None)
+    images = next((p for p in t.parity if not p.inputs.startswith("seeded")), None)
+    return [
+        mark(f"{noise.max_rel:.1e}", noise.max_rel_allowed) if noise else "-",
+        mark(f"{images.max_rel:.1e}", images.max_rel_allowed) if images else "-",
+        mark(f"{images.top1_agreement:.3f}", images.min_agreement_allowed) if images else "-",
+    ]
+
+
+def _rules(result) -> list[str]:
+    """One line per precision: what its status was judged on (the limits the parity checks applied)."""
+    rules: dict[str, list[str]] = {}
+    for t in result.targets:
+        for p in t.parity:
+            where = "noise" if p.inputs.startswith("seeded") else "images"
+            if p.max_rel_allowed is not None:
+                rules.setdefault(t.precision, []).append(f"{where} rel err <= {p.max_rel_allowed:g}")
+            if p.min_agreement_allowed is not None:
+                rules.setdefault(t.precision, []).append(f"{where} agree >= {p.min_agreement_allowed:g}")
+    return [f"{precision} ok when {', '.join(dict.fromkeys(r))}" for precision, r in rules.items()]
+
+
 def _print(result) -> None:
     shape = "x".join(map(str, result.input_shape)) + (" (dynamic batch)" if result.dynamic_batch else "")
     table = Table(title=f"{result.model} -> {result.out_dir}  input {shape}")
-    for col in (
-        "target",
-        "precision",
-        "status",
-        "file",
-        "size",
-        "max abs err",
-        "max rel err",
-        "top-1 agree",
-        "time",
-    ):
+    for col in ("target", "precision", "status", "file", "size", "noise rel err", "images rel err"):
         table.add_column(col, justify="left" if col in ("target", "status", "file") else "right")
+    table.add_column("images agree", justify="right")
+    table.add_column("time", justify="right")
     for t in result.targets:
-        worst = max(t.parity, key=lambda p: p.max_rel, default=None)
-        images = next((p for p in t.parity if p.inputs.startswith("images")), None)
-        agree = images or (t.parity[0] if t.parity else None)
         colour = {"ok": "green", "not verified": "yellow"}.get(t.status, "red")
         table.add_row(
             t.target,
@@ -183,12 +201,17 @@ def _print(result) -> None:
             f"[{colour}]{t.status}[/]",
             Path(t.path).name if t.path else "-",
             _size(t.size_bytes),
-            f"{worst.max_abs:.2e}" if worst else "-",
-            f"{worst.max_rel:.2e}" if worst else "-",
-            f"{agree.top1_agreement:.3f} ({agree.inputs})" if agree else "-",
+            *_parity_cells(t),
             f"{t.seconds:.1f}s",
         )
     console.print(table)
+    inputs = dict.fromkeys(p.inputs for t in result.targets for p in t.parity)
+    if inputs:
+        console.print(
+            f"parity against PyTorch on {' and '.join(inputs)}; * decides the status: "
+            + "; ".join(_rules(result)),
+            highlight=False,
+        )
     for t in result.targets:
         if t.error:
             console.print(f"[red]{t.target}: {t.error}[/]", highlight=False)

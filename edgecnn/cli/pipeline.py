@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, handle_errors
-from edgecnn.cli.train import Data, progress_bars
+from edgecnn.cli._common import console, handle_errors, table_width
+from edgecnn.cli._progress import reporting
+from edgecnn.cli.train import Data
 
 
 @handle_errors
@@ -53,15 +54,10 @@ def pipeline(
         memory=memory,
         out_dir=output,
     )
-    with progress_bars(model) as (on_step, on_epoch):
-        result = run_pipeline(
-            model,
-            opts,
-            on_message=lambda m: console.print(f"[bold]{m}[/]", highlight=False),
-            on_step=on_step,
-            on_epoch=on_epoch,
-        )
-    console.print(rich_table(result.run))
+    with reporting(model) as rep:
+        result = run_pipeline(model, opts, on_message=rep.step, on_step=rep.on_step, on_epoch=rep.on_epoch)
+    width = table_width()
+    console.print(rich_table(result.run, width=width), width=width)
     for name, v in result.variants.items():
         if name == "original":
             continue

@@ -11,7 +11,8 @@ import typer
 
 from edgecnn.artifacts import check_writable
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, err_console, handle_errors
+from edgecnn.cli._common import console, handle_errors
+from edgecnn.cli._progress import reporting
 
 Data = Annotated[str, typer.Option(help="An image folder (class subfolders) or 'digits' (bundled MNIST).")]
 Epochs = Annotated[int, typer.Option(help="Epochs.")]
@@ -26,39 +27,10 @@ Seed = Annotated[int, typer.Option(help="Random seed (data order, init).")]
 
 @contextmanager
 def progress_bars(title: str):
-    """Yields (on_step, on_epoch) callbacks that drive a progress bar and print one line per epoch, on
-    stderr like tqdm, so stdout stays clean for --json."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(title, total=None, loss="-")
-
-        def on_step(epoch, step, steps, loss):
-            progress.update(
-                task,
-                description=f"{title} epoch {epoch + 1}",
-                completed=step,
-                total=steps,
-                loss=f"{loss:.3f}",
-            )
-
-        def on_epoch(e):
-            val = f"{e.val_top1:.2f}%" if e.val_top1 is not None else "-"
-            progress.console.print(
-                f"epoch {e.epoch}: loss {e.train_loss:.4f}, train top-1 {e.train_top1:.2f}%, "
-                f"val top-1 {val}, {e.seconds:.0f}s",
-                highlight=False,
-            )
-
-        yield on_step, on_epoch
+    """(on_step, on_epoch) callbacks: a bar and one line per epoch on stderr, so stdout stays clean
+    for --json (plain lines off a terminal)."""
+    with reporting(title) as rep:
+        yield rep.on_step, rep.on_epoch
 
 
 @handle_errors

@@ -42,7 +42,7 @@ def zoo(
             s.task,
             f"{s.in_chans}x{s.input_size[0]}x{s.input_size[1]}",
             f"{s.params_m:.2f}",
-            f"{s.macs_g:.3f}",
+            f"{s.macs_g:.3g}",  # lenet5: 0.000416, not 0.000
             "" if s.acc1 is None else f"{s.acc1:.1f}",
             "imagenet" if s.torchvision_weights else "file only",
         )

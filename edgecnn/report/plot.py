@@ -1,12 +1,30 @@
-"""Plots: latency vs top-1 with the Pareto front marked, and MACs vs measured latency."""
+"""Plots: latency per image against top-1 (Pareto front marked) and against MACs per image.
+
+Read at a glance: colour is the runtime, marker the precision, both in legends; each point carries a
+number whose key (model, variant, batch, run) sits under the panels, so labels never pile up when
+top-1 ties; latency is per image, so batch 1 and batch 32 points compare; a panel with nothing to
+show says why instead of drawing empty axes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.artifacts import atomic_output, check_writable
-from edgecnn.bench.schema import BenchRun
+from edgecnn.bench.schema import BenchRow, BenchRun
 from edgecnn.errors import BadArgumentError
+
+FORMATS = (".png", ".svg", ".pdf")
+RUNTIME_COLOURS = {
+    "torch": "tab:orange",
+    "onnxruntime": "tab:blue",
+    "openvino": "tab:purple",
+    "tensorrt": "tab:green",
+}
+SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+SPARE_MARKERS = ("D", "v", "P", "X")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -20,7 +38,71 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-FORMATS = (".png", ".svg", ".pdf")
+@dataclass
+class Point:
+    row: BenchRow
+    key: int  # the number drawn beside it: one per (run, model, variant, batch)
+    ms: float  # median latency per image
+
+    @property
+    def top1(self) -> float | None:
+        return self.row.accuracy["top1"] if self.row.accuracy else None
+
+
+def _points(runs: list[BenchRun]) -> tuple[list[Point], list[str]]:
+    """The successful rows as points, and the key's lines (number: what it stands for)."""
+    from edgecnn.report.tables import _base
+
+    keys: dict[tuple, int] = {}
+    points = []
+    for run in runs:
+        for r in run.rows:
+            if r.error or not r.latency:
+                continue
+            what = (run.label if len(runs) > 1 else "", r.model, _base(r), r.batch)
+            key = keys.setdefault(what, len(keys) + 1)
+            points.append(Point(r, key, r.latency["median_ms"] / max(r.batch, 1)))
+    lines = [
+        f"{k:>2}  {model}{f' {base}' if base and base != model else ''}  batch {batch}"
+        + (f"  @ {label}" if label else "")
+        for (label, model, base, batch), k in keys.items()
+    ]
+    return points, lines
+
+
+def _styles(points: list[Point]) -> tuple[dict, dict]:
+    """Colour per runtime and marker per precision, fixed for the known ones."""
+    colours, markers = {}, {}
+    for p in points:
+        rt, pr = p.row.runtime, p.row.precision
+        colours.setdefault(rt, RUNTIME_COLOURS.get(rt) or SPARE_COLOURS[len(colours) % len(SPARE_COLOURS)])
+        markers.setdefault(pr, PRECISION_MARKERS.get(pr) or SPARE_MARKERS[len(markers) % len(SPARE_MARKERS)])
+    return colours, markers
+
+
+def _scatter(ax, points, xs, ys, colours, markers, front=()):
+    for i, (p, x, y) in enumerate(zip(points, xs, ys, strict=True)):
+        edge = "black" if i in front else "none"
+        ax.scatter(
+            x, y, s=70, c=colours[p.row.runtime], marker=markers[p.row.precision], edgecolors=edge, zorder=3
+        )
+        ax.annotate(str(p.key), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+
+
+def _empty(ax, title: str, why: str) -> None:
+    ax.set_title(title)
+    ax.text(
+        0.5, 0.5, why, ha="center", va="center", wrap=True, fontsize=10, color="0.35", transform=ax.transAxes
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _log_if_wide(ax, xs, ys) -> None:
+    if xs and max(xs) / max(min(xs), 1e-12) > 20:
+        ax.set_xscale("log")
+    if ys and max(ys) / max(min(ys), 1e-12) > 20:
+        ax.set_yscale("log")
 
 
 def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path:
@@ -28,51 +110,65 @@ def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path
     if path.suffix.lower() not in FORMATS:  # before drawing: matplotlib would fail after the work
         raise BadArgumentError(f"plot writes {', '.join(FORMATS)} files, not '{path.name}'")
     check_writable(path, force=force)
+    points, key = _points(runs)
+    if not points:
+        raise BadArgumentError("no successful rows with latency to plot")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    rows = [(run, r) for run in runs for r in run.rows if r.latency and not r.error]
-    if not rows:
-        raise BadArgumentError("no successful rows with latency to plot")
-    acc_rows = [(run, r) for run, r in rows if r.accuracy]
-    fig, axes = plt.subplots(1, 2 if acc_rows else 1, figsize=(13 if acc_rows else 7, 5), squeeze=False)
-    many = len(runs) > 1
+    colours, markers = _styles(points)
+    key_rows = (len(key) + 1) // 2
+    fig = plt.figure(figsize=(13, 5.2 + 0.22 * key_rows))
+    grid = fig.add_gridspec(2, 2, height_ratios=[5, 0.3 + 0.22 * key_rows])
+    left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
 
-    def name(run, r) -> str:
-        return f"{r.model} {r.variant} {r.runtime}" + (f" @ {run.label}" if many else "")
+    scored = [p for p in points if p.top1 is not None]
+    title = "latency vs top-1 (Pareto front: black outline)"
+    if scored:
+        xs, ys = [p.ms for p in scored], [p.top1 for p in scored]
+        front = pareto_front(list(zip(xs, ys, strict=True)))
+        _scatter(right, scored, xs, ys, colours, markers, set(front))
+        fx, fy = zip(*sorted((xs[i], ys[i]) for i in front), strict=True)
+        right.step(fx, fy, where="post", c="black", lw=1.5, ls="--", zorder=2)
+        _log_if_wide(right, xs, [])
+        right.set_xlabel("median latency per image (ms)")
+        right.set_ylabel("top-1 (%)")
+        right.set_title(title)
+        right.grid(alpha=0.3)
+    else:
+        _empty(right, title, "no top-1 in these results:\nbench with --data DIR (or --data digits)")
 
-    ax = axes[0][0]
-    for run, r in rows:
-        if r.macs:
-            ax.scatter(r.macs / 1e9, r.latency["median_ms"], s=25)
-            ax.annotate(name(run, r), (r.macs / 1e9, r.latency["median_ms"]), fontsize=6)
-    macs = [r.macs for _, r in rows if r.macs]
-    if macs and max(macs) / min(macs) > 20:
-        ax.set_xscale("log")
-    lat = [r.latency["median_ms"] for _, r in rows]
-    if max(lat) / max(min(lat), 1e-9) > 20:
-        ax.set_yscale("log")
-    ax.set_xlabel("GMACs per image")
-    ax.set_ylabel("median latency (ms)")
-    ax.set_title("MACs vs measured latency")
-    ax.grid(alpha=0.3)
-    if acc_rows:
-        ax = axes[0][1]
-        pts = [(r.latency["median_ms"], r.accuracy["top1"]) for _, r in acc_rows]
-        front = set(pareto_front(pts))
-        for i, ((run, r), (x, y)) in enumerate(zip(acc_rows, pts, strict=True)):
-            ax.scatter(x, y, s=40 if i in front else 20, c="tab:red" if i in front else "tab:blue")
-            ax.annotate(name(run, r), (x, y), fontsize=6)
-        fx, fy = zip(*sorted(pts[i] for i in front), strict=True)
-        ax.step(fx, fy, where="post", c="tab:red", alpha=0.6, label="Pareto front")
-        ax.set_xlabel("median latency (ms)")
-        ax.set_ylabel("top-1 (%)")
-        ax.set_title("latency vs top-1")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+    counted = [p for p in points if p.row.macs]
+    title = "MACs vs measured latency"
+    if counted:
+        xs, ys = [p.row.macs / 1e9 for p in counted], [p.ms for p in counted]
+        _scatter(left, counted, xs, ys, colours, markers)
+        _log_if_wide(left, xs, ys)
+        left.set_xlabel("GMACs per image")
+        left.set_ylabel("median latency per image (ms)")
+        left.set_title(title)
+        left.grid(alpha=0.3)
+    else:
+        _empty(
+            left, title, "no MAC counts: artifacts benched on their own\n(bench the model by name for MACs)"
+        )
+
+    handles = [Line2D([], [], ls="", marker="s", ms=9, c=c, label=rt) for rt, c in colours.items()]
+    handles += [Line2D([], [], ls="", marker=m, ms=8, c="0.3", label=pr) for pr, m in markers.items()]
+    if scored:
+        handles.append(Line2D([], [], c="black", ls="--", label="Pareto front"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=9)
+    text = fig.add_subplot(grid[1, :])
+    text.axis("off")
+    half = [key[:key_rows], key[key_rows:]]
+    for col, lines in enumerate(half):
+        text.text(
+            0.02 + 0.5 * col, 1.0, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace"
+        )
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     with atomic_output(path, force=force) as tmp:
         fig.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=120)
     plt.close(fig)

@@ -91,44 +91,102 @@ def cells(row: BenchRow, slower: bool = False) -> list[str]:
         f"{lat['throughput']:.1f}" if lat else "-",
         "-" if peak is None else f"{peak / 2**20:.0f} MiB",
         f"{acc['top1']:.2f}" if acc else "-",
-        f"{acc['top5']:.2f}" if acc else "-",
+        f"{acc['top5']:.2f}" if acc and acc.get("top5") is not None else "-",
     ]
 
 
-def rich_table(run: BenchRun):
-    from rich.table import Table
+# What stays when the table must be narrower than all of it (names first: a row without its model,
+# variant and runtime says nothing); the rest are listed under the table.
+PRIORITY = (
+    "model", "variant", "runtime", "batch", "status", "p50 ms", "top-1", "img/s", "p99 ms", "peak mem",
+    "MACs", "file", "p90 ms", "top-5", "params",
+)  # fmt: skip
+NAMES = ("model", "variant", "runtime")
 
+
+def _errors(run: BenchRun) -> dict[int, str]:
+    """{id(row): its error with the hint}, numbered in the status column and listed below the table."""
+    return {id(r): r.error + (f" ({r.hint})" if r.hint else "") for r in run.rows if r.error}
+
+
+def _grid(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
+    """(columns, cells per row, error lines): a status column only when a row failed, whose data
+    cells then stay '-' (an error never sits in a data column)."""
     slow = {id(r) for r, _ in slower_than_fp32(run)}
-    table = Table(title=f"{run.label} — {run.machine.get('cpu')}", caption="\n".join(notes(run)) or None)
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in ("model", "variant", "runtime") else "right")
+    errors = _errors(run)
+    columns = list(COLUMNS)
+    if errors:
+        columns.insert(columns.index("batch") + 1, "status")
+    grid, lines = [], []
     for row in run.rows:
-        if row.error:
-            from rich.markup import escape
-
-            hint = f" ({row.hint})" if row.hint else ""
-            table.add_row(
-                row.model, row.variant, row.runtime, str(row.batch), f"[red]{escape(row.error + hint)}[/]"
+        if id(row) in errors:
+            lines.append(
+                f"error {len(lines) + 1}: {row.model} {row.variant} {row.runtime}: {errors[id(row)]}"
             )
+            cells_ = [row.model, row.variant, row.runtime, str(row.batch)] + ["-"] * (len(COLUMNS) - 4)
         else:
-            table.add_row(*cells(row, id(row) in slow))
-    return table
+            cells_ = cells(row, id(row) in slow)
+        if errors:
+            cells_.insert(4, f"error {len(lines)}" if id(row) in errors else "ok")
+        grid.append(cells_)
+    return columns, grid, lines
+
+
+def fit(need: dict[str, int], width: int | None, edge: int = 4) -> list[str]:
+    """The columns of `need` ({column: characters it takes, rule and padding included}) that fit in
+    `width` with the table's `edge`, by PRIORITY, in table order (all of them when width is None)."""
+    if width is None:
+        return list(need)
+    kept, used = set(), edge
+    for c in sorted(need, key=lambda c: PRIORITY.index(c) if c in PRIORITY else len(PRIORITY)):
+        if c not in NAMES and used + need[c] > width:
+            break  # a narrow column further down never displaces a wider, more needed one
+        kept.add(c)
+        used += need[c]
+    return [c for c in need if c in kept]
+
+
+def rich_table(run: BenchRun, width: int | None = None):
+    """The run's table, narrowed to `width` columns of text by dropping the least needed columns
+    (named below it); errors are numbered in a status column and given whole below, as lines that
+    wrap at the console's width, not the table's."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    columns, grid, errors = _grid(run)
+    empty = {c for i, c in enumerate(columns) if c not in NAMES and all(r[i] == "-" for r in grid)}
+    need = {c: max(len(c), *(len(r[i]) for r in grid)) + 3 for i, c in enumerate(columns) if c not in empty}
+    shown = fit(need, width)
+    hidden = [c for c in columns if c not in shown and c not in empty]  # empty: nothing measured
+    caption = [*notes(run), *errors]
+    if hidden:
+        caption.append(f"not shown at this width: {', '.join(hidden)} (see --markdown or -o FILE.json)")
+    table = Table(title=f"{run.label} — {run.machine.get('cpu')}")
+    for col in shown:
+        left = col in (*NAMES, "status")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col in NAMES)
+    index = [columns.index(c) for c in shown]
+    for cells_ in grid:
+        table.add_row(*(escape(cells_[i]) for i in index))
+    return Group(table, *(Text(line) for line in caption))
 
 
 def markdown(run: BenchRun) -> str:
+    """Every column; a failed row's error whole in its status column."""
+    columns, grid, _ = _grid(run)
+    errors = _errors(run)
     lines = [
         f"Machine: {run.machine.get('cpu')}, {run.machine.get('logical_cores')} cores, "
         f"ISA {' '.join(run.machine.get('isa', []))}; threads {run.settings.get('threads') or 'default'}",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
-    slow = {id(r) for r, _ in slower_than_fp32(run)}
-    for row in run.rows:
-        if row.error:
-            err = row.error + (f" ({row.hint})" if row.hint else "")
-            lines.append(f"| {row.model} | {row.variant} | {row.runtime} | {row.batch} | error: {err} |")
-        else:
-            lines.append("| " + " | ".join(cells(row, id(row) in slow)) + " |")
+    for row, cells_ in zip(run.rows, grid, strict=True):
+        if id(row) in errors:
+            cells_ = [*cells_[:4], f"error: {errors[id(row)]}", *cells_[5:]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells_) + " |")
     extra = notes(run)
     return "\n".join(lines + (["", *extra] if extra else [])) + "\n"
