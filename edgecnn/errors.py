@@ -34,6 +34,14 @@ class BadArgumentError(EdgeCNNError):
     """An option value out of range or inconsistent with the others."""
 
 
+class OutOfReachError(BadArgumentError):
+    """A latency budget the fastest candidates cannot meet; `best_speedup` is what they reach."""
+
+    def __init__(self, message: str, best_speedup: float):
+        super().__init__(message)
+        self.best_speedup = best_speedup
+
+
 class WeightsError(EdgeCNNError):
     """A weights file that is missing, corrupt, unsafe, or does not fit the architecture."""
 

@@ -168,7 +168,6 @@ def run_pipeline(
 
 def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, on_epoch) -> list[str]:
     """One `compress` student per runtime that can plan; returns their paths."""
-    from edgecnn.compress import CompressOptions, compress
     from edgecnn.runtime import available, get_backend
 
     paths = []
@@ -176,9 +175,51 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, o
         if not (get_backend(runtime).node_profiler and available(runtime)):
             continue
         say(f"compress for {runtime}: {opts.speedup}x faster there, {opts.distill_epochs} epochs distilling")
+        r = _compress_within_reach(model, ref, runtime, size, opts, result, say, on_step, on_epoch)
+        if r is None:
+            continue
+        paths.append(r.student_path)
+        result.variants[f"compressed-{runtime}"] = {
+            "path": r.student_path,
+            "runtime": runtime,
+            "requested_speedup": opts.speedup,
+            "planned_speedup": r.plan.original_ms / r.plan.target_ms,
+            "measured_speedup": r.measured_speedup,
+            "predicted_ms": r.plan.predicted_ms,
+            "macs": r.macs[1],
+            "params": r.params[1],
+            "mac_reduction": r.macs[0] / r.macs[1],
+            "test_top1": r.top1[1],
+            "test_set": r.test_set,
+        }
+        planned = result.variants[f"compressed-{runtime}"]["planned_speedup"]
+        asked = f"asked {opts.speedup}x" + (
+            f", planned {planned:.2f}x" if abs(planned - opts.speedup) > 1e-3 else ""
+        )
+        say(
+            f"compressed for {runtime}: {r.measured_speedup:.2f}x measured ({asked}), "
+            f"test top-1 {r.top1[1]:.2f}% vs {r.top1[0]:.2f}%"
+        )
+    return paths
+
+
+# Below this best reachable speed-up a compressed student is not worth making.
+WORTH = 1.02
+
+
+def _compress_within_reach(model, ref, runtime, size, opts: PipelineOptions, result, say, on_step, on_epoch):
+    """compress for `opts.speedup`, or, where that is out of reach on this machine (ResNet-18 at
+    32x32 left one 2-core host 1.17x: dispatch, not compute), for 97% of the best reachable, said
+    out loud: a pipeline that has trained its reference should not end there. None when even that is
+    under WORTH."""
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.errors import OutOfReachError
+
+    speedup = opts.speedup
+    for _ in range(2):
         co = CompressOptions(
             runtime=runtime,
-            speedup=opts.speedup,
+            speedup=speedup,
             data=opts.data,
             input_size=size,
             distill_epochs=opts.distill_epochs,
@@ -188,25 +229,18 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, o
             check_seconds=min(CompressOptions.check_seconds, opts.seconds),  # the plan's timings too
             seed=opts.seed,
         )
-        r = compress(model, co, loaded=ref, on_step=on_step, on_epoch=on_epoch)
-        paths.append(r.student_path)
-        result.variants[f"compressed-{runtime}"] = {
-            "path": r.student_path,
-            "runtime": runtime,
-            "requested_speedup": opts.speedup,
-            "measured_speedup": r.measured_speedup,
-            "predicted_ms": r.plan.predicted_ms,
-            "macs": r.macs[1],
-            "params": r.params[1],
-            "mac_reduction": r.macs[0] / r.macs[1],
-            "test_top1": r.top1[1],
-            "test_set": r.test_set,
-        }
-        say(
-            f"compressed for {runtime}: {r.measured_speedup:.2f}x measured (asked {opts.speedup}x), "
-            f"test top-1 {r.top1[1]:.2f}% vs {r.top1[0]:.2f}%"
-        )
-    return paths
+        try:
+            return compress(model, co, loaded=ref, on_step=on_step, on_epoch=on_epoch)
+        except OutOfReachError as e:
+            if e.best_speedup < WORTH or speedup != opts.speedup:
+                log.warning("no compressed student for %s: %s", runtime, e)
+                return None
+            speedup = round(0.97 * e.best_speedup, 3)
+            say(
+                f"{opts.speedup}x is out of reach on {runtime} here ({e.best_speedup:.2f}x at best): "
+                f"compressing for {speedup}x"
+            )
+    return None
 
 
 def _speedup(run, model: str, variant: dict) -> float | None:

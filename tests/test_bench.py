@@ -195,12 +195,13 @@ def test_compare_and_plot_cli(tmp_path, lenet_weights):
         assert r.returncode == 0, r.stderr
         files.append(path)
     c = compare([load(f) for f in files])
-    assert c.labels == ["AMD EPYC 2c t1", "AMD EPYC 2c t2"] or c.labels[0].endswith("t1")
+    assert c.labels[0].endswith(" threads=1") and c.labels[1].endswith(" threads=2")
     (key, values), _ = c.rows
     assert key == ("lenet5", "fp32", "torch", 1) and all(v > 0 for v in values)
     assert c.ratios(values)[0] == 1.0
     r = run("compare", *map(str, files), "--markdown")
     assert r.returncode == 0 and "/ base" in r.stdout and "| lenet5 | fp32 | onnxruntime | 1 |" in r.stdout
+    assert r.stdout.splitlines()[0] == f"median_ms (ms); ratios against {c.labels[0]}"
     png = tmp_path / "fig.png"
     r = run("plot", *map(str, files), "-o", str(png))
     assert r.returncode == 0, r.stderr
@@ -444,3 +445,13 @@ def test_top5_is_not_reported_with_five_classes_or_fewer():
     three = evaluate(Runner(3), Data(), batch=4)
     assert three.top1 == 50.0 and three.top5 is None
     assert evaluate(Runner(10), Data(), batch=4).top5 == 100.0
+
+
+def test_bench_json_is_the_result_alone(tmp_path):
+    path = tmp_path / "r.json"
+    args = ("bench", "lenet5", "-r", "onnxruntime", "--no-memory", "--duration", "0.05", "--json", "-o", path)
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)  # the notes ("wrote ...") go to stderr
+    assert d["rows"][0]["runtime"] == "onnxruntime" and d["rows"][0]["latency"]["median_ms"] > 0
+    assert f"wrote {path}" in r.stderr and json.loads(path.read_text())["rows"] == d["rows"]

@@ -352,21 +352,24 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(tmp_pa
             Image.fromarray(img).save(folder / f"{i}.png")
     opts = PipelineOptions(
         data=str(tmp_path / "shapes"),
-        input_size=(64, 64),  # at 32x32 dispatch left one CI host 1.17x to gain
+        input_size=(32, 32),
         epochs=1,
         distill_epochs=0,
         runtimes=("torch", "onnxruntime"),
         int8=False,
-        speedup=1.15,
+        speedup=50,  # out of reach anywhere: compressed for 97% of the best reachable, said so
         seconds=0.2,
         memory=False,
         out_dir=tmp_path / "p",
     )
-    result = run_pipeline("resnet18", opts)
+    messages = []
+    result = run_pipeline("resnet18", opts, on_message=messages.append)
     assert set(result.variants) == {"original", "compressed-onnxruntime"}  # torch cannot plan in context
     v = result.variants["compressed-onnxruntime"]
     assert Path(v["path"]).name == "resnet18.compressed-onnxruntime.safetensors"
-    assert v["mac_reduction"] > 1 and v["requested_speedup"] == 1.15 and v["measured_speedup"] > 0
+    assert v["mac_reduction"] > 1 and v["requested_speedup"] == 50 and v["measured_speedup"] > 0
+    assert 1.02 * 0.97 <= v["planned_speedup"] < 50
+    assert any("50x is out of reach on onnxruntime here" in m for m in messages)
     rows = {(r.variant, r.runtime): r for r in result.run.rows}
     assert set(rows) == {
         (f"resnet18.{name} fp32", runtime)

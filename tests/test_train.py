@@ -145,6 +145,7 @@ def test_train_and_distill_cli(tmp_path, lenet_weights):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["test_top1"] > 70 and summary["num_classes"] == 10 and out.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["l.safetensors"]  # the spent checkpoint is gone
     r = run("train", "lenet5", "--epochs", "1", "-o", str(out))
     assert r.returncode == 2 and "--force" in r.stderr
     conv = tmp_path / "sep.safetensors"

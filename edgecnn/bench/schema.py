@@ -67,12 +67,12 @@ class BenchRun:
     @property
     def label(self) -> str:
         threads = self.settings.get("threads")
-        return self.machine.get("label", "?") + (f" t{threads}" if threads else "")
+        return self.machine.get("label", "?") + (f" threads={threads}" if threads else "")
 
 
 CSV_COLUMNS = (
     "machine", "model", "variant", "runtime", "device", "precision", "batch", "threads", "median_ms",
-    "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput", "iterations", "peak_mem_mb", "file_mb",
+    "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput", "iterations", "peak_mem_mib", "file_mb",
     "params", "macs", "top1", "top5", "images", "error",
 )  # fmt: skip
 
@@ -86,7 +86,7 @@ def flat(row: BenchRow, machine: str) -> dict:
         "threads": row.threads,
         **{k: lat.get(k) for k in ("median_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput")},
         "iterations": lat.get("iterations"),
-        "peak_mem_mb": None if peak is None else peak / 2**20,
+        "peak_mem_mib": None if peak is None else peak / 2**20,
         "file_mb": None if row.file_size_bytes is None else row.file_size_bytes / 1e6,
         "params": row.params,
         "macs": row.macs,

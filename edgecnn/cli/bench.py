@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, fail, handle_errors, table_width
+from edgecnn.cli._common import console, err_console, fail, handle_errors, table_width
 from edgecnn.cli._progress import reporting
 
 
@@ -55,6 +55,7 @@ def bench(
         Path | None, typer.Option("-o", "--output", help="Write results JSON (+ .csv).")
     ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a markdown table.")] = False,
+    as_json: o.AsJson = False,
     force: o.Force = False,
 ) -> None:
     """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes.
@@ -93,19 +94,24 @@ def bench(
         result = run_bench(
             list(items), opts, on_step=rep.step, on_row=lambda row, done, total: rep.count(done, total)
         )
-    if markdown:
+    say = err_console.print if as_json else console.print  # --json: stdout is the JSON alone
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    elif markdown:
         typer.echo(to_markdown(result))
     else:
         width = table_width()
         console.print(rich_table(result, width=width), width=width)
     if output:
         json_path, csv_path = save(result, output, force=force)
-        console.print(f"wrote {json_path} and {csv_path}", highlight=False)
+        say(f"wrote {json_path} and {csv_path}", highlight=False)
     failed = sum(bool(row.error) for row in result.rows)
     if failed and failed == len(result.rows):
         raise fail(f"every row failed ({failed}); the reasons are under the table", 1)
     if failed:
-        console.print(f"{failed} of {len(result.rows)} rows failed (see the status column)", highlight=False)
+        say(f"{failed} of {len(result.rows)} rows failed (see the status column)", highlight=False)
 
 
 @handle_errors

@@ -80,7 +80,13 @@ def export(
         Path | None, typer.Option("-o", "--output", help="Folder (default export/<model>/).")
     ] = None,
     weights: o.Weights = None,
-    fold_bn: Annotated[bool, typer.Option("--fold-bn", help="Fold BatchNorm into convs first.")] = False,
+    fold_bn: Annotated[
+        bool,
+        typer.Option(
+            "--fold-bn/--no-fold-bn",
+            help="Fold BatchNorm into convs in PyTorch first (ONNX Runtime and OpenVINO fold it themselves).",
+        ),
+    ] = False,
     separable: o.Separable = False,
     bottleneck: o.Bottleneck = False,
     lowrank: o.Lowrank = False,

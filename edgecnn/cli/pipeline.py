@@ -29,7 +29,9 @@ def pipeline(
         float | None,
         typer.Option(help="Students from `compress`: this much faster on each runtime that can plan."),
     ] = None,
-    seconds: Annotated[float, typer.Option(help="Minimum timed seconds per benchmark row.")] = 2.0,
+    duration: Annotated[
+        float, typer.Option("--duration", "--seconds", help="Minimum timed seconds per benchmark row.")
+    ] = 2.0,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory per row.")] = True,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Default export/<model>/pipeline/")
@@ -50,7 +52,7 @@ def pipeline(
         rank_ratio=rank_ratio,
         int8=int8,
         speedup=speedup,
-        seconds=seconds,
+        seconds=duration,
         memory=memory,
         out_dir=output,
     )

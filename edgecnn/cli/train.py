@@ -21,7 +21,10 @@ Lr = Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule)
 Optimizer = Annotated[str, typer.Option(help="sgd or adam.")]
 ValFraction = Annotated[float, typer.Option(help="Share of the training images held out for early stopping.")]
 Patience = Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val top-1.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint beside the output.")]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue from the checkpoint an interrupted run left beside the output."),
+]
 Seed = Annotated[int, typer.Option(help="Random seed (data order, init).")]
 
 
@@ -87,6 +90,7 @@ def train(
         )
     meta = {"model": model, "data": data, "num_classes": loaded.num_classes, "test_top1": test_top1}
     save_weights(loaded.model, out, force=True, meta=meta)
+    out.with_suffix(".ckpt").unlink(missing_ok=True)  # saved: an interrupted run's checkpoint is spent
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), **meta, "weights": str(out)}, indent=2))
         return
@@ -164,6 +168,7 @@ def distill(
         )
     if not is_main_process():  # under torchrun, rank 0 saves and reports
         return
+    out.with_suffix(".ckpt").unlink(missing_ok=True)  # saved: an interrupted run's checkpoint is spent
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecnn.errors import BadArgumentError
+from edgecnn.errors import BadArgumentError, OutOfReachError
 
 
 @dataclass
@@ -59,10 +59,11 @@ def choose(slots, budget: Budget, *, bins: int = 4000) -> list[int]:
     fastest = sum(min(c.latency_ms for c in s.candidates) for s in slots)
     if fastest > budget.slots_ms:
         best = budget.original_ms / budget.predict(fastest)
-        raise BadArgumentError(
+        raise OutOfReachError(
             f"the budget of {budget.target_ms:.2f} ms ({budget.original_ms / budget.target_ms:.2f}x) is out "
             f"of reach: the fastest candidates give {budget.predict(fastest):.2f} ms, a {best:.2f}x speed-up "
-            f"at best; ask for less, or widen the rank grid"
+            f"at best; ask for less, or widen the rank grid",
+            best,
         )
     unit = budget.slots_ms / bins
     inf = math.inf

@@ -20,6 +20,11 @@ METRICS = {
     "top1": ("accuracy", "top1"),
 }
 
+UNITS = {
+    "median_ms": "ms", "p90_ms": "ms", "p99_ms": "ms", "throughput": "images/s", "peak_mem": "bytes",
+    "top1": "%",
+}  # fmt: skip
+
 
 @dataclass
 class Comparison:
@@ -68,7 +73,12 @@ def compare(runs: list[BenchRun], *, metric: str = "median_ms", baseline: int = 
 def markdown(c: Comparison) -> str:
     ratio_cols = [f"{lab} / base" for i, lab in enumerate(c.labels) if i != c.baseline]
     head = ["model", "variant", "runtime", "batch", *c.labels, *ratio_cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"{c.metric} ({UNITS[c.metric]}); ratios against {c.labels[c.baseline]}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for key, values in c.rows:
         ratios = [r for i, r in enumerate(c.ratios(values)) if i != c.baseline]
         lines.append("| " + " | ".join(_fmt_row(key, values, ratios)) + " |")
@@ -85,7 +95,7 @@ def rich_table(c: Comparison):
     from rich.table import Table
 
     base = c.labels[c.baseline]
-    table = Table(title=f"{c.metric}: one column per result file; ratios against {base}")
+    table = Table(title=f"{c.metric} ({UNITS[c.metric]}), one column per result file; ratios against {base}")
     for col in ("model", "variant", "runtime", "batch"):
         table.add_column(col)
     for lab in c.labels:
