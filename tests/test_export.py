@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -185,7 +186,33 @@ def test_conversion_flags_on_export(tmp_path):
         "resnet18", ExportOptions(out_dir=tmp_path, input_size=(64, 64)), convert={"fold_bn": True}
     )
     (t,) = result.targets
-    assert t.ok and Path(t.path).name == "resnet18.fold_bn.64x64.onnx"
+    assert t.ok and re.fullmatch(r"resnet18\.fold_bn-[0-9a-f]{6}\.64x64\.onnx", Path(t.path).name)
+
+
+def test_names_tell_apart_what_differs_so_examples_run_in_order(tmp_path):
+    """Ranks (a digest of the export-time transforms' recipes) and a non-default calibration method
+    are in the name: rank 2 then rank 3, or minmax then entropy, make two files, not a refusal."""
+    from edgecnn.transforms import SwapOptions
+
+    names = set()
+    for rank in (2, 3):
+        convert = {"fold_bn": False, "separable": SwapOptions(rank=rank)}
+        (t,) = export("lenet5", ExportOptions(out_dir=tmp_path, verify=False), convert=convert).targets
+        assert t.ok and Path(t.path).name.startswith("lenet5.separable-")
+        names.add(Path(t.path).name)
+    assert len(names) == 2
+    for method in ("minmax", "entropy"):
+        opts = ExportOptions(
+            out_dir=tmp_path,
+            precision="int8",
+            calib="digits",
+            calib_size=16,
+            calib_method=method,
+            verify=False,
+        )
+        (t,) = export("lenet5", opts).targets
+        names.add(Path(t.path).name)
+    assert {"lenet5.int8u8.onnx", "lenet5.int8u8-entropy.onnx"} <= names
 
 
 def test_failed_verification_writes_nothing(tmp_path, monkeypatch):

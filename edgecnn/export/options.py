@@ -11,6 +11,7 @@ from edgecnn.runtime import AUTO_INT8, check_int8_activations, get_precision, ge
 
 # Calibration method -> onnxruntime.quantization.CalibrationMethod member.
 CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+DEFAULT_CALIBRATION = "minmax"  # not in artifact names; any other method is
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ExportOptions:
     simplify: bool = True
     calib: str | None = None  # image folder or "digits"
     calib_size: int = 100
-    calib_method: str = "minmax"
+    calib_method: str = DEFAULT_CALIBRATION
     per_channel: bool = True
     # "auto": each target's fast scheme (u8 for ONNX Runtime, s8 for OpenVINO and TensorRT); "s8" / "u8"
     # force one for every target.

@@ -7,6 +7,8 @@ nothing has been written yet.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +17,20 @@ import numpy as np
 
 from edgecnn.artifacts import check_writable
 from edgecnn.errors import BadArgumentError
-from edgecnn.export.options import ExportOptions
-from edgecnn.runtime import file_label, get_target
+from edgecnn.export.options import DEFAULT_CALIBRATION, ExportOptions
+from edgecnn.runtime import file_label, get_precision, get_target
 
 log = logging.getLogger(__name__)
 
 
-def planned_paths(source: str, options: ExportOptions, *, transforms=()) -> dict[str, Path]:
+def planned_paths(
+    source: str, options: ExportOptions, *, transforms=(), plan_id: str = ""
+) -> dict[str, Path]:
     """Where `export` writes each target's artifact, known without building anything.
 
-    The name records what makes artifacts differ: transforms applied at export, a non-default input
-    size, the batch (static N or dynamic) and the precision.
+    The name records what makes artifacts differ: transforms applied at export (with `plan_id`, a
+    digest of their per-layer ranks, so rank 2 and rank 3 do not collide), a non-default input size,
+    the batch (static N or dynamic), the precision and a non-default calibration method.
     """
     from edgecnn.transforms import read_recipe
     from edgecnn.zoo import get_spec
@@ -40,13 +45,16 @@ def planned_paths(source: str, options: ExportOptions, *, transforms=()) -> dict
     opts = options
     size = tuple(opts.input_size or default_size)
     if transforms:
-        stem += "." + "+".join(transforms)
+        stem += "." + "+".join(transforms) + (f"-{plan_id}" if plan_id else "")
     if size != default_size:
         stem += f".{size[0]}x{size[1]}"
     stem += ".dynbatch" if opts.dynamic_batch else (f".b{opts.batch}" if opts.batch != 1 else "")
     out_dir = Path(opts.out_dir or Path("export") / spec.name)
+    calibrated = get_precision(opts.precision).calibrated and opts.calib_method != DEFAULT_CALIBRATION
+    method = f"-{opts.calib_method}" if calibrated else ""
     return {
-        t: out_dir / f"{stem}{file_label(opts.precision, opts.activations_for(t))}{get_target(t).suffixes[0]}"
+        t: out_dir
+        / f"{stem}{file_label(opts.precision, opts.activations_for(t))}{method}{get_target(t).suffixes[0]}"
         for t in opts.targets
     }
 
@@ -92,6 +100,7 @@ def prepare(source, opts: ExportOptions, *, loaded, convert, on_step) -> ExportJ
     default_size = tuple((loaded.recipe or {}).get("input_size") or spec.input_size)
     size = check_input_size(spec, tuple(opts.input_size or default_size))
     applied: list[str] = []
+    plan_id = ""  # a digest of the export-time transforms' recipes: their per-layer ranks
     if convert:
         from edgecnn.transforms import convert as run_convert
 
@@ -99,7 +108,9 @@ def prepare(source, opts: ExportOptions, *, loaded, convert, on_step) -> ExportJ
         converted = run_convert(loaded, input_size=size, **convert)
         model, applied = converted.model, [r.transform for r in converted.reports]
         transforms += applied
-    finals = planned_paths(source, opts, transforms=applied)
+        recipes = json.dumps([r.recipe for r in converted.reports], sort_keys=True, default=str)
+        plan_id = hashlib.sha256(recipes.encode()).hexdigest()[:6]
+    finals = planned_paths(source, opts, transforms=applied, plan_id=plan_id)
     for path in finals.values():
         check_writable(path, force=opts.force)
     preprocess = Preprocess.for_model(spec, input_size=size, in_chans=loaded.in_chans)
