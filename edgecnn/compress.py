@@ -163,7 +163,10 @@ def compress(
 
     opts = (options or CompressOptions()).validate()
     spec = get_spec(model)
-    out = Path(opts.out_dir or Path("export") / model / f"compress-{opts.runtime}")
+    # An int8 plan has a folder of its own: its report must not replace the fp32 plan's.
+    out = Path(
+        opts.out_dir or Path("export") / model / f"compress-{opts.runtime}{'-int8' if opts.int8 else ''}"
+    )
     student_path = out / f"{model}.compressed-{opts.runtime}{'-int8' if opts.int8 else ''}.safetensors"
     for path in _outputs(model, student_path, out, opts):  # nothing is replaced without --force
         check_writable(path, force=opts.force)

@@ -42,6 +42,7 @@ class BenchOptions:
     data: str | None = None  # image folder or "digits" for top-1/top-5
     data_limit: int | None = None
     calib: str | None = None  # for int8 artifacts made on the fly
+    calib_size: int = 100  # calibration images (export's --calib-size)
     int8_activations: str = AUTO_INT8  # each runtime's fast scheme; "s8" / "u8" force one
     weights: str | None = None
     input_size: tuple[int, int] | None = None
@@ -55,6 +56,8 @@ class BenchOptions:
     verify: bool = True  # verify artifacts made on the fly (off: random-weight int8 checks are moot)
 
     def validate(self) -> BenchOptions:
+        if self.calib_size < 1:
+            raise BadArgumentError(f"--calib-size must be positive, got {self.calib_size}")
         for r in self.runtimes:
             get_backend(r)
         for p in self.precisions:
@@ -167,6 +170,7 @@ def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, c
         batch=row.batch,
         input_size=opts.input_size,
         calib=opts.calib,
+        calib_size=opts.calib_size,
         out_dir=opts.export_dir,
         check_size=32,
         int8_activations=_scheme(backend, row.precision, opts) or AUTO_INT8,

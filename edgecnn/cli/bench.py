@@ -36,6 +36,7 @@ def bench(
     ] = None,
     data_limit: Annotated[int | None, typer.Option(help="Evaluate at most this many images.")] = None,
     calib: Annotated[str | None, typer.Option(help="Calibration images for int8 artifacts.")] = None,
+    calib_size: Annotated[int, typer.Option(help="Calibration images to use (as in export).")] = 100,
     int8_activations: Annotated[
         str, typer.Option(help="int8 activations: auto (each runtime's fast one), s8 or u8.")
     ] = "auto",
@@ -76,6 +77,7 @@ def bench(
         data=data,
         data_limit=data_limit,
         calib=calib,
+        calib_size=calib_size,
         int8_activations=int8_activations,
         weights=weights,
         input_size=input_size,

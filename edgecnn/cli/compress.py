@@ -63,7 +63,7 @@ def compress(
     ] = True,
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Folder (default export/<model>/compress-<runtime>/)."),
+        typer.Option("-o", "--output", help="Folder (default export/<model>/compress-<runtime>[-int8]/)."),
     ] = None,
     force: o.Force = False,
     as_json: o.AsJson = False,

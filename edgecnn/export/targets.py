@@ -83,11 +83,13 @@ def verify(backend: Backend, artifact: Path, job: ExportJob) -> list[Parity]:
     runner = get_runner(
         backend.runtime, artifact, device=backend.devices[0], **backend.options_for(precision.name)
     )
-    # Agreement is gated on real images only; seeded noise gates the error unless the precision says
-    # its ranges come from calibration images (then the real images gate it).
+    # Agreement is gated on real images only, and not for random weights: their logits nearly tie,
+    # so arg-max agreement is a coin flip there too (a random ResNet-34 int8: 0.84), while the error
+    # bound still catches a broken graph. Seeded noise gates the error unless the precision says its
+    # ranges come from calibration images (then the real images gate it).
     checks = [("seeded", job.seeded, False, precision.gate_noise_error or not job.real)]
     if job.real:
-        checks.append(("images", job.real, True, True))
+        checks.append(("images", job.real, job.loaded.weights.source != "random", True))
     out = []
     for label, batches, gate_agreement, gate_error in checks:
         outputs = run_all(runner, batches)
