@@ -126,6 +126,8 @@ def test_progress_off_a_terminal_is_a_line_per_stage_and_never_silent_long(capsy
 
     now = [0.0]
     rep = _progress.Reporter("training lenet5", clock=lambda: now[0])
+    rep.milestone("reference test top-1 93.30%")  # a line that stays, once
+    rep.step("reference test top-1 93.30%")
     rep.stage("profiling probe models", 1, 10)
     for done in range(2, 10):
         now[0] += 1.0
@@ -138,6 +140,7 @@ def test_progress_off_a_terminal_is_a_line_per_stage_and_never_silent_long(capsy
     rep.count(40, 63)
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
+        "reference test top-1 93.30%",
         "profiling probe models (1/10)",
         "profiling probe models (6/10)",
         "profiling probe models (10/10)",

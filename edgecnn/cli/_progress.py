@@ -55,6 +55,15 @@ class Reporter:
             line, highlight=False, soft_wrap=True
         )
 
+    def milestone(self, message: str) -> None:
+        """A stage worth keeping on screen (the pipeline's results so far): a line that stays, and the
+        bar's description."""
+        self.say(message)
+        if self._progress is not None:
+            self._progress.update(self._task, description=message)
+        else:
+            self._stage, self._said = message, self._clock()
+
     # The training loop's callbacks.
     def on_step(self, epoch: int, step: int, steps: int, loss: float) -> None:
         self.stage(f"{self.title} epoch {epoch + 1}", step, steps, f"loss {loss:.3f}")

@@ -57,7 +57,9 @@ def pipeline(
         out_dir=output,
     )
     with reporting(model) as rep:
-        result = run_pipeline(model, opts, on_message=rep.step, on_step=rep.on_step, on_epoch=rep.on_epoch)
+        result = run_pipeline(
+            model, opts, on_message=rep.milestone, on_step=rep.on_step, on_epoch=rep.on_epoch
+        )
     width = table_width()
     console.print(rich_table(result.run, width=width), width=width)
     for name, v in result.variants.items():

@@ -157,7 +157,7 @@ def rich_table(run: BenchRun, width: int | None = None):
 
     columns, grid, errors = _grid(run)
     empty = {c for i, c in enumerate(columns) if c not in NAMES and all(r[i] == "-" for r in grid)}
-    need = {c: max(len(c), *(len(r[i]) for r in grid)) + 3 for i, c in enumerate(columns) if c not in empty}
+    need = {c: max([len(c), *(len(r[i]) for r in grid)]) + 3 for i, c in enumerate(columns) if c not in empty}
     shown = fit(need, width)
     hidden = [c for c in columns if c not in shown and c not in empty]  # empty: nothing measured
     caption = [*notes(run), *errors]
