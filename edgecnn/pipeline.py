@@ -56,6 +56,7 @@ def run_pipeline(
     on_message: Callable[[str], None] | None = None,
     on_step=None,
     on_epoch=None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> PipelineResult:
     from edgecnn.artifacts import check_dir_writable
     from edgecnn.bench import BenchOptions, bench, save
@@ -102,7 +103,7 @@ def run_pipeline(
         "params": original.params_after,
     }
     if opts.speedup:
-        paths += _compressed(model, ref, size, opts, result, say, on_step, on_epoch)
+        paths += _compressed(model, ref, size, opts, result, say, on_step, on_epoch, on_progress)
     swaps = []
     if opts.separable and not opts.speedup:
         swaps.append(("separable", dict(separable=SwapOptions(rank=opts.rank).validate("separable"))))
@@ -166,7 +167,9 @@ def run_pipeline(
     return result
 
 
-def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, on_epoch) -> list[str]:
+def _compressed(
+    model, ref, size, opts: PipelineOptions, result, say, on_step, on_epoch, on_progress=None
+) -> list[str]:
     """One `compress` student per runtime that can plan; returns their paths."""
     from edgecnn.runtime import available, get_backend
 
@@ -175,7 +178,9 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, o
         if not (get_backend(runtime).node_profiler and available(runtime)):
             continue
         say(f"compress for {runtime}: {opts.speedup}x faster there, {opts.distill_epochs} epochs distilling")
-        r = _compress_within_reach(model, ref, runtime, size, opts, result, say, on_step, on_epoch)
+        r = _compress_within_reach(
+            model, ref, runtime, size, opts, result, say, on_step, on_epoch, on_progress
+        )
         if r is None:
             continue
         paths.append(r.student_path)
@@ -207,7 +212,9 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, say, on_step, o
 WORTH = 1.02
 
 
-def _compress_within_reach(model, ref, runtime, size, opts: PipelineOptions, result, say, on_step, on_epoch):
+def _compress_within_reach(
+    model, ref, runtime, size, opts: PipelineOptions, result, say, on_step, on_epoch, on_progress=None
+):
     """compress for `opts.speedup`, or, where that is out of reach on this machine (ResNet-18 at
     32x32 left one 2-core host 1.17x: dispatch, not compute), for 97% of the best reachable, said
     out loud: a pipeline that has trained its reference should not end there. None when even that is
@@ -230,7 +237,9 @@ def _compress_within_reach(model, ref, runtime, size, opts: PipelineOptions, res
             seed=opts.seed,
         )
         try:
-            return compress(model, co, loaded=ref, on_step=on_step, on_epoch=on_epoch)
+            return compress(
+                model, co, loaded=ref, on_step=on_step, on_epoch=on_epoch, on_progress=on_progress
+            )
         except OutOfReachError as e:
             if e.best_speedup < WORTH or speedup != opts.speedup:
                 log.warning("no compressed student for %s: %s", runtime, e)

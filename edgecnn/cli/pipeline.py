@@ -58,7 +58,12 @@ def pipeline(
     )
     with reporting(model) as rep:
         result = run_pipeline(
-            model, opts, on_message=rep.milestone, on_step=rep.on_step, on_epoch=rep.on_epoch
+            model,
+            opts,
+            on_message=rep.milestone,
+            on_step=rep.on_step,
+            on_epoch=rep.on_epoch,
+            on_progress=rep.on_progress,
         )
     width = table_width()
     console.print(rich_table(result.run, width=width), width=width)

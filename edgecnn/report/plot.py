@@ -59,7 +59,8 @@ def _points(runs: list[BenchRun]) -> tuple[list[Point], list[str]]:
         for r in run.rows:
             if r.error or not r.latency:
                 continue
-            what = (run.label if len(runs) > 1 else "", r.model, _base(r), r.batch)
+            base = _base(r).removeprefix(f"{r.model}.")  # "resnet18.original" -> "original"
+            what = (run.label if len(runs) > 1 else "", r.model, base, r.batch)
             key = keys.setdefault(what, len(keys) + 1)
             points.append(Point(r, key, r.latency["median_ms"] / max(r.batch, 1)))
     lines = [
@@ -98,11 +99,17 @@ def _empty(ax, title: str, why: str) -> None:
     ax.set_yticks([])
 
 
-def _log_if_wide(ax, xs, ys) -> None:
-    if xs and max(xs) / max(min(xs), 1e-12) > 20:
-        ax.set_xscale("log")
-    if ys and max(ys) / max(min(ys), 1e-12) > 20:
-        ax.set_yscale("log")
+def _log_if_wide(ax, xs, ys, wide: float = 5.0) -> None:
+    """Log axes where values span more than `wide`x: PyTorch eager at 7 ms would otherwise squeeze
+    the runtimes at 0.7-1.3 ms into one corner."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 1, 2 rather than 5x10^-1
+    for values, axis, scale in ((xs, ax.xaxis, ax.set_xscale), (ys, ax.yaxis, ax.set_yscale)):
+        if values and max(values) / max(min(values), 1e-12) > wide:
+            scale("log")
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(plain)
 
 
 def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path:
