@@ -59,6 +59,27 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path, splits):
     assert "\n" not in str(e.value)
 
 
+def test_a_tie_keeps_the_later_epoch_and_patience_still_stops_a_plateau(monkeypatch, splits, caplog):
+    """Validation top-1 50, 60, 60, 55, 60 with patience 3: epoch 5 is kept (tied with 2 and 3, and
+    trained longest), and training stops there; the weights restored are epoch 5's."""
+    from edgecnn.train import loop
+
+    vals = [50.0, 60.0, 60.0, 55.0, 60.0, 70.0]
+    model = load_model("lenet5").model
+
+    def epoch(self, e, result, on_step):
+        with torch.no_grad():
+            next(model.parameters()).fill_(e + 1)  # the weights say which epoch made them
+        return loop.EpochLog(e + 1, 1.0, 50.0, vals[e], 0.01, 0.0)
+
+    monkeypatch.setattr(loop._Session, "epoch", epoch)
+    with caplog.at_level("INFO", logger="edgecnn"):
+        result = fit(model, splits.train, splits.val, TrainOptions(epochs=6, patience=3))
+    assert (result.best_epoch, result.best_val_top1, result.stopped_early) == (5, 60.0, True)
+    assert len(result.history) == 5 and float(next(model.parameters()).detach().flatten()[0]) == 5.0
+    assert "kept epoch 5: val top-1 60.00%" in caplog.text
+
+
 def test_resume_without_a_checkpoint_says_so(tmp_path, splits, caplog):
     opts = TrainOptions(epochs=1, max_steps=2, checkpoint=tmp_path / "none.ckpt", resume=True)
     with caplog.at_level("WARNING", logger="edgecnn"):

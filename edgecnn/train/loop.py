@@ -438,6 +438,10 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 since_best += 1
+                if val is not None and val == result.best_val_top1:
+                    # A tie keeps the later, longer-trained weights (a small validation set ties
+                    # often: one run had kept epoch 1 of 12); patience still runs, so a plateau stops.
+                    result.best_epoch, best_state = epoch + 1, copy.deepcopy(model.state_dict())
             if on_epoch and session.rank == 0:
                 on_epoch(entry)
             if opts.checkpoint and session.rank == 0:
@@ -452,6 +456,11 @@ def fit(
         session.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+        log.info(
+            "kept epoch %d: val top-1 %.2f%%, the best (the latest of any tie)",
+            result.best_epoch,
+            result.best_val_top1,
+        )
     model.eval()
     return result
 
