@@ -155,7 +155,7 @@ def test_imagenet_weights_are_errors_where_they_cannot_apply():
     with pytest.raises(WeightsError, match="no pretrained"):
         create_model("lenet5", weights="imagenet")
     with pytest.raises(BadArgumentError, match="1000 classes, not 10"):
-        create_model("resnet18", weights="imagenet", num_classes=10)
+        create_model("resnet18", weights="imagenet", num_classes=10)  # without reset_head
 
 
 @pytest.mark.parametrize(
@@ -210,3 +210,61 @@ def test_a_stalled_download_times_out_and_leaves_nothing(tmp_path):
     assert "could not get" in r.stderr and "timed out" in r.stderr, r.stderr
     assert time.time() - t0 < 60 and held  # it did try, through the proxy, and gave up
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("name", __import__("edgecnn.zoo", fromlist=["list_models"]).list_models("*"))
+def test_every_zoo_model_has_a_head_that_fine_tuning_replaces(name):
+    """Shapes only (meta device): between the checkpoint's class count and 3 classes, the tensors that
+    differ are exactly the classifier heads' (aux heads included), so reset_head loads all the rest."""
+    from edgecnn.zoo import get_spec
+    from edgecnn.zoo.weights import classifier_heads
+
+    spec = get_spec(name)
+    theirs = load_model(name, device="meta").model.state_dict()
+    ours = load_model(name, num_classes=3, device="meta").model
+    heads = tuple(f"{h}." for h in classifier_heads(ours, 3))
+    differ = {k for k, v in ours.state_dict().items() if k in theirs and theirs[k].shape != v.shape}
+    assert heads and differ and all(k.startswith(heads) for k in differ), (spec.name, heads, differ)
+
+
+def test_fine_tuning_loads_the_backbone_and_trains_a_fresh_head(tmp_path, monkeypatch):
+    """`train --weights FILE` with 1000 classes, and `--weights imagenet` from torchvision's cache, on
+    a 3-class folder: the backbone is the checkpoint's, the head has 3 outputs, and training runs."""
+    import numpy as np
+    from _cli import run_cli
+    from PIL import Image
+
+    from edgecnn.transforms import load_source
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "mine" / f"class{c}").mkdir(parents=True)
+        for i in range(12):
+            img = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            img[c * 10 : c * 10 + 10] += 150
+            Image.fromarray(img).save(tmp_path / "mine" / f"class{c}" / f"{i}.png")
+    torch.manual_seed(0)
+    imagenet = create_model("resnet18")  # stands in for a 1000-class checkpoint
+    save_file(imagenet.state_dict(), str(tmp_path / "r18_1000.safetensors"))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(imagenet.state_dict(), cache / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for weights in (str(tmp_path / "r18_1000.safetensors"), "imagenet"):
+        out = tmp_path / f"tuned-{len(weights)}.safetensors"
+        args = ("train", "resnet18", "--weights", weights, "--data", str(tmp_path / "mine"), "--epochs", "1")
+        r = run_cli(*args, "--input-size", "32", "32", "--batch-size", "8", "-o", str(out), "--json")
+        assert r.returncode == 0, r.stderr
+        tuned = load_source("resnet18", str(out), num_classes=3).model.state_dict()
+        assert tuned["fc.weight"].shape == (3, 512)
+    # before training: every tensor but the head's is the checkpoint's
+    start = load_model(
+        "resnet18", weights=str(tmp_path / "r18_1000.safetensors"), num_classes=3, reset_head=True
+    )
+    theirs = imagenet.state_dict()
+    assert all(
+        torch.equal(v, theirs[k]) for k, v in start.model.state_dict().items() if not k.startswith("fc.")
+    )
+    assert start.model.fc.out_features == 3
+    with pytest.raises(BadArgumentError, match="fine-tunes them to your classes"):
+        create_model("resnet18", weights="imagenet", num_classes=3)

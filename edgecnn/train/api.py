@@ -80,7 +80,10 @@ def train_model(
     import torch
 
     torch.manual_seed(options.seed)
-    loaded = load_model(name, weights=weights, num_classes=len(splits.classes))
+    # Weights of another class count (ImageNet's 1000) are fine-tuned: a fresh head for the data's.
+    loaded = load_model(
+        name, weights=weights, num_classes=len(splits.classes), reset_head=weights is not None
+    )
     loaded.model.train()
     result = fit(loaded.model, splits.train, splits.val, options, on_step=on_step, on_epoch=on_epoch)
     test_top1 = evaluate_top1(loaded.model, splits.test, device=options.device)

@@ -45,12 +45,15 @@ def load_model(
     num_classes: int | None = None,
     in_chans: int | None = None,
     device: str | None = None,
+    reset_head: bool = False,
     **kwargs,
 ) -> LoadedModel:
     """Build `name` in eval mode.
 
     weights: None (random init), "imagenet" (torchvision's default set) or a .pth/.pt/.safetensors
     path. Arguments left as None keep the spec's defaults, so CLI defaults never override a model's.
+    reset_head: fine-tuning: weights of another class count load all but the classifier head, which
+    starts fresh with `num_classes` outputs (what `train` does with your data's classes).
     device="meta" builds shapes only (no memory, no weights), which is how `inspect` stays instant.
     """
     import torch
@@ -66,11 +69,12 @@ def load_model(
 
     builder = _builder(spec)
     pretrained = weights is not None and str(weights) == PRETRAINED
-    if pretrained and num_classes != spec.num_classes:
+    if pretrained and num_classes != spec.num_classes and not reset_head:
         raise BadArgumentError(
             f"{PRETRAINED} weights for {name} have {spec.num_classes} classes, not {num_classes}; "
-            "train or distill from them instead"
+            "`edgecnn train --weights imagenet --data DIR` fine-tunes them to your classes"
         )
+    head = num_classes if reset_head else None
     try:
         with torch.device(device or "cpu"):
             # Pretrained sets are stored for the default stem; adapt the stem after loading.
@@ -86,7 +90,7 @@ def load_model(
             log.warning("%s has random weights: accuracy numbers are meaningless without --weights", name)
     elif pretrained:
         state, info = pretrained_state_dict(spec)
-        apply_state_dict(model, state, spec=spec, origin=str(info.detail))
+        apply_state_dict(model, state, spec=spec, origin=str(info.detail), fresh_head=head)
         info = WeightsInfo(info.source, info.path, sha256_file(Path(info.path)), info.detail)
         if hasattr(model, "transform_input"):  # torchvision's Inception-v3 weights expect this on
             model.transform_input = True
@@ -101,7 +105,7 @@ def load_model(
                 f"unsupported weights '{weights}': use '{PRETRAINED}' or a .pth/.pt/.safetensors file"
             )
         state = read_state_dict(path)
-        apply_state_dict(model, state, spec=spec, origin=str(path))
+        apply_state_dict(model, state, spec=spec, origin=str(path), fresh_head=head)
         info = WeightsInfo("file", str(path.resolve()), sha256_file(path))
     return LoadedModel(model.eval(), spec, info, num_classes, in_chans, build_kwargs)
 

@@ -80,13 +80,53 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     return dict(obj)
 
 
-def apply_state_dict(model, state: Mapping, *, spec: ModelSpec, origin: str) -> None:
-    """Load `state` into `model`, naming the first missing, unexpected or wrong-shaped tensor."""
+def classifier_heads(model, num_classes: int) -> list[str]:
+    """The layers that produce the class scores: every Linear with `num_classes` outputs, or in a
+    model without one (SqueezeNet, FCN, U-Net), every 1x1 Conv2d with `num_classes` outputs. Any
+    other layer that happens to have that many outputs keeps its weights anyway: only the tensors
+    whose shapes differ from the checkpoint's are left fresh."""
+    from torch import nn
+
+    linear = [
+        n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == num_classes
+    ]
+    if linear:
+        return linear
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and m.out_channels == num_classes and m.kernel_size == (1, 1)
+    ]
+
+
+def apply_state_dict(
+    model, state: Mapping, *, spec: ModelSpec, origin: str, fresh_head: int | None = None
+) -> None:
+    """Load `state` into `model`, naming the first missing, unexpected or wrong-shaped tensor.
+
+    fresh_head: the model's class count, to fine-tune: the classifier heads' tensors whose shapes
+    differ from the checkpoint's (1000 ImageNet classes, 3 of the user's) keep their fresh init."""
     dropped = [k for k in state if k.startswith(spec.aux_prefixes)] if spec.aux_prefixes else []
     if dropped:
         log.info("dropping %d training-only tensors (%s...) from %s", len(dropped), dropped[0], origin)
         state = {k: v for k, v in state.items() if k not in set(dropped)}
     own = model.state_dict()
+    if fresh_head is not None:
+        heads = tuple(f"{h}." for h in classifier_heads(model, fresh_head))
+        fresh = {
+            k
+            for k, v in state.items()
+            if k.startswith(heads) and k in own and tuple(own[k].shape) != tuple(v.shape)
+        }
+        if fresh:
+            log.info(
+                "%s: a new %d-class head (%s) over the loaded weights",
+                spec.name,
+                fresh_head,
+                ", ".join(sorted(fresh)),
+            )
+        state = {k: v for k, v in state.items() if k not in fresh}
+        own = {k: v for k, v in own.items() if k not in fresh}
     for key, value in state.items():
         if key not in own:
             raise WeightsError(f"{origin} does not fit {spec.name}: unexpected tensor '{key}'")
