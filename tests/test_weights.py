@@ -255,7 +255,7 @@ def test_fine_tuning_loads_the_backbone_and_trains_a_fresh_head(tmp_path, monkey
         args = ("train", "resnet18", "--weights", weights, "--data", str(tmp_path / "mine"), "--epochs", "1")
         r = run_cli(*args, "--input-size", "32", "32", "--batch-size", "8", "-o", str(out), "--json")
         assert r.returncode == 0, r.stderr
-        tuned = load_source("resnet18", str(out), num_classes=3).model.state_dict()
+        tuned = load_source("resnet18", str(out)).model.state_dict()  # 3 classes: the file says so
         assert tuned["fc.weight"].shape == (3, 512)
     # before training: every tensor but the head's is the checkpoint's
     start = load_model(
@@ -268,3 +268,32 @@ def test_fine_tuning_loads_the_backbone_and_trains_a_fresh_head(tmp_path, monkey
     assert start.model.fc.out_features == 3
     with pytest.raises(BadArgumentError, match="fine-tunes them to your classes"):
         create_model("resnet18", weights="imagenet", num_classes=3)
+    # train's file says its class count: bench needs no --num-classes; a plain .pth takes one
+    fast = (
+        "-r",
+        "onnxruntime",
+        "--input-size",
+        "32",
+        "32",
+        "--no-memory",
+        "--duration",
+        "0.05",
+        "--warmup",
+        "0.05",
+    )
+    r = run_cli("bench", "resnet18", "--weights", str(out), *fast, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    torch.save(load_source("resnet18", str(out)).model.state_dict(), tmp_path / "plain.pth")
+    r = run_cli(
+        "bench",
+        "resnet18",
+        "--weights",
+        str(tmp_path / "plain.pth"),
+        "--num-classes",
+        "3",
+        *fast,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    with pytest.raises(WeightsError, match="holds trained resnet18 weights, not resnet34"):
+        create_model("resnet34", weights=str(out))

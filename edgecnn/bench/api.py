@@ -45,6 +45,8 @@ class BenchOptions:
     calib_size: int = 100  # calibration images (export's --calib-size)
     int8_activations: str = AUTO_INT8  # each runtime's fast scheme; "s8" / "u8" force one
     weights: str | None = None
+    num_classes: int | None = None  # for --weights of another class count than the model's default
+    in_chans: int | None = None
     input_size: tuple[int, int] | None = None
     warmup_s: float = 1.0
     min_iters: int = 30
@@ -117,7 +119,7 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
     from edgecnn.transforms import load_source
     from edgecnn.zoo import check_input_size
 
-    loaded = load_source(item, opts.weights)
+    loaded = load_source(item, opts.weights, opts.num_classes, opts.in_chans)
     spec = loaded.spec
     size = check_input_size(
         spec, tuple(opts.input_size or (loaded.recipe or {}).get("input_size") or spec.input_size)

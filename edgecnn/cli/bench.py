@@ -41,6 +41,8 @@ def bench(
         str, typer.Option(help="int8 activations: auto (each runtime's fast one), s8 or u8.")
     ] = "auto",
     weights: o.Weights = None,
+    num_classes: o.NumClasses = None,
+    in_chans: o.InChans = None,
     input_size: o.InputSize = None,
     warmup: Annotated[float, typer.Option(help="Warm-up seconds.")] = 1.0,
     iterations: Annotated[int, typer.Option(help="Minimum timed iterations.")] = 30,
@@ -80,6 +82,8 @@ def bench(
         calib_size=calib_size,
         int8_activations=int8_activations,
         weights=weights,
+        num_classes=num_classes,
+        in_chans=in_chans,
         input_size=input_size,
         warmup_s=warmup,
         min_iters=iterations,

@@ -59,6 +59,8 @@ def load_model(
     import torch
 
     spec = get_spec(name)
+    if num_classes is None and weights is not None and str(weights).endswith(".safetensors"):
+        num_classes = _trained_classes(Path(weights), spec.name)  # what `train` recorded, if it did
     num_classes = spec.num_classes if num_classes is None else num_classes
     in_chans = spec.in_chans if in_chans is None else in_chans
     if num_classes < 1 or in_chans < 1:
@@ -108,6 +110,26 @@ def load_model(
         apply_state_dict(model, state, spec=spec, origin=str(path), fresh_head=head)
         info = WeightsInfo("file", str(path.resolve()), sha256_file(path))
     return LoadedModel(model.eval(), spec, info, num_classes, in_chans, build_kwargs)
+
+
+def _trained_classes(path: Path, model: str) -> int | None:
+    """The class count `edgecnn train` wrote into a weights file's header (None for other files), so
+    `--weights export/m/m.trained.safetensors` needs no --num-classes."""
+    import json
+
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return None  # the loader says it is missing
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {}).get("edgecnn-train", "{}"))
+    except Exception:  # not a safetensors file after all: the loader names the problem
+        return None
+    if meta.get("model") not in (None, model):
+        raise WeightsError(f"{path} holds trained {meta['model']} weights, not {model}")
+    classes = meta.get("num_classes")
+    return classes if isinstance(classes, int) and classes > 0 else None
 
 
 def create_model(name: str, **kwargs):
