@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
+from rich.markup import escape
+
 from edgecnn.cli._common import err_console
 
 EVERY_S = 5.0  # off a terminal, the longest a running stage stays silent between its count lines
@@ -20,20 +22,25 @@ class Reporter:
 
     def __init__(self, title: str, progress=None, clock=time.monotonic):
         self.title, self._progress, self._clock = title, progress, clock
-        self._task = progress.add_task(title, total=None, extra="") if progress else None
+        self._task = progress.add_task(escape(title), total=None, extra="") if progress else None
         self._stage, self._said = None, -float("inf")
 
     def stage(self, message: str, done: int = 0, total: int | None = None, extra: str = "") -> None:
         """`message` (a stage), `done` of `total` of it so far."""
         if self._progress is not None:
-            self._progress.update(self._task, description=message, completed=done, total=total, extra=extra)
+            self._progress.update(
+                self._task, description=escape(message), completed=done, total=total, extra=escape(extra)
+            )
             return
         now = self._clock()
         new = message != self._stage
         if new or (total and done >= total) or now - self._said >= EVERY_S:
             count = f" ({done}/{total})" if total else ""
             err_console.print(
-                f"{message}{count}{f' {extra}' if extra else ''}", highlight=False, soft_wrap=True
+                f"{message}{count}{f' {extra}' if extra else ''}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
             )
             self._stage, self._said = message, now
 
@@ -52,7 +59,7 @@ class Reporter:
     def say(self, line: str) -> None:
         """A line that stays (an epoch's summary), above the bar on a terminal."""
         (self._progress.console if self._progress else err_console).print(
-            line, highlight=False, soft_wrap=True
+            line, highlight=False, markup=False, soft_wrap=True
         )
 
     def milestone(self, message: str) -> None:
@@ -60,7 +67,7 @@ class Reporter:
         bar's description."""
         self.say(message)
         if self._progress is not None:
-            self._progress.update(self._task, description=message)
+            self._progress.update(self._task, description=escape(message))
         else:
             self._stage, self._said = message, self._clock()
 
