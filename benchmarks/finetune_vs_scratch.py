@@ -40,12 +40,9 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from edgecnn.data import Preprocess, open_dataset
     from edgecnn.data.digits import TRAIN_SIZE, _raw
     from edgecnn.train import TrainOptions
     from edgecnn.train.api import save_weights, train_model
-    from edgecnn.train.loop import evaluate_top1
-    from edgecnn.zoo import get_spec
 
     images, labels = _raw()
     train_x, train_y = images[:TRAIN_SIZE], labels[:TRAIN_SIZE]
@@ -59,15 +56,17 @@ def main() -> int:
         opts = TrainOptions(epochs=args.pretrain_epochs, batch_size=64, lr=0.05, seed=0)
         backbone, _, _ = train_model(args.model, str(source), opts, input_size=size)
         weights = save_weights(backbone.model, work / "backbone.safetensors", force=True)
-        test = open_dataset(str(held_out), Preprocess.for_model(get_spec(args.model), input_size=size))
         budget = TrainOptions(epochs=args.epochs, batch_size=16, lr=0.01, seed=0)
-        top1 = {}
+        top1, test_set = {}, ""
         for name, start in (("from scratch", None), ("fine-tuned", str(weights))):
-            loaded, _, _ = train_model(args.model, str(mine), budget, input_size=size, weights=start)
-            top1[name] = evaluate_top1(loaded.model, test)
+            # the same held-out folder is the test set of both (--test-data), never their validation
+            loaded, _, top1[name] = train_model(
+                args.model, str(mine), budget, input_size=size, weights=start, test_data=str(held_out)
+            )
+            test_set = loaded.recipe["trained"]["test_set"]
     print(
         f"{args.model} at {size[0]}x{size[1]}, digits 5/6/7 with {args.per_class} training images each, "
-        f"{args.epochs} epochs, batch 16, lr 0.01; test: {len(test)} held-out images of the test split"
+        f"{args.epochs} epochs, batch 16, lr 0.01; test: {test_set} (digits' test split)"
     )
     for name, value in top1.items():
         print(f"  {name:13s} test top-1 {value:6.2f}%")

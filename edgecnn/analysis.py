@@ -211,6 +211,13 @@ def inspect_model(
     from edgecnn.errors import BadArgumentError
     from edgecnn.zoo import get_spec, load_model
 
+    if str(name).endswith(".safetensors"):  # a model file: its own classes, transforms and size
+        from edgecnn.transforms import input_size_of, load_source
+
+        loaded = load_source(name, weights)
+        return analyze(
+            loaded.model, input_size_of(loaded, input_size), in_chans=loaded.in_chans, name=Path(name).name
+        )
     spec = get_spec(name)
     default = weights is None and not any(v is not None for v in model_kwargs.values())
     if default and not live and (input_size is None or tuple(input_size) == spec.input_size):

@@ -8,6 +8,7 @@ vs measured latency and test top-1 before/after on the same test images.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -20,17 +21,24 @@ from edgecnn.plan import Grid, Plan, PlanOptions
 log = logging.getLogger(__name__)
 
 
+CALIB_IMAGES = 64  # training images that score each candidate's error, when the data has them
+MIN_CALIB = 8
+
+
 @dataclass
 class CompressOptions:
     runtime: str = "onnxruntime"
     speedup: float | None = 2.0
     latency_ms: float | None = None
-    data: str = "digits"  # image folder or "digits": calibration, BN re-estimation, distillation, test
-    calib_images: int = 64  # images scoring the candidates' errors
+    # image folder or "digits": calibration, BN re-estimation, distillation, test. None: the split
+    # the model file records (the digits for a zoo name)
+    data: str | None = None
+    calib_images: int | None = None  # images scoring the candidates' errors (None: up to CALIB_IMAGES)
     distill_epochs: int = 2  # 0: plan, build, re-estimate BN and export only
     bn_batches: int = 20  # batches of 64 training images that re-estimate BN statistics
     test_images: int | None = None  # score top-1 on the first N test images (None: all of them)
     lr: float = 0.02
+    batch_size: int = 64  # distillation
     input_size: tuple[int, int] | None = None
     device: str = "cpu"
     threads: int | None = None
@@ -84,7 +92,8 @@ class CompressOptions:
         self.plan_options().validate()
         if self.calib_size < 1:
             raise BadArgumentError(f"--calib-size must be positive, got {self.calib_size}")
-        if self.distill_epochs < 0 or self.calib_images < 8 or self.bn_batches < 0:
+        few = self.calib_images is not None and self.calib_images < MIN_CALIB
+        if self.distill_epochs < 0 or few or self.bn_batches < 0:
             raise BadArgumentError("--distill-epochs must be >= 0, --calib-images >= 8, bn_batches >= 0")
         if not self.measure_seconds > 0:
             raise BadArgumentError(f"--duration must be positive, got {self.measure_seconds}")
@@ -156,13 +165,21 @@ def compress(
     """Compress zoo model `model` (with `weights`, or an already built `loaded` LoadedModel) for
     `options.runtime` to the requested budget."""
     from edgecnn.artifacts import check_writable
-    from edgecnn.data import Preprocess
-    from edgecnn.train.api import load_splits
-    from edgecnn.transforms import load_source
+    from edgecnn.data import DIGITS, Preprocess
+    from edgecnn.data.splits import load_splits, recorded_split
+    from edgecnn.transforms import input_size_of, load_source
     from edgecnn.zoo import check_input_size, get_spec
 
     opts = (options or CompressOptions()).validate()
+    if loaded is None and str(model).endswith(".safetensors"):  # a model file: its classes, size, split
+        loaded = load_source(model, weights)
+        model = loaded.spec.name
     spec = get_spec(model)
+    size = check_input_size(
+        spec, input_size_of(loaded, opts.input_size) if loaded else tuple(opts.input_size or spec.input_size)
+    )
+    if opts.input_size is None and loaded is not None and loaded.recipe:  # every artifact at its size
+        opts = dataclasses.replace(opts, input_size=size)
     # An int8 plan has a folder of its own: its report must not replace the fp32 plan's.
     out = Path(
         opts.out_dir or Path("export") / model / f"compress-{opts.runtime}{'-int8' if opts.int8 else ''}"
@@ -172,16 +189,21 @@ def compress(
         check_writable(path, force=opts.force)
     progress = on_progress or (lambda stage, done, total: None)
     progress("loading model and data", 0, 1)
-    size = check_input_size(spec, tuple(opts.input_size or spec.input_size))
     preprocess = Preprocess.for_model(spec, input_size=size)
-    splits = load_splits(opts.data, preprocess, seed=opts.seed)
+    split = recorded_split(loaded.recipe) if loaded is not None else None
+    if split is not None and (opts.data is None or split.same_data(opts.data)):
+        splits = load_splits(split, preprocess, recorded=True)  # the test images training held out
+    else:
+        splits = load_splits(opts.data or DIGITS, preprocess, seed=opts.seed)
     if opts.test_images is not None:
         from edgecnn.data.dataset import Subset
 
         splits.test = Subset(splits.test, range(min(opts.test_images, len(splits.test))), "first")
+    if opts.calib_images is None:  # a small folder scores on what it has
+        opts = dataclasses.replace(opts, calib_images=max(MIN_CALIB, min(CALIB_IMAGES, len(splits.train))))
     if len(splits.train) < opts.calib_images:
         raise BadArgumentError(
-            f"{opts.data} has {len(splits.train)} training images; compress scores candidates on "
+            f"{splits.source} has {len(splits.train)} training images; compress scores candidates on "
             f"--calib-images {opts.calib_images} (give more images or a smaller --calib-images)"
         )
     # The classifier has as many outputs as the data has classes (trained weights must match).
@@ -189,7 +211,7 @@ def compress(
         loaded = load_source(model, weights, num_classes=len(splits.classes))
     elif loaded.num_classes != len(splits.classes):
         raise BadArgumentError(
-            f"{model} has {loaded.num_classes} classes and {opts.data} has {len(splits.classes)}"
+            f"{model} has {loaded.num_classes} classes and {splits.source} has {len(splits.classes)}"
         )
     batches = _calibration(splits, opts)
     plan = _plan(loaded, size, batches, opts, progress)
@@ -199,7 +221,9 @@ def compress(
     from edgecnn.transforms import save_with_recipe
 
     save_with_recipe(student.model, student.recipe, student_path, force=opts.force)
-    artifacts = _export(model, loaded, student_path, out, opts, progress, plan.fp32_layers())
+    artifacts = _export(
+        model, loaded, student_path, out, opts, progress, plan.fp32_layers(), calib=splits.source
+    )
     progress(f"timing the original and the student in {opts.runtime}", 0, 1)
     original_ms, student_ms = _time_both(
         loaded.model, student.model, artifacts, (loaded.in_chans, *size), opts
@@ -263,9 +287,17 @@ def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, p
         progress(f"test top-1 on {test_set}", 0, 1)
         top1 = (evaluate_top1(loaded.model, splits.test), evaluate_top1(student.model, splits.test))
         return student, top1, test_set, reports
-    train = TrainOptions(epochs=opts.distill_epochs, lr=opts.lr, feature_steps=100, seed=opts.seed)
+    train = TrainOptions(
+        epochs=opts.distill_epochs,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        feature_steps=100,
+        seed=opts.seed,
+    )
     options = DistillOptions(train=train, bn_batches=opts.bn_batches)
-    result = distill(loaded, student, opts.data, options, splits=splits, on_step=on_step, on_epoch=on_epoch)
+    result = distill(
+        loaded, student, splits.source, options, splits=splits, on_step=on_step, on_epoch=on_epoch
+    )
     return student, (result.teacher_test_top1, result.student_test_top1), result.test_set, reports
 
 
@@ -292,7 +324,7 @@ def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -
 
 
 def _export(
-    model, loaded, student_path: Path, out: Path, opts: CompressOptions, progress, fp32_layers=()
+    model, loaded, student_path: Path, out: Path, opts: CompressOptions, progress, fp32_layers=(), calib=None
 ) -> dict:
     """The original's (fp32) and the student's (the plan's precision: int8 but for `fp32_layers`,
     calibrated on the data's training images, checked on images held out from them) artifacts for
@@ -315,7 +347,7 @@ def _export(
     student = ExportOptions(
         **common,
         precision=opts.precision,
-        calib=opts.data if opts.int8 else None,
+        calib=calib if opts.int8 else None,
         calib_size=opts.calib_size,
         int8_fp32_layers=tuple(fp32_layers),
     )

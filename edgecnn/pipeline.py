@@ -10,6 +10,7 @@ This is what `edgecnn pipeline` and `make demo` run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PipelineOptions:
-    data: str = "digits"
+    data: str | None = None  # None: the split a model file records, else the digits
     input_size: tuple[int, int] | None = None
     epochs: int = 3  # reference model
     distill_epochs: int = 2
+    batch_size: int = 64  # training and distillation
     separable: bool = True
     bottleneck: bool = False
     rank: int = 2  # separable multiplier T
@@ -69,24 +71,34 @@ def run_pipeline(
 
     opts = options or PipelineOptions()
     say = on_message or (lambda msg: log.info("%s", msg))
+    given = _given_reference(model, opts)  # a model file: checked (classes, data) before any work
+    if given is not None:
+        model = given.spec.name
+    elif opts.data is None:
+        opts = dataclasses.replace(opts, data=DIGITS)
     out = Path(opts.out_dir or Path("export") / model / "pipeline")
-    if str(opts.data) != DIGITS:  # missing, empty or one-class data: one line before any work
+    if opts.data is not None and str(opts.data) != DIGITS:  # missing, empty or one-class: one line now
         open_dataset(opts.data, None, min_classes=2)
     check_dir_writable(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    say(f"reference model: {model} trained on {opts.data} (cached after the first run)")
-    ref, info = reference_model(
-        model,
-        opts.data,
-        input_size=opts.input_size,
-        epochs=opts.epochs,
-        seed=opts.seed,
-        on_step=on_step,
-        on_epoch=on_epoch,
-    )
+    if given is not None:
+        ref, info = given, _reference_info(given, opts)
+        say(f"reference model: {info['weights']}")
+    else:
+        say(f"reference model: {model} trained on {opts.data} (cached after the first run)")
+        ref, info = reference_model(
+            model,
+            opts.data,
+            input_size=opts.input_size,
+            epochs=opts.epochs,
+            batch_size=opts.batch_size,
+            seed=opts.seed,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
     size = tuple(info["input_size"])
-    say(f"reference test top-1 {info['test_top1']:.2f}%")
+    say(f"reference test top-1 {info['test_top1']:.2f}% on {info['test_set']}")
     result = PipelineResult(None, out, info)
 
     original = convert(ref, fold_bn=True, input_size=size)
@@ -118,12 +130,16 @@ def run_pipeline(
         fewer = original.macs_after / student.macs_after
         say(f"{name}: {fewer:.2f}x fewer MACs than the BN-folded original; distilling")
         train = TrainOptions(
-            epochs=opts.distill_epochs, lr=0.02, feature_steps=opts.feature_steps, seed=opts.seed
+            epochs=opts.distill_epochs,
+            batch_size=opts.batch_size,
+            lr=0.02,
+            feature_steps=opts.feature_steps,
+            seed=opts.seed,
         )
         distilled = distill(
             ref,
             student,
-            opts.data,
+            opts.data if given is None else None,
             DistillOptions(train=train),
             output=out / f"{model}.{name}.safetensors",
             force=True,
@@ -148,7 +164,7 @@ def run_pipeline(
         runtimes=opts.runtimes,
         precisions=("fp32", "int8") if opts.int8 else ("fp32",),
         data=opts.data,
-        calib=opts.data,
+        calib=opts.data or info["data"],
         export_dir=str(out / "artifacts"),
         min_seconds=opts.seconds,
         min_iters=20,
@@ -164,7 +180,65 @@ def run_pipeline(
     for v in result.variants.values():
         if v.get("runtime"):  # the bench's own figure, in the same run as the original's
             v["bench_speedup"] = _speedup(result.run, model, v)
+        v["table_top1"] = _table_top1(result.run, v["path"])
     return result
+
+
+def _given_reference(source: str, opts: PipelineOptions):
+    """The reference as a model file (`edgecnn train`'s), or None for a zoo name to train."""
+    if not str(source).endswith(".safetensors"):
+        return None
+    from edgecnn.data.splits import recorded_split
+    from edgecnn.errors import BadArgumentError
+    from edgecnn.transforms import load_source
+
+    loaded = load_source(source)
+    if recorded_split(loaded.recipe) is None and opts.data is None:
+        raise BadArgumentError(f"{source} records no training data; give --data with its images")
+    if opts.input_size is not None and tuple(opts.input_size) != tuple(loaded.recipe["input_size"]):
+        raise BadArgumentError(
+            f"{source} was trained at {loaded.recipe['input_size']}; --input-size goes with a zoo name"
+        )
+    return loaded
+
+
+def _reference_info(loaded, opts: PipelineOptions) -> dict:
+    """What the pipeline reports of a given reference: top-1 on its own test images."""
+    from edgecnn.data import Preprocess
+    from edgecnn.data.splits import check_classes, load_splits, recorded_split
+    from edgecnn.train.loop import evaluate_top1
+
+    size = tuple(loaded.recipe["input_size"])
+    preprocess = Preprocess.for_model(loaded.spec, input_size=size, in_chans=loaded.in_chans)
+    split = recorded_split(loaded.recipe)
+    if split is not None and (opts.data is None or split.same_data(opts.data)):
+        splits = load_splits(split, preprocess, recorded=True)
+    else:
+        splits = load_splits(opts.data, preprocess, seed=opts.seed)
+    check_classes(loaded.recipe.get("class_names"), splits.classes, splits.source, loaded.weights.path)
+    return {
+        "weights": loaded.weights.path,
+        "num_classes": loaded.num_classes,
+        "test_top1": evaluate_top1(loaded.model, splits.test),
+        "test_set": splits.test_set,
+        "input_size": list(size),
+        "data": splits.source,
+    }
+
+
+def _table_top1(run, path: str) -> float | None:
+    """A variant's top-1 as the table shows it: its fp32 row, PyTorch's where there is one, so the
+    summary lines and the table never disagree."""
+    from edgecnn.runtime import get_backend, is_baseline
+
+    stem = Path(path).name.removesuffix(".safetensors")
+    rows = [
+        r
+        for r in run.rows
+        if r.accuracy and is_baseline(r.precision) and r.variant.split(" ")[0] == stem and r.batch == 1
+    ]
+    rows.sort(key=lambda r: get_backend(r.runtime).target is not None)  # the in-memory module first
+    return rows[0].accuracy["top1"] if rows else None
 
 
 def _compressed(
@@ -230,6 +304,7 @@ def _compress_within_reach(
             data=opts.data,
             input_size=size,
             distill_epochs=opts.distill_epochs,
+            batch_size=opts.batch_size,
             out_dir=result.out_dir / f"compress-{runtime}",
             force=True,
             measure_seconds=opts.seconds,

@@ -309,7 +309,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog):
         (["--speedup", "1"], "--speedup must be > 1"),
         (["--speedup", "0.5"], "--speedup must be > 1"),
         (["--runtime", "tensorrt"], "tensorrt is not installed"),
-        (["--data", "FEW"], "FEW has 5 training images"),
+        (["--data", "FEW"], "FEW has 4 training images"),
         (["--include", "nothing*"], "no layer of the model can be swapped among the selected layers"),
         (["--speedup", "50"], "out of reach"),
         (["--test-images", "0"], "--test-images must be positive"),
@@ -320,7 +320,7 @@ def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, messa
         pytest.skip("TensorRT is installed here")
     from PIL import Image
 
-    for i in range(6):  # 6 images in 2 classes: 5 for training after the validation split
+    for i in range(6):  # 6 images in 2 classes: 4 for training after the test and validation splits
         folder = tmp_path / "FEW" / f"c{i % 2}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((32, 32), i * 40, np.uint8)).save(folder / f"{i}.png")
@@ -364,6 +364,7 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(tmp_pa
         input_size=(32, 32),
         epochs=1,
         distill_epochs=0,
+        batch_size=16,
         runtimes=("torch", "onnxruntime"),
         int8=False,
         speedup=SPEEDUP,
@@ -391,10 +392,13 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(tmp_pa
         for n in ("original", "compressed-onnxruntime")
     }
     assert v["bench_speedup"] == pytest.approx(ms["original"] / ms["compressed-onnxruntime"])
-    assert all(
-        r.accuracy["images"] == rows[("resnet18.original fp32", "torch")].accuracy["images"]
-        for r in rows.values()
+    # every row scores the 14 test images the reference's training held out (of 72: 20%)
+    assert {r.accuracy["images"] for r in rows.values()} == {14}
+    assert (
+        result.reference["test_set"].startswith("14 images from")
+        and "seeded 20% split" in (result.reference["test_set"])
     )
+    assert v["table_top1"] == rows[("resnet18.compressed-onnxruntime fp32", "torch")].accuracy["top1"]
 
 
 def test_a_pipeline_asked_too_much_compresses_for_what_this_machine_reaches(monkeypatch, tmp_path):

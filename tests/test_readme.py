@@ -28,7 +28,10 @@ README = Path(__file__).parents[1] / "README.md"
 PARSE_ONLY = {"distill", "pipeline", "compress"}
 FIXED_SIZE = {"lenet5", "alexnet2012"}  # models that take no --input-size
 SMALL = ("--input-size", "32", "32")
-FAST_BENCH = ("--warmup", "0.05", "--duration", "0.05", "--iterations", "3", "--no-memory", "--no-verify")
+FAST_BENCH = (
+    *("--warmup", "0.05", "--duration", "0.05", "--iterations", "3", "--no-memory", "--no-verify"),
+    *("--data-limit", "50"),
+)
 PATHS = {  # README path -> where it is here, after the renames below
     "~/imagenet/val": "val",
     "~/data/flowers": "flowers",

@@ -261,3 +261,35 @@ def test_ddp_picks_its_backend_by_where_the_model_runs(monkeypatch):
     loop._distributed("cpu")
     loop._distributed("cuda")
     assert seen == ["gloo", "cuda:1", "nccl"]
+
+
+def test_fine_tuning_freezes_the_backbone_first_and_trains_it_slower(splits):
+    """--freeze-epochs: the first epoch moves the new head only; then the backbone trains, at
+    --backbone-lr-scale of the head's learning rate."""
+    from edgecnn.data.dataset import Subset
+    from edgecnn.zoo.weights import classifier_heads
+
+    model = load_model("lenet5").model
+    head = tuple(classifier_heads(model, 10))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    opts = TrainOptions(epochs=2, max_steps=3, lr=0.05, head=head, freeze_epochs=1, backbone_lr_scale=0.1)
+    fit(
+        model,
+        Subset(splits.train, range(256), "few"),
+        None,
+        opts,
+        on_epoch=lambda e: seen.append({k: v.clone() for k, v in model.state_dict().items()}),
+    )
+    moved = [{k for k in start if not torch.equal(start[k], s[k])} for s in seen]
+    in_head = {k for k in start if k.startswith(tuple(f"{h}." for h in head))}
+    assert moved[0] and moved[0] <= in_head  # epoch 1: the head alone
+    assert moved[1] - in_head  # epoch 2: the backbone too
+    assert all(p.requires_grad for p in model.parameters())  # nothing left frozen
+    for bad, message in (
+        (dict(freeze_epochs=2), "leaves no epoch"),
+        (dict(head=(), freeze_epochs=1), "go with pretrained --weights"),
+        (dict(backbone_lr_scale=0.0), "--backbone-lr-scale in"),
+    ):
+        with pytest.raises(BadArgumentError, match=message):
+            TrainOptions(**{**dict(epochs=2, head=head), **bad}).validate()

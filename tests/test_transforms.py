@@ -249,7 +249,7 @@ def test_loading_a_plain_safetensors_file_as_converted_fails(tmp_path):
 
     path = tmp_path / "plain.safetensors"
     save_file({"a": torch.zeros(1)}, str(path))
-    with pytest.raises(WeightsError, match="not an edgecnn converted model"):
+    with pytest.raises(WeightsError, match="not an edgecnn model file"):
         load_converted(path)
 
 

@@ -40,6 +40,7 @@ class BenchOptions:
     batches: tuple[int, ...] = (1,)
     threads: int | None = None
     data: str | None = None  # image folder or "digits" for top-1/top-5
+    accuracy: bool = True  # without `data`: score model files on the test split they record
     data_limit: int | None = None
     calib: str | None = None  # for int8 artifacts made on the fly
     calib_size: int = 100  # calibration images (export's --calib-size)
@@ -108,9 +109,12 @@ BENCH_DIR = "bench"  # bench's own artifacts, beside (never over) what `export` 
 class _Job:
     """One row to measure: how to make the runner, and what the row says about it."""
 
-    def __init__(self, row: BenchRow, make_runner: Callable, mem_job: dict | None, preprocess, input_chw):
+    def __init__(
+        self, row: BenchRow, make_runner: Callable, mem_job: dict | None, preprocess, input_chw, recipe=None
+    ):
         self.row, self.make_runner, self.mem_job = row, make_runner, mem_job
         self.preprocess, self.input_chw = preprocess, input_chw
+        self.recipe = recipe  # the model file's header: its classes and recorded test split
 
 
 def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
@@ -126,6 +130,10 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
     )
     stats = analyze(loaded.model, size, in_chans=loaded.in_chans)
     preprocess = Preprocess.for_model(spec, input_size=size, in_chans=loaded.in_chans)
+    if opts.data or (opts.accuracy and (loaded.recipe or {}).get("data")):
+        from edgecnn.data.splits import held_out_images
+
+        held_out_images(opts.data, preprocess, loaded.recipe)  # other classes: one line before any work
     name = Path(item).name.removesuffix(".safetensors") if loaded.recipe else spec.name
     base = dict(
         model=spec.name,
@@ -152,7 +160,7 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
                         "artifact": None,
                         "source": {"source": item, "weights": opts.weights},
                     }
-                    jobs.append(_Job(row, lambda m=loaded.model: m, mem, preprocess, chw))
+                    jobs.append(_Job(row, lambda m=loaded.model: m, mem, preprocess, chw, loaded.recipe))
                 else:
                     jobs.append(_artifact_job(row, item, loaded, opts, preprocess, chw, step))
     return jobs
@@ -184,9 +192,8 @@ def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, c
         row.error = str(e)
         return _Job(row, None, None, preprocess, None)
     row.artifact, row.file_size_bytes = str(artifact), _file_size(artifact)
-    return _Job(
-        row, lambda a=artifact: a, {"runtime": row.runtime, "artifact": str(artifact)}, preprocess, chw
-    )
+    mem = {"runtime": row.runtime, "artifact": str(artifact)}
+    return _Job(row, lambda a=artifact: a, mem, preprocess, chw, loaded.recipe)
 
 
 def _existing_or_export(item, eo, loaded, step) -> Path:
@@ -258,7 +265,8 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
             continue
         row.file_size_bytes = _file_size(path)
         chw = tuple(shape[1:]) if shape else None
-        jobs.append(_Job(row, lambda p=path: p, {"runtime": runtime, "artifact": str(path)}, preprocess, chw))
+        mem = {"runtime": runtime, "artifact": str(path)}
+        jobs.append(_Job(row, lambda p=path: p, mem, preprocess, chw, manifest.get("recipe")))
     return jobs
 
 
@@ -320,12 +328,12 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
     x = np.random.default_rng(0).standard_normal((row.batch, *chw)).astype(np.float32)
     lat = measure(runner, x, warmup_s=opts.warmup_s, min_iters=opts.min_iters, min_seconds=opts.min_seconds)
     row.latency = lat.to_dict()
-    if opts.data:
-        from edgecnn.data import open_dataset
+    if opts.data or (opts.accuracy and job.recipe and job.recipe.get("data")):
+        from edgecnn.data.splits import held_out_images
 
         if job.preprocess is None:
             raise BadArgumentError(f"{row.artifact}: no manifest beside it, so its preprocessing is unknown")
-        dataset = open_dataset(opts.data, job.preprocess, split="test")
+        dataset = held_out_images(opts.data, job.preprocess, job.recipe)
         row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()
     del runner
     if opts.memory and job.mem_job:

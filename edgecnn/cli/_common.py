@@ -97,3 +97,14 @@ def parse_kv(pairs: list[str] | None) -> dict:
         else:
             out[key] = value
     return out
+
+
+def default_output(source: str, kind: str):
+    """Where a command writes what it makes from `source` when no -o is given: beside a model file
+    (export/resnet18/resnet18.trained.converted.safetensors), else export/<model>/<model>.<kind>."""
+    from pathlib import Path
+
+    if source.endswith(".safetensors"):
+        path = Path(source)
+        return path.with_name(f"{path.name.removesuffix('.safetensors')}.{kind}.safetensors")
+    return Path("export") / source / f"{source}.{kind}.safetensors"

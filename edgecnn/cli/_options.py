@@ -1,4 +1,4 @@
-"""Options shared by commands that convert (`convert`, `export`): one definition, one help text."""
+"""Options shared by several commands: one definition, one help text."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ from typing import Annotated
 
 import typer
 
+Source = Annotated[
+    str,
+    typer.Argument(help="Zoo model name (see `edgecnn zoo`) or a model file edgecnn wrote."),
+]
 Weights = Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safetensors file.")]
 Separable = Annotated[bool, typer.Option("--separable", help="Depthwise + pointwise swap (SVD).")]
 Bottleneck = Annotated[bool, typer.Option("--bottleneck", help="1x1-KxK-1x1 swap (Tucker-2).")]

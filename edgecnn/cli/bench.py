@@ -34,6 +34,12 @@ def bench(
     data: Annotated[
         str | None, typer.Option(help="Top-1/top-5 on an image folder or 'digits' (test split).")
     ] = None,
+    accuracy: Annotated[
+        bool,
+        typer.Option(
+            "--accuracy/--no-accuracy", help="Without --data: top-1 of a model file on its own test split."
+        ),
+    ] = True,
     data_limit: Annotated[int | None, typer.Option(help="Evaluate at most this many images.")] = None,
     calib: Annotated[str | None, typer.Option(help="Calibration images for int8 artifacts.")] = None,
     calib_size: Annotated[int, typer.Option(help="Calibration images to use (as in export).")] = 100,
@@ -77,6 +83,7 @@ def bench(
         batches=_csv(batch, int),
         threads=threads,
         data=data,
+        accuracy=accuracy,
         data_limit=data_limit,
         calib=calib,
         calib_size=calib_size,
@@ -110,6 +117,10 @@ def bench(
     else:
         width = table_width()
         console.print(rich_table(result, width=width), width=width)
+        for images, dataset in sorted(
+            {(r.accuracy["images"], r.accuracy["dataset"]) for r in result.rows if r.accuracy}
+        ):
+            say(f"top-1 on {images} test images from {dataset}", highlight=False)
     if output:
         json_path, csv_path = save(result, output, force=force)
         say(f"wrote {json_path} and {csv_path}", highlight=False)

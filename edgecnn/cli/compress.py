@@ -32,7 +32,9 @@ def compress(
     distill_epochs: Annotated[
         int, typer.Option(help="Distillation epochs; 0: plan, build, BN, export only.")
     ] = 2,
-    calib_images: Annotated[int, typer.Option(help="Images that score each candidate's error.")] = 64,
+    calib_images: Annotated[
+        int | None, typer.Option(help="Images that score each candidate's error (default: 64, or all).")
+    ] = None,
     test_images: Annotated[
         int | None, typer.Option(help="Score top-1 on the first N test images (default: all of them).")
     ] = None,

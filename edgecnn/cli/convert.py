@@ -11,12 +11,12 @@ import typer
 from rich.table import Table
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, handle_errors, parse_kv
+from edgecnn.cli._common import console, default_output, handle_errors, parse_kv
 
 
 @handle_errors
 def convert(
-    model: Annotated[str, typer.Argument(help="Model name (see `edgecnn zoo`).")],
+    model: o.Source,
     weights: o.Weights = None,
     fold_bn: Annotated[
         bool, typer.Option("--fold-bn/--no-fold-bn", help="Fold BatchNorm into convs.")
@@ -37,7 +37,11 @@ def convert(
     model_arg: o.ModelArg = None,
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Default: export/<model>/<model>.converted.safetensors"),
+        typer.Option(
+            "-o",
+            "--output",
+            help="Default: export/<model>/<model>.converted.safetensors (beside a model file).",
+        ),
     ] = None,
     force: o.Force = False,
     as_json: o.AsJson = False,
@@ -45,8 +49,7 @@ def convert(
     """Fold BN, swap KxK convs (separable / bottleneck) and 1x1 / Linear layers (lowrank) from the weights."""
     from edgecnn.artifacts import check_writable
     from edgecnn.transforms import convert as run_convert
-    from edgecnn.transforms import save_converted
-    from edgecnn.zoo import load_model
+    from edgecnn.transforms import load_source, save_converted
 
     sep, bot, low = o.swap_options(
         separable=separable,
@@ -60,11 +63,9 @@ def convert(
         min_mac_saving=min_mac_saving,
         max_error=max_error,
     )
-    out = output or Path("export") / model / f"{model}.converted.safetensors"
+    out = output or default_output(model, "converted")
     check_writable(out, force=force)
-    loaded = load_model(
-        model, weights=weights, num_classes=num_classes, in_chans=in_chans, **parse_kv(model_arg)
-    )
+    loaded = load_source(model, weights, num_classes, in_chans, parse_kv(model_arg))
     with console.status(f"converting {model}...") if not as_json else contextlib.nullcontext():
         result = run_convert(
             loaded, fold_bn=fold_bn, separable=sep, bottleneck=bot, lowrank=low, input_size=input_size

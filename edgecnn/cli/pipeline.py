@@ -10,20 +10,28 @@ import typer
 from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, handle_errors, table_width
 from edgecnn.cli._progress import reporting
-from edgecnn.cli.train import Data
 
 
 @handle_errors
 def pipeline(
-    model: Annotated[str, typer.Argument(help="Zoo model name.")] = "resnet18",
-    data: Data = "digits",
+    model: Annotated[
+        str, typer.Argument(help="Zoo model name (a reference is trained), or a model file `train` wrote.")
+    ] = "resnet18",
+    data: Annotated[
+        str | None,
+        typer.Option(help="An image folder or 'digits' (default: a model file's own split, else digits)."),
+    ] = None,
     input_size: o.InputSize = None,
     epochs: Annotated[int, typer.Option(help="Epochs for the reference model (cached).")] = 3,
     distill_epochs: Annotated[int, typer.Option(help="Distillation epochs per student.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Batch size of training and distillation.")] = 64,
     separable: Annotated[bool, typer.Option("--separable/--no-separable", help="Separable student.")] = True,
     bottleneck: Annotated[bool, typer.Option("--bottleneck", help="Also a bottleneck student.")] = False,
     rank: Annotated[int, typer.Option(help="Separable multiplier T.")] = 2,
     rank_ratio: Annotated[float, typer.Option(help="Bottleneck ranks as a fraction of C and N.")] = 0.5,
+    runtime: Annotated[
+        str, typer.Option("--runtime", "-r", help="Comma-separated runtimes to export to and benchmark.")
+    ] = "torch,onnxruntime,openvino",
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also INT8 artifacts.")] = True,
     speedup: Annotated[
         float | None,
@@ -46,10 +54,12 @@ def pipeline(
         input_size=input_size,
         epochs=epochs,
         distill_epochs=distill_epochs,
+        batch_size=batch_size,
         separable=separable,
         bottleneck=bottleneck,
         rank=rank,
         rank_ratio=rank_ratio,
+        runtimes=tuple(r.strip() for r in runtime.split(",") if r.strip()),
         int8=int8,
         speedup=speedup,
         seconds=duration,
@@ -67,6 +77,7 @@ def pipeline(
         )
     width = table_width()
     console.print(rich_table(result.run, width=width), width=width)
+    original = result.variants["original"].get("table_top1")
     for name, v in result.variants.items():
         if name == "original":
             continue
@@ -78,9 +89,12 @@ def pipeline(
                 if bench
                 else f"no fp32 rows on {v['runtime']} to compare"
             ) + f" (asked {v['requested_speedup']}x), "
-        console.print(
-            f"{name}: {faster}{v['mac_reduction']:.2f}x fewer MACs, test top-1 {v['test_top1']:.2f}% "
-            f"vs reference {result.reference['test_top1']:.2f}%",
-            highlight=False,
+        top1 = v.get("table_top1")
+        accuracy = (
+            f"top-1 {top1:.2f}% vs the original's {original:.2f}% (fp32 rows of the table)"
+            if top1 is not None and original is not None
+            else "no top-1 in the table"
         )
+        console.print(f"{name}: {faster}{v['mac_reduction']:.2f}x fewer MACs, {accuracy}", highlight=False)
+    console.print(f"top-1 on {result.reference['test_set']}", highlight=False)
     console.print(f"wrote {result.results_json}, {result.table_md} and {result.plot}", highlight=False)

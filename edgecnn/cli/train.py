@@ -26,6 +26,16 @@ Resume = Annotated[
     typer.Option("--resume", help="Continue from the checkpoint an interrupted run left beside the output."),
 ]
 Seed = Annotated[int, typer.Option(help="Random seed (data order, init).")]
+TestData = Annotated[
+    str | None,
+    typer.Option(
+        help="A folder of test images with the same class subfolders (default: DATA/test if DATA "
+        "has train/ and test/, else a seeded share of DATA)."
+    ),
+]
+TestFraction = Annotated[
+    float, typer.Option(help="Share of a folder held out as test images when it has no test folder.")
+]
 
 
 @contextmanager
@@ -45,9 +55,17 @@ def train(
     lr: Lr = 0.05,
     optimizer: Optimizer = "sgd",
     val_fraction: ValFraction = 0.1,
+    test_data: TestData = None,
+    test_fraction: TestFraction = 0.2,
     patience: Patience = None,
     input_size: o.InputSize = None,
     weights: o.Weights = None,
+    freeze_epochs: Annotated[
+        int, typer.Option(help="With --weights: epochs that train the new head alone, backbone frozen.")
+    ] = 0,
+    backbone_lr_scale: Annotated[
+        float, typer.Option(help="With --weights: the pretrained layers' learning rate as a share of --lr.")
+    ] = 1.0,
     labels: Annotated[Path | None, typer.Option(help="Labels file for a flat image folder.")] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Default export/<model>/<model>.trained.safetensors")
@@ -57,10 +75,14 @@ def train(
     force: o.Force = False,
     as_json: o.AsJson = False,
 ) -> None:
-    """Train (or fine-tune) a zoo model; the weights load with `--weights` everywhere else."""
+    """Train a zoo model on your images, or fine-tune pretrained --weights to your classes.
+
+    Writes one model file (classes, input size, mean/std and the test split in its header) that every
+    other command takes in place of the model name."""
+    from edgecnn.data.splits import resolve
     from edgecnn.errors import BadArgumentError
     from edgecnn.train import TrainOptions
-    from edgecnn.train.api import save_weights, train_model
+    from edgecnn.train.api import save_model, train_model
 
     out = output or Path("export") / model / f"{model}.trained.safetensors"
     if out.suffix != ".safetensors":
@@ -75,41 +97,60 @@ def train(
         seed=seed,
         checkpoint=out.with_suffix(".ckpt"),
         resume=resume,
+        freeze_epochs=freeze_epochs,
+        backbone_lr_scale=backbone_lr_scale,
+        # validate() needs to know a head will be trained; train_model names its layers
+        head=("(the new head)",) if weights else (),
+    ).validate()
+    split = resolve(
+        data,
+        test_data=test_data,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        seed=seed,
+        labels_file=str(labels) if labels else None,
     )
     with progress_bars(f"training {model}") as (on_step, on_epoch):
         loaded, result, test_top1 = train_model(
-            model,
-            data,
-            opts,
-            input_size=input_size,
-            weights=weights,
-            val_fraction=val_fraction,
-            labels_file=labels,
-            on_step=on_step,
-            on_epoch=on_epoch,
+            model, split, opts, input_size=input_size, weights=weights, on_step=on_step, on_epoch=on_epoch
         )
-    meta = {"model": model, "data": data, "num_classes": loaded.num_classes, "test_top1": test_top1}
-    save_weights(loaded.model, out, force=True, meta=meta)
+    save_model(loaded, out, force=True)
     out.with_suffix(".ckpt").unlink(missing_ok=True)  # saved: an interrupted run's checkpoint is spent
+    test_set = loaded.recipe["trained"]["test_set"]
     if as_json:
-        typer.echo(json.dumps({**result.to_dict(), **meta, "weights": str(out)}, indent=2))
+        meta = {
+            "model": model,
+            "num_classes": loaded.num_classes,
+            "class_names": loaded.recipe["class_names"],
+        }
+        body = {**result.to_dict(), **meta, "test_top1": test_top1, "test_set": test_set, "output": str(out)}
+        typer.echo(json.dumps(body, indent=2))
         return
     console.print(
-        f"{model}: test top-1 {test_top1:.2f}% (best val {result.best_val_top1:.2f}% at epoch "
-        f"{result.best_epoch}{', early stop' if result.stopped_early else ''}); saved {out}\n"
-        f"use it with: --weights {out} --num-classes {loaded.num_classes}",
+        f"{model}: test top-1 {test_top1:.2f}% on {test_set}\n"
+        f"kept epoch {result.best_epoch} (val top-1 {result.best_val_top1:.2f}%"
+        f"{', early stop' if result.stopped_early else ''}); saved {out}\n"
+        f"use it in place of the model name: edgecnn bench {out}",
         highlight=False,
     )
 
 
 @handle_errors
 def distill(
-    teacher: Annotated[str, typer.Argument(help="Teacher: zoo model name (weights from --teacher-weights).")],
+    teacher: Annotated[
+        str,
+        typer.Argument(help="Teacher: the model file `train` wrote, or a zoo name with --teacher-weights."),
+    ],
     student: Annotated[
         Path, typer.Argument(help="Student: a converted .safetensors from `edgecnn convert`.")
     ],
-    teacher_weights: Annotated[str, typer.Option(help="The teacher's trained weights.")] = ...,
-    data: Data = "digits",
+    teacher_weights: Annotated[
+        str | None, typer.Option(help="The teacher's trained weights, for a zoo name teacher.")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Images to distill on (default: the split the model files record, else digits)."),
+    ] = None,
     epochs: Epochs = 2,
     batch_size: BatchSize = 64,
     lr: Lr = 0.02,
@@ -136,10 +177,10 @@ def distill(
 
     Runs on several processes / machines unchanged: torchrun --nproc-per-node 2 -m edgecnn distill ...
     """
+    from edgecnn.errors import BadArgumentError
     from edgecnn.train import DistillOptions, TrainOptions, is_main_process
     from edgecnn.train import distill as run_distill
-    from edgecnn.transforms import load_converted
-    from edgecnn.zoo import load_model
+    from edgecnn.transforms import load_converted, load_source
 
     out = output or student.with_name(student.name.removesuffix(".safetensors") + ".distilled.safetensors")
     opts = DistillOptions(
@@ -160,8 +201,16 @@ def distill(
         init=init,
     ).validate()
     check_writable(out, force=force)
+    if not teacher.endswith(".safetensors") and teacher_weights is None:
+        raise BadArgumentError(
+            f"a teacher needs trained weights: give the model file `edgecnn train` wrote, or {teacher} "
+            "--teacher-weights FILE"
+        )
     stu = load_converted(student)
-    teach = load_model(teacher, weights=teacher_weights, num_classes=stu.num_classes, in_chans=stu.in_chans)
+    if teacher.endswith(".safetensors"):  # its own classes: distill() says if they differ
+        teach = load_source(teacher, teacher_weights)
+    else:
+        teach = load_source(teacher, teacher_weights, num_classes=stu.num_classes, in_chans=stu.in_chans)
     with progress_bars(f"distilling into {student.name}") as (on_step, on_epoch):
         result = run_distill(
             teach, stu, data, opts, output=out, force=force, on_step=on_step, on_epoch=on_epoch

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, handle_errors, parse_kv
 
 
@@ -51,7 +52,7 @@ def zoo(
 
 @handle_errors
 def inspect(
-    model: Annotated[str, typer.Argument(help="Model name (see `edgecnn zoo`).")],
+    model: o.Source,
     input_size: Annotated[
         tuple[int, int] | None, typer.Option("--input-size", help="H W (default: the model's own).")
     ] = None,

@@ -79,7 +79,12 @@ def target_manifest(res, job, result) -> dict:
             "mean": list(preprocess.mean),
             "std": list(preprocess.std),
         },
-        "output": {"name": "logits", "num_classes": loaded.num_classes, "task": loaded.spec.task},
+        "output": {
+            "name": "logits",
+            "num_classes": loaded.num_classes,
+            "class_names": (loaded.recipe or {}).get("class_names"),
+            "task": loaded.spec.task,
+        },
         "onnx": result.onnx,
         "quantization": res.quantization,
         "backend": res.info,

@@ -9,41 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from edgecnn.errors import BadArgumentError
+from edgecnn.data.splits import Splits, load_splits  # noqa: F401  (the train API's own)
 from edgecnn.train.loop import TrainOptions, evaluate_top1, fit
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Splits:
-    train: object
-    val: object
-    test: object
-    classes: tuple[str, ...]
-    source: str
-
-
-def load_splits(
-    data: str, preprocess, *, val_fraction: float = 0.1, seed: int = 0, labels_file=None
-) -> Splits:
-    """train / val (early stopping) / test. Digits: the fixed 4,000/1,000 split, val carved from train.
-    A folder: needs >= 2 classes; val and test are the same held-out part (say so in reports)."""
-    from edgecnn.data import DIGITS, open_dataset
-    from edgecnn.data.dataset import split_dataset
-
-    if str(data) == DIGITS:
-        full = open_dataset(DIGITS, preprocess, split="train")
-        train, val = split_dataset(full, val_fraction, seed)
-        return Splits(train, val, open_dataset(DIGITS, preprocess, split="test"), full.classes, DIGITS)
-    full = open_dataset(data, preprocess, min_classes=2, labels_file=labels_file)
-    if not full.classes:
-        raise BadArgumentError(f"{data} has no labels: training needs class subfolders or --labels FILE")
-    train, val = split_dataset(full, val_fraction, seed)
-    return Splits(train, val, val, full.classes, str(data))
 
 
 def cache_dir() -> Path:
@@ -55,28 +26,48 @@ def cache_dir() -> Path:
 
 def train_model(
     name: str,
-    data: str,
+    data,
     options: TrainOptions,
     *,
     input_size=None,
     weights=None,
     val_fraction: float = 0.1,
     labels_file=None,
+    test_data=None,
+    test_fraction: float = 0.2,
     on_step=None,
     on_epoch=None,
 ):
-    """Build `name` with as many classes as the data has, train it, report test top-1.
+    """Build `name` with as many classes as the data has, train it, report top-1 on the test images
+    (never the validation images that chose the epoch).
 
-    Returns (LoadedModel, TrainResult, test_top1)."""
+    data: a --data value (split with `test_data` / `test_fraction` / `val_fraction`) or a SplitSpec.
+    Returns (LoadedModel, TrainResult, test_top1); the LoadedModel's recipe is the model file's header
+    (classes, input size, mean/std, the split), which `save_model` writes."""
     from edgecnn.data import Preprocess
+    from edgecnn.data.splits import SplitSpec, record, resolve
+    from edgecnn.transforms.io import model_recipe
     from edgecnn.zoo import check_input_size, get_spec, load_model
+    from edgecnn.zoo.weights import classifier_heads
 
     spec = get_spec(name)
     size = check_input_size(spec, tuple(input_size or spec.input_size))
     preprocess = Preprocess.for_model(spec, input_size=size)
-    splits = load_splits(
-        data, preprocess, val_fraction=val_fraction, seed=options.seed, labels_file=labels_file
+    split = (
+        data
+        if isinstance(data, SplitSpec)
+        else resolve(
+            data,
+            test_data=test_data,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            seed=options.seed,
+            labels_file=labels_file,
+        )
     )
+    splits = load_splits(split, preprocess)
+    import dataclasses
+
     import torch
 
     torch.manual_seed(options.seed)
@@ -84,22 +75,47 @@ def train_model(
     loaded = load_model(
         name, weights=weights, num_classes=len(splits.classes), reset_head=weights is not None
     )
+    fine_tune = weights is not None and (options.freeze_epochs or options.backbone_lr_scale != 1)
+    head = tuple(classifier_heads(loaded.model, loaded.num_classes)) if fine_tune else ()
+    options = dataclasses.replace(options, head=head)
     loaded.model.train()
     result = fit(loaded.model, splits.train, splits.val, options, on_step=on_step, on_epoch=on_epoch)
     test_top1 = evaluate_top1(loaded.model, splits.test, device=options.device)
+    log.info("test top-1 %.2f%% on %s", test_top1, splits.test_set)
+    loaded.recipe = model_recipe(
+        loaded,
+        size,
+        class_names=list(splits.classes),
+        mean=list(preprocess.mean),
+        std=list(preprocess.std),
+        data=record(splits),
+        trained={
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "test_top1": test_top1,
+            "test_set": splits.test_set,
+            "weights": loaded.weights.source if weights is None else str(weights),
+        },
+    )
     return loaded, result, test_top1
 
 
-def save_weights(model, path: Path, *, force: bool, meta: dict | None = None) -> Path:
-    import json
+def save_model(loaded, path: Path, *, force: bool) -> Path:
+    """A trained model as a model file: its tensors and the recipe header that describes it."""
+    from edgecnn.transforms import save_with_recipe
 
+    return save_with_recipe(loaded.model, loaded.recipe, path, force=force)
+
+
+def save_weights(model, path: Path, *, force: bool) -> Path:
+    """Plain weights (a state dict, no header): what other tools exchange, loaded with --weights."""
     from safetensors.torch import save_file
 
     from edgecnn.artifacts import atomic_output
 
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_output(path, force=force) as tmp:
-        save_file(state, str(tmp), metadata={"edgecnn-train": json.dumps(meta or {})})
+        save_file(state, str(tmp))
     return path
 
 
@@ -109,6 +125,7 @@ def reference_model(
     *,
     input_size=None,
     epochs: int = 3,
+    batch_size: int = 64,
     seed: int = 0,
     lr: float = 0.05,
     on_step=None,
@@ -119,34 +136,38 @@ def reference_model(
     Returns (LoadedModel, info dict with test top-1 and where the weights live)."""
     import json
 
-    from edgecnn.zoo import get_spec, load_model
+    from edgecnn.transforms import load_converted
+    from edgecnn.zoo import get_spec
 
     spec = get_spec(name)
     size = tuple(input_size or spec.input_size)
-    key = f"{name}|{Path(data).resolve() if data != 'digits' else data}|{size}|{epochs}|{seed}|{lr}"
+    # v2: a folder's test images are held out from validation too (model files record the split)
+    where = Path(data).resolve() if data != "digits" else data
+    key = f"v2|{name}|{where}|{size}|{epochs}|{seed}|{lr}|{batch_size}"
     tag = hashlib.sha1(key.encode()).hexdigest()[:10]
     path = cache_dir() / "reference" / f"{name}-{Path(str(data)).name}-{size[0]}x{size[1]}-{tag}.safetensors"
     info_path = path.with_suffix(".json")
     if path.is_file() and info_path.is_file():
         info = json.loads(info_path.read_text())
         log.info("reference %s from cache %s", name, path)
-        return load_model(name, weights=str(path), num_classes=info["num_classes"]), info
-    opts = TrainOptions(epochs=epochs, seed=seed, lr=lr)
+        return load_converted(path), info
+    opts = TrainOptions(epochs=epochs, batch_size=batch_size, seed=seed, lr=lr)
     loaded, result, test_top1 = train_model(
         name, data, opts, input_size=size, on_step=on_step, on_epoch=on_epoch
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(loaded.model, path, force=True)
+    save_model(loaded, path, force=True)
     info = {
         "weights": str(path),
         "num_classes": loaded.num_classes,
         "test_top1": test_top1,
         "input_size": list(size),
         "data": str(data),
+        "test_set": loaded.recipe["trained"]["test_set"],
         "history": result.to_dict()["history"],
     }
     from edgecnn.artifacts import atomic_output
 
     with atomic_output(info_path, force=True) as tmp:
         tmp.write_text(json.dumps(info, indent=2))
-    return load_model(name, weights=str(path), num_classes=loaded.num_classes), info
+    return load_converted(path), info

@@ -41,6 +41,10 @@ class TrainOptions:
     feature_weight: float = 1.0
     eval_every: int | None = None  # steps between val evaluations recorded in `curve`
     device: str = "cpu"
+    # fine-tuning: the fresh classifier head (module names); every other parameter is pretrained
+    head: tuple[str, ...] = ()
+    freeze_epochs: int = 0  # epochs that train the head alone before the backbone joins in
+    backbone_lr_scale: float = 1.0  # the pretrained layers' learning rate, as a share of --lr
 
     def validate(self) -> TrainOptions:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -51,6 +55,17 @@ class TrainOptions:
             raise UnknownNameError("optimizer", self.optimizer, ("sgd", "adam"))
         if not 0 <= self.alpha <= 1 or self.temperature <= 0:
             raise BadArgumentError("--alpha must be in [0, 1] and --temperature positive")
+        if self.freeze_epochs < 0 or not 0 < self.backbone_lr_scale <= 1:
+            raise BadArgumentError("--freeze-epochs must be >= 0 and --backbone-lr-scale in (0, 1]")
+        if (self.freeze_epochs or self.backbone_lr_scale != 1) and not self.head:
+            raise BadArgumentError(
+                "--freeze-epochs and --backbone-lr-scale go with pretrained --weights (a new head to train)"
+            )
+        if self.freeze_epochs >= self.epochs:
+            raise BadArgumentError(
+                f"--freeze-epochs {self.freeze_epochs} leaves no epoch of --epochs {self.epochs} to train "
+                "the backbone"
+            )
         return self
 
 
@@ -255,7 +270,7 @@ class _Session:
             if n_s != n_t:
                 raise BadArgumentError(f"teacher has {n_t} classes and student {n_s}; they must match")
         check_labels(model, (train_set, val_set))
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = self._param_groups(model, opts)
         if opts.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
                 params, opts.lr, momentum=0.9, nesterov=True, weight_decay=opts.weight_decay
@@ -271,7 +286,10 @@ class _Session:
             )
         self.steps = n if opts.max_steps is None else min(n, opts.max_steps)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=opts.lr, total_steps=max(1, self.steps * opts.epochs), pct_start=0.15
+            self.optimizer,
+            max_lr=[g["lr"] for g in self.optimizer.param_groups],
+            total_steps=max(1, self.steps * opts.epochs),
+            pct_start=0.15,
         )
         self.net = torch.nn.parallel.DistributedDataParallel(model) if self.dist else model
         self.layers = (
@@ -280,8 +298,36 @@ class _Session:
         self.s_feats = _Features(model, self.layers) if self.layers else None
         self.t_feats = _Features(teacher, self.layers) if self.layers else None
         self.global_step = 0
+        if opts.freeze_epochs and self.dist:
+            raise BadArgumentError("--freeze-epochs is not supported under torchrun; leave it out there")
+
+    def _param_groups(self, model, opts: TrainOptions) -> list[dict]:
+        """One group per learning rate: the fresh head at --lr, the pretrained rest at its share."""
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not opts.head:
+            return [{"params": [p for _, p in trainable], "lr": opts.lr}]
+        prefixes = tuple(f"{h}." for h in opts.head)
+        head = [p for n, p in trainable if n.startswith(prefixes)]
+        self.backbone = [p for n, p in trainable if not n.startswith(prefixes)]
+        if not head:
+            raise BadArgumentError(f"no parameters under the head layer(s) {', '.join(opts.head)}")
+        groups = [{"params": head, "lr": opts.lr}]
+        if self.backbone:
+            groups.append({"params": self.backbone, "lr": opts.lr * opts.backbone_lr_scale})
+        return groups
+
+    def freeze(self, epoch: int) -> None:
+        """The backbone takes no step for the first freeze_epochs epochs (the head learns first, so a
+        random head's large gradients do not wreck the pretrained features)."""
+        frozen = epoch < self.opts.freeze_epochs
+        for p in getattr(self, "backbone", ()):
+            p.requires_grad_(not frozen)
+        if self.opts.freeze_epochs and epoch in (0, self.opts.freeze_epochs):
+            log.info("epoch %d: backbone %s", epoch + 1, "frozen" if frozen else "trained")
 
     def close(self) -> None:
+        for p in getattr(self, "backbone", ()):
+            p.requires_grad_(True)  # an early stop inside the frozen epochs leaves nothing frozen
         for feats in (self.s_feats, self.t_feats):
             if feats is not None:
                 feats.remove()
@@ -323,6 +369,7 @@ class _Session:
     def epoch(self, epoch: int, result: TrainResult, on_step) -> EpochLog:
         if self.dist:
             self.loader.sampler.set_epoch(epoch)
+        self.freeze(epoch)
         self.net.train()
         t0, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
         for i, batch in enumerate(self.loader):

@@ -9,7 +9,14 @@ from edgecnn.transforms import separable as _separable_module
 from edgecnn.transforms.base import LayerChange, Swap, SwapOptions, TransformReport
 from edgecnn.transforms.bottleneck import bottleneck
 from edgecnn.transforms.fold_bn import fold_bn
-from edgecnn.transforms.io import load_converted, load_source, read_recipe, save_converted, save_with_recipe
+from edgecnn.transforms.io import (
+    input_size_of,
+    load_converted,
+    load_source,
+    read_recipe,
+    save_converted,
+    save_with_recipe,
+)
 from edgecnn.transforms.lowrank import lowrank
 from edgecnn.transforms.pipeline import ConvertResult, convert, convert_exact
 from edgecnn.transforms.separable import separable
@@ -30,6 +37,7 @@ __all__ = [
     "convert",
     "convert_exact",
     "fold_bn",
+    "input_size_of",
     "load_converted",
     "load_source",
     "lowrank",

@@ -15,7 +15,10 @@ from edgecnn.artifacts import atomic_output, sha256_file
 from edgecnn.errors import BadArgumentError, UnknownNameError, WeightsError
 from edgecnn.lazy import import_string
 
-FORMAT = "edgecnn-converted/1"
+FORMAT = "edgecnn-model/1"
+LEGACY_FORMATS = ("edgecnn-converted/1",)  # read as well: the same recipe, before trained files had it
+# What a model made from another (converted, distilled, compressed) inherits from its source's header.
+INHERITED = ("class_names", "data", "mean", "std")
 # Transform name -> structural replay, imported only when a converted model is loaded.
 _REPLAY = {
     "fold_bn": "edgecnn.transforms.fold_bn:replay",
@@ -23,6 +26,33 @@ _REPLAY = {
     "bottleneck": "edgecnn.transforms.bottleneck:replay",
     "lowrank": "edgecnn.transforms.lowrank:replay",
 }
+
+
+def model_recipe(loaded, input_size, transforms=(), **extra) -> dict:
+    """The header of a model file: what rebuilds it (zoo name, build options, every transform with
+    its ranks) and what describes it (classes, input size, mean/std, where its data and test split
+    came from), so that no later command needs --num-classes, --input-size or --data repeated."""
+    from dataclasses import asdict
+
+    previous = loaded.recipe or {}
+    recipe = {
+        "format": FORMAT,
+        "model": loaded.spec.name,
+        "num_classes": loaded.num_classes,
+        "in_chans": loaded.in_chans,
+        "model_kwargs": loaded.model_kwargs,
+        "input_size": [int(v) for v in input_size],
+        "base_weights": previous.get("base_weights") or asdict(loaded.weights),
+        "transforms": list(previous.get("transforms", [])) + list(transforms),
+    }
+    recipe.update({k: previous[k] for k in INHERITED if k in previous})
+    recipe.update({k: v for k, v in extra.items() if v is not None})
+    return recipe
+
+
+def input_size_of(loaded, given=None) -> tuple[int, int]:
+    """--input-size if given, else the one the model file records, else the zoo default."""
+    return tuple(given or (loaded.recipe or {}).get("input_size") or loaded.spec.input_size)
 
 
 def save_converted(result, path: str | Path, *, force: bool = False) -> Path:
@@ -53,8 +83,11 @@ def read_recipe(path: str | Path) -> dict:
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         raise WeightsError(f"{path} is not a readable safetensors file ({e})") from None
-    if meta.get("format") != FORMAT or "edgecnn" not in meta:
-        raise WeightsError(f"{path} is not an edgecnn converted model (no '{FORMAT}' recipe in its header)")
+    if meta.get("format") not in (FORMAT, *LEGACY_FORMATS) or "edgecnn" not in meta:
+        raise WeightsError(
+            f"{path} is not an edgecnn model file (no '{FORMAT}' recipe in its header); "
+            "for plain weights use MODEL --weights FILE"
+        )
     try:
         recipe = json.loads(meta["edgecnn"])
     except json.JSONDecodeError as e:
@@ -86,6 +119,7 @@ def check_recipe(recipe, path) -> dict:
             bad(key, f"must be a positive integer, got {value!r}")
     if not isinstance(recipe.get("model_kwargs", {}), dict):
         bad("model_kwargs", "must be an object")
+    _check_description(recipe, bad)
     steps = recipe.get("transforms")
     if not isinstance(steps, list):
         bad("transforms", f"must be a list of steps, got {steps!r}")
@@ -112,14 +146,42 @@ def check_recipe(recipe, path) -> dict:
     return recipe
 
 
+def _check_description(recipe: dict, bad) -> None:
+    """The descriptive fields (optional: files from before they existed lack them)."""
+    names = recipe.get("class_names")
+    if names is not None and not (
+        isinstance(names, list)
+        and len(names) == recipe["num_classes"]
+        and all(isinstance(n, str) for n in names)
+    ):
+        bad("class_names", f"must list {recipe['num_classes']} class names")
+    for key in ("mean", "std"):
+        values = recipe.get(key)
+        if values is not None and not (
+            isinstance(values, list)
+            and len(values) == recipe["in_chans"]
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            and (key == "mean" or all(v > 0 for v in values))
+        ):
+            bad(key, f"must hold {recipe['in_chans']} numbers (one per channel)")
+    if recipe.get("data") is not None:
+        from edgecnn.data.splits import recorded_split
+
+        try:
+            recorded_split(recipe)
+        except (ValueError, TypeError) as e:
+            bad("data", str(e))
+
+
 def load_converted(path: str | Path):
-    """Rebuild a converted model from its file: zoo build, structural replay, then the tensors."""
+    """Rebuild a model from its file: zoo build, structural replay (none for a trained model), then
+    the tensors."""
     from edgecnn.zoo import load_model
     from edgecnn.zoo.weights import WeightsInfo, apply_state_dict, read_state_dict
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"converted model not found: {path}")
+        raise WeightsError(f"model file not found: {path}")
     recipe = read_recipe(path)
     # Shapes only: every tensor comes from the file, so nothing is initialised twice.
     try:
@@ -142,30 +204,56 @@ def load_converted(path: str | Path):
                 f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
             ) from None
     model = model.to_empty(device="cpu")
-    apply_state_dict(model, read_state_dict(path), spec=loaded.spec, origin=str(path))
+    hint = "its header does not describe its tensors: the file was altered"
+    apply_state_dict(model, read_state_dict(path), spec=loaded.spec, origin=str(path), hint=hint)
     loaded.model = model.eval()
     loaded.weights = WeightsInfo(
-        "converted",
+        "converted" if recipe["transforms"] else "file",
         str(path.resolve()),
         sha256_file(path),
-        ", ".join(s["name"] for s in recipe["transforms"]),
+        ", ".join(s["name"] for s in recipe["transforms"]) or None,
     )
     loaded.recipe = recipe
     return loaded
 
 
 def load_source(source: str, weights=None, num_classes=None, in_chans=None, model_kwargs=None):
-    """A zoo name (with optional weights) or a converted .safetensors, as a LoadedModel."""
+    """A zoo name (with optional weights) or a model file (.safetensors written by train, convert,
+    distill or compress), as a LoadedModel."""
     from edgecnn.zoo import load_model
 
     if str(source).endswith(".safetensors"):
         if weights is not None:
-            raise BadArgumentError("--weights goes with a zoo model name, not a converted file")
-        return load_converted(source)
+            raise BadArgumentError("--weights goes with a zoo model name, not a model file")
+        if Path(source).is_file() and not _is_model_file(source):
+            raise BadArgumentError(
+                f"{source} holds plain weights, not an edgecnn model file: use MODEL --weights {source}"
+            )
+        loaded = load_converted(source)
+        for flag, given, own in (
+            ("num-classes", num_classes, loaded.num_classes),
+            ("in-chans", in_chans, loaded.in_chans),
+        ):
+            if given is not None and given != own:
+                raise BadArgumentError(
+                    f"{source} has {flag.replace('-', ' ')} {own}, not {given}: "
+                    f"--{flag} goes with a zoo model name"
+                )
+        return loaded
     if Path(source).suffix in (".pt", ".pth", ".onnx"):
         raise BadArgumentError(
-            f"{source}: give a zoo model name or a .safetensors file written by `edgecnn convert`; "
+            f"{source}: give a zoo model name or a .safetensors model file written by edgecnn; "
             "for a zoo model with your weights use MODEL --weights FILE"
         )
     kwargs = model_kwargs or {}
     return load_model(source, weights=weights, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def _is_model_file(path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "edgecnn" in (f.metadata() or {})
+    except Exception:  # unreadable: load_converted names the problem
+        return True

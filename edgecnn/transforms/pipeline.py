@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgecnn.errors import BadArgumentError
 from edgecnn.transforms.base import SwapOptions, TransformReport
-from edgecnn.transforms.io import FORMAT
+from edgecnn.transforms.io import input_size_of, model_recipe
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def convert(
         raise BadArgumentError(
             "nothing to convert: give --fold-bn, --separable, --bottleneck and/or --lowrank"
         )
-    size = tuple(input_size or loaded.spec.input_size)
+    size = input_size_of(loaded, input_size)
     gen = torch.Generator().manual_seed(seed)
     example = torch.randn(1, loaded.in_chans, *size, generator=gen)
     original = loaded.model
@@ -112,7 +112,7 @@ def convert_exact(loaded, steps: list[dict], *, input_size: tuple[int, int] | No
     from edgecnn.transforms import SWAPS
     from edgecnn.transforms.base import TransformReport, conv_geometry
 
-    size = tuple(input_size or loaded.spec.input_size)
+    size = input_size_of(loaded, input_size)
     example = torch.randn(1, loaded.in_chans, *size, generator=torch.Generator().manual_seed(seed))
     before = analyze(loaded.model, size, in_chans=loaded.in_chans)
     model = copy.deepcopy(loaded.model)
@@ -137,16 +137,7 @@ def _result(loaded, model, reports, size, example, before) -> ConvertResult:
     after = analyze(model, size, in_chans=loaded.in_chans)
     y0, y1 = _output(loaded.model, example), _output(model, example)
     err = float((y1 - y0).norm() / y0.norm().clamp_min(1e-12))
-    recipe = {
-        "format": FORMAT,
-        "model": loaded.spec.name,
-        "num_classes": loaded.num_classes,
-        "in_chans": loaded.in_chans,
-        "model_kwargs": loaded.model_kwargs,
-        "input_size": list(size),
-        "base_weights": asdict(loaded.weights),
-        "transforms": [{"name": r.transform, **r.recipe} for r in reports],
-    }
+    recipe = model_recipe(loaded, size, [{"name": r.transform, **r.recipe} for r in reports])
     return ConvertResult(
         model, recipe, reports, size, before.params, after.params, before.macs, after.macs, err
     )

@@ -113,7 +113,7 @@ def load_model(
 
 
 def _trained_classes(path: Path, model: str) -> int | None:
-    """The class count `edgecnn train` wrote into a weights file's header (None for other files), so
+    """The class count an edgecnn model file records (None for other files), so
     `--weights export/m/m.trained.safetensors` needs no --num-classes."""
     import json
 
@@ -123,9 +123,17 @@ def _trained_classes(path: Path, model: str) -> int | None:
         return None  # the loader says it is missing
     try:
         with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {}).get("edgecnn-train", "{}"))
+            header = f.metadata() or {}
+        meta = json.loads(header.get("edgecnn") or header.get("edgecnn-train") or "{}")
     except Exception:  # not a safetensors file after all: the loader names the problem
         return None
+    if not isinstance(meta, dict):
+        return None
+    if meta.get("transforms"):
+        raise WeightsError(
+            f"{path} is a converted model (layers swapped): give the file itself in place of "
+            f"{meta.get('model', 'the model name')}, not as --weights"
+        )
     if meta.get("model") not in (None, model):
         raise WeightsError(f"{path} holds trained {meta['model']} weights, not {model}")
     classes = meta.get("num_classes")

@@ -100,7 +100,13 @@ def classifier_heads(model, num_classes: int) -> list[str]:
 
 
 def apply_state_dict(
-    model, state: Mapping, *, spec: ModelSpec, origin: str, fresh_head: int | None = None
+    model,
+    state: Mapping,
+    *,
+    spec: ModelSpec,
+    origin: str,
+    fresh_head: int | None = None,
+    hint: str = "check --num-classes / --in-chans",
 ) -> None:
     """Load `state` into `model`, naming the first missing, unexpected or wrong-shaped tensor.
 
@@ -133,7 +139,7 @@ def apply_state_dict(
         if tuple(own[key].shape) != tuple(value.shape):
             raise WeightsError(
                 f"{origin} does not fit {spec.name}: tensor '{key}' has shape {tuple(value.shape)}, "
-                f"the model expects {tuple(own[key].shape)} (check --num-classes / --in-chans)"
+                f"the model expects {tuple(own[key].shape)} ({hint})"
             )
         _check_values(key, value, own[key], origin)
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
