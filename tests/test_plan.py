@@ -220,15 +220,20 @@ def _run(*args, cache, cwd=None):
 def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog):
     """The whole pipeline on ResNet-18 at 32x32 (random weights: its accuracy says nothing; distillation
     has its own tests). LeNet-5 is no use here: tanh, pooling and layout ops leave ~1.05x to gain. The
-    weights are saved once so both runs score, choose and check the same model."""
-    from safetensors.torch import save_file
-
+    weights are saved once, as a model file (10 classes, 32x32, the digits' split), so both runs
+    score, choose and check the same model: the API from `--weights`, the CLI from the file alone."""
     from edgecnn.compress import CompressOptions, compress
+    from edgecnn.data.digits import CLASSES
+    from edgecnn.data.splits import SplitSpec
+    from edgecnn.transforms import save_with_recipe
+    from edgecnn.transforms.io import model_recipe
 
     out, cache = tmp_path / "out", tmp_path / "cache"
     torch.manual_seed(0)
     weights = tmp_path / "r18.safetensors"
-    save_file(load_model("resnet18", num_classes=10).model.state_dict(), str(weights))
+    loaded = load_model("resnet18", num_classes=10)
+    header = model_recipe(loaded, (32, 32), class_names=list(CLASSES), data=SplitSpec("digits").to_dict())
+    save_with_recipe(loaded.model, header, weights)
     opts = CompressOptions(
         speedup=SPEEDUP,
         input_size=(32, 32),
@@ -273,17 +278,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog):
     assert student.num_classes == 10  # as many outputs as the data has classes
     for artifact in d["artifacts"].values():
         assert Path(artifact).is_file() and Path(artifact + ".json").is_file()
-    args = [
-        "compress",
-        "resnet18",
-        "--weights",
-        str(weights),
-        "--input-size",
-        "32",
-        "32",
-        "--speedup",
-        str(SPEEDUP),
-    ]
+    args = ["compress", str(weights), "--speedup", str(SPEEDUP)]  # no --input-size, --data: the file's
     args += ["--distill-epochs", "0"]
     args += ["--calib-images", "16", "--test-images", "100", "--duration", "0.3", "-o", str(out)]
     r = _run(*args, cache=cache)  # the output exists, no --force

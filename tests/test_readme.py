@@ -3,12 +3,12 @@
 The commands run in order in one temporary folder, with the files they expect made first (image
 folders for `~/imagenet/val` and friends, a checkpoint, an old result file). To keep the suite short
 they run small: ResNet-50 becomes ResNet-18 (ResNet-34 in convert), models at 32x32, one epoch,
-batch 1, benchmarks timed for 0.05 s without the memory probe or verifying their on-the-fly exports
-(export's own examples verify). The Errors section's commands must print the error the README
-shows, each in a folder of its own. `compress`, `pipeline` and `distill`, and `train` on data the
-test does not have, are parsed by the CLI (every option and value checked) but not run: each takes
-minutes at any size, and their flows run end to end in test_plan.py and test_train.py; the
-distilled student the next example exports is the converted one.
+batch 1, top-1 on at most 50 images, benchmarks timed for 0.05 s without the memory probe or
+verifying their on-the-fly exports (export's own examples verify). The Errors section's commands
+must print the error the README shows, each in a folder of its own. `compress`, `pipeline` and
+`distill`, and `train` on data the test does not have, are parsed by the CLI (every option and
+value checked) but not run: each takes minutes at any size, and their flows run end to end in
+test_plan.py and test_train.py; the distilled student the next example exports is the converted one.
 """
 
 from __future__ import annotations

@@ -15,11 +15,15 @@ from edgecnn.cli._progress import reporting
 
 @handle_errors
 def compress(
-    model: Annotated[str, typer.Argument(help="Zoo model name.")],
+    model: o.Source,
     weights: o.Weights = None,
     data: Annotated[
-        str, typer.Option(help="Image folder or 'digits': error scores, BN statistics, distillation, test.")
-    ] = "digits",
+        str | None,
+        typer.Option(
+            help="Image folder or 'digits': error scores, BN statistics, distillation, test (default: "
+            "a model file's own split, else digits)."
+        ),
+    ] = None,
     runtime: Annotated[
         str, typer.Option("--runtime", "-r", help="Where it must be fast: onnxruntime, openvino, torch.")
     ] = "onnxruntime",
