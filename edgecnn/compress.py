@@ -195,6 +195,9 @@ def compress(
         splits = load_splits(split, preprocess, recorded=True)  # the test images training held out
     else:
         splits = load_splits(opts.data or DIGITS, preprocess, seed=opts.seed)
+    from edgecnn.data.splits import record
+
+    recorded = record(splits)  # the whole split, before --test-images narrows what is scored here
     if opts.test_images is not None:
         from edgecnn.data.dataset import Subset
 
@@ -220,7 +223,10 @@ def compress(
     )
     from edgecnn.transforms import save_with_recipe
 
-    save_with_recipe(student.model, student.recipe, student_path, force=opts.force)
+    # the student's file says what it was made and scored on, as train's does
+    header = {**student.recipe, "class_names": list(splits.classes), "data": recorded}
+    header["trained"] = {"compressed_for": opts.runtime, "test_top1": top1[1], "test_set": test_set}
+    save_with_recipe(student.model, header, student_path, force=opts.force)
     artifacts = _export(
         model, loaded, student_path, out, opts, progress, plan.fp32_layers(), calib=splits.source
     )

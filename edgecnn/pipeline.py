@@ -26,6 +26,7 @@ class PipelineOptions:
     epochs: int = 3  # reference model
     distill_epochs: int = 2
     batch_size: int = 64  # training and distillation
+    train_device: str = "cpu"  # where the reference and students train: cpu, cuda or auto
     separable: bool = True
     bottleneck: bool = False
     rank: int = 2  # separable multiplier T
@@ -93,6 +94,7 @@ def run_pipeline(
             input_size=opts.input_size,
             epochs=opts.epochs,
             batch_size=opts.batch_size,
+            device=opts.train_device,
             seed=opts.seed,
             on_step=on_step,
             on_epoch=on_epoch,
@@ -132,6 +134,7 @@ def run_pipeline(
         train = TrainOptions(
             epochs=opts.distill_epochs,
             batch_size=opts.batch_size,
+            device=opts.train_device,
             lr=0.02,
             feature_steps=opts.feature_steps,
             seed=opts.seed,

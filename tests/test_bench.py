@@ -455,3 +455,71 @@ def test_bench_json_is_the_result_alone(tmp_path):
     d = json.loads(r.stdout)  # the notes ("wrote ...") go to stderr
     assert d["rows"][0]["runtime"] == "onnxruntime" and d["rows"][0]["latency"]["median_ms"] > 0
     assert f"wrote {path}" in r.stderr and json.loads(path.read_text())["rows"] == d["rows"]
+
+
+def test_compare_tells_a_cpu_and_a_cuda_run_of_one_machine_apart():
+    from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.report.compare import compare
+
+    def run(device, ms):
+        row = BenchRow(
+            model="resnet50", variant="fp32", runtime="torch", precision="fp32", batch=1, device=device
+        )
+        row.latency = {"median_ms": ms}
+        return BenchRun({"label": "h100-box"}, {"device": device}, [row])
+
+    c = compare([run("cpu", 50.0), run("cuda", 5.0)])
+    assert c.labels == ["h100-box (cpu)", "h100-box (cuda)"]
+    ((key, values),) = c.rows
+    assert key == ("resnet50", "fp32", "torch", 1)
+    assert values == [50.0, 5.0] and c.ratios(values)[1] == 0.1
+
+
+QUICK = ("--duration", "0.05", "--warmup", "0.05", "--iterations", "3", "--no-memory")
+
+
+def test_every_requested_precision_is_a_row_or_named_never_silently_dropped(tmp_path):
+    """Eager PyTorch on the CPU runs fp32 and bf16 (native bf16 units, else an error row saying so);
+    fp16 and tf32 are CUDA's: an error row when no requested runtime runs them, a line under the
+    table when another one does. An all-failed table exits 1."""
+    from edgecnn.runtime.torch_runner import cpu_has_bf16
+
+    r = run(
+        "bench", "lenet5", "-r", "torch", "--precision", "fp32,bf16,fp16,tf32", *QUICK, "--json", cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {row["precision"]: row for row in json.loads(r.stdout)["rows"]}
+    assert set(rows) == {"fp32", "bf16", "fp16", "tf32"} and not rows["fp32"]["error"]
+    assert rows["fp16"]["error"] == "torch does not run fp16 on cpu (it runs fp32, bf16)"
+    assert "does not run tf32 on cpu" in rows["tf32"]["error"]
+    if cpu_has_bf16():
+        assert not rows["bf16"]["error"] and rows["bf16"]["latency"]["median_ms"] > 0
+    else:
+        assert "no native bf16" in rows["bf16"]["error"]
+    r = run("bench", "lenet5", "-r", "torch,onnxruntime", "--precision", "fp32,fp16", *QUICK, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "not measured: torch fp16" in r.stdout and "onnxruntime" in r.stdout
+    r = run("bench", "lenet5", "-r", "torch", "--precision", "fp16", *QUICK, cwd=tmp_path)
+    assert r.returncode == 1 and "every row failed" in r.stderr and "does not run fp16" in r.stdout
+    r = run("bench", "lenet5", "--cuda-graph", *QUICK, cwd=tmp_path)
+    assert r.returncode == 2 and "--cuda-graph needs --device cuda" in r.stderr
+    r = run("export", "lenet5", "-t", "onnx", "--precision", "bf16", "-o", str(tmp_path / "x"))
+    assert r.returncode == 2 and "--target onnx makes fp32, fp16, int8 artifacts, not bf16" in r.stderr
+
+
+def test_the_torch_runner_casts_to_its_precision():
+    import torch
+
+    from edgecnn.runtime.torch_runner import TorchRunner, cpu_has_bf16
+    from edgecnn.zoo import load_model
+
+    model = load_model("lenet5").model
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    ref = TorchRunner(model).run(x)
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    runner = TorchRunner(model, dtype="bfloat16")
+    assert next(runner.model.parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is left as it was
+    y = runner.run(x)
+    assert y.dtype == np.float32 and np.abs(y - ref).max() / np.abs(ref).max() < 5e-2

@@ -293,3 +293,22 @@ def test_fine_tuning_freezes_the_backbone_first_and_trains_it_slower(splits):
     ):
         with pytest.raises(BadArgumentError, match=message):
             TrainOptions(**{**dict(epochs=2, head=head), **bad}).validate()
+
+
+def test_device_choice_and_data_workers(tmp_path):
+    """--device auto trains on CUDA when torch sees a GPU, else the CPU; asking for CUDA or --amp
+    without one is a one-line error before any work; --workers decode in other processes."""
+    from edgecnn.train.loop import resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    out = tmp_path / "l.safetensors"
+    if not torch.cuda.is_available():
+        for flags, message in ((("--device", "cuda"), "sees no CUDA device"), (("--amp",), "--amp is CUDA")):
+            r = run("train", "lenet5", "--epochs", "1", *flags, "-o", str(out))
+            assert r.returncode in (1, 2) and message in r.stderr and not out.exists(), r.stderr
+    r = run(
+        "train", "lenet5", "--epochs", "1", "--workers", "2", "--device", "auto", "-o", str(out), "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["test_top1"] > 70

@@ -55,6 +55,7 @@ class BenchOptions:
     memory: bool = True
     hint: str = "latency"  # OpenVINO performance hint
     compile: bool = False  # torch.compile for the torch runtime
+    cuda_graph: bool = False  # the torch runtime on CUDA: replay the forward from a captured CUDA graph
     export_dir: str | None = None
     verify: bool = True  # verify artifacts made on the fly (off: random-weight int8 checks are moot)
 
@@ -74,6 +75,8 @@ class BenchOptions:
         check_int8_activations(self.int8_activations)
         if self.device not in ("cpu", "cuda"):
             raise UnknownNameError("device", self.device, ("cpu", "cuda"))
+        if self.cuda_graph and self.device != "cuda":
+            raise BadArgumentError("--cuda-graph needs --device cuda")
         if not self.batches or min(self.batches) < 1:
             raise BadArgumentError("--batch needs positive sizes, e.g. --batch 1,8,32")
         if self.threads is not None and self.threads < 1:
@@ -88,6 +91,19 @@ class BenchOptions:
                     f"{self.data} has no labels, so top-1 cannot be scored: give one subfolder per class"
                 )
         return self
+
+
+def not_measured(opts: BenchOptions) -> list[tuple[str, str]]:
+    """(runtime, precision) pairs of the request that the runtime cannot run but another requested
+    runtime can (eager PyTorch and int8): left out of the table, and named under it. A pair no
+    requested runtime runs becomes an error row instead: nothing asked for is silently dropped."""
+    pairs = []
+    for runtime in opts.runtimes:
+        for precision in opts.precisions:
+            others = [r for r in opts.runtimes if precision in get_backend(r).precisions_on(opts.device)]
+            if precision not in get_backend(runtime).precisions_on(opts.device) and others:
+                pairs.append((runtime, precision))
+    return pairs
 
 
 def _scheme(backend, precision: str, opts: BenchOptions) -> str | None:
@@ -148,13 +164,19 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
     for runtime in opts.runtimes:
         backend = get_backend(runtime)
         for precision in opts.precisions:
-            if precision not in backend.precisions:
-                continue  # eager PyTorch is the fp32 baseline; reduced precision lives in artifacts
             label = precision_tag(precision, _scheme(backend, precision, opts))
             variant = f"{name} {label}" if loaded.recipe else label
+            if (runtime, precision) in not_measured(opts):
+                continue  # another requested runtime measures it; the table says which were not
             for b in opts.batches:
                 row = BenchRow(variant=variant, runtime=runtime, precision=precision, batch=b, **base)
-                if backend.target is None:  # runs the in-memory module: nothing to export
+                runs = backend.precisions_on(opts.device)
+                if precision not in runs:  # no requested runtime runs it: a row that says so
+                    row.error = (
+                        f"{runtime} does not run {precision} on {opts.device} (it runs {', '.join(runs)})"
+                    )
+                    jobs.append(_Job(row, None, None, preprocess, None))
+                elif backend.target is None:  # runs the in-memory module: nothing to export
                     mem = {
                         "runtime": runtime,
                         "artifact": None,
@@ -295,6 +317,7 @@ def bench(
 
         torch.set_num_threads(opts.threads)
     settings = {k: v for k, v in vars(opts).items()}
+    settings["not_measured"] = [f"{r} {p}" for r, p in not_measured(opts)]
     run = BenchRun(machine_fingerprint(opts.threads), settings)
     for i, job in enumerate(jobs):
         row = job.row
@@ -319,6 +342,7 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
     extra = {
         "hint": opts.hint,
         "compile": opts.compile,
+        "cuda_graph": opts.cuda_graph,
         **get_backend(row.runtime).options_for(row.precision),
     }
     runner = get_runner(row.runtime, job.make_runner(), device=opts.device, threads=opts.threads, **extra)

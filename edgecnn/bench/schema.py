@@ -66,8 +66,13 @@ class BenchRun:
 
     @property
     def label(self) -> str:
-        threads = self.settings.get("threads")
-        return self.machine.get("label", "?") + (f" threads={threads}" if threads else "")
+        """'<machine> (cuda) threads=N': a CPU and a GPU run of one machine are two columns apart."""
+        threads, device = self.settings.get("threads"), self.settings.get("device")
+        return (
+            self.machine.get("label", "?")
+            + (f" ({device})" if device else "")
+            + (f" threads={threads}" if threads else "")
+        )
 
 
 CSV_COLUMNS = (

@@ -27,7 +27,13 @@ def bench(
     runtime: Annotated[
         str, typer.Option("--runtime", "-r", help="Comma-separated: torch, onnxruntime, openvino, tensorrt.")
     ] = "torch,onnxruntime,openvino",
-    precision: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16, int8.")] = "fp32",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: fp32, fp16, bf16, tf32, int8. Eager torch: fp32 and bf16 on the CPU, "
+            "also fp16 and tf32 on CUDA; artifacts: fp32, fp16, int8."
+        ),
+    ] = "fp32",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1",
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
@@ -56,6 +62,9 @@ def bench(
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory in a subprocess.")] = True,
     hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the PyTorch model.")] = False,
+    cuda_graph: Annotated[
+        bool, typer.Option("--cuda-graph", help="With --device cuda: PyTorch replays a captured CUDA graph.")
+    ] = False,
     export_dir: Annotated[Path | None, typer.Option(help="Where artifacts are made/reused.")] = None,
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Verify artifacts made on the fly against PyTorch.")
@@ -98,6 +107,7 @@ def bench(
         memory=memory,
         hint=hint,
         compile=compile,
+        cuda_graph=cuda_graph,
         export_dir=str(export_dir) if export_dir else None,
         verify=verify,
     )
@@ -121,6 +131,9 @@ def bench(
             {(r.accuracy["images"], r.accuracy["dataset"]) for r in result.rows if r.accuracy}
         ):
             say(f"top-1 on {images} test images from {dataset}", highlight=False)
+        if result.settings.get("not_measured"):
+            left = ", ".join(result.settings["not_measured"])
+            say(f"not measured: {left} (the runtime cannot run that precision; another one here does)")
     if output:
         json_path, csv_path = save(result, output, force=force)
         say(f"wrote {json_path} and {csv_path}", highlight=False)

@@ -25,6 +25,9 @@ def pipeline(
     epochs: Annotated[int, typer.Option(help="Epochs for the reference model (cached).")] = 3,
     distill_epochs: Annotated[int, typer.Option(help="Distillation epochs per student.")] = 2,
     batch_size: Annotated[int, typer.Option(help="Batch size of training and distillation.")] = 64,
+    device: Annotated[
+        str, typer.Option(help="Where to train: auto (CUDA when there is a GPU), cpu, cuda.")
+    ] = "auto",
     separable: Annotated[bool, typer.Option("--separable/--no-separable", help="Separable student.")] = True,
     bottleneck: Annotated[bool, typer.Option("--bottleneck", help="Also a bottleneck student.")] = False,
     rank: Annotated[int, typer.Option(help="Separable multiplier T.")] = 2,
@@ -55,6 +58,7 @@ def pipeline(
         epochs=epochs,
         distill_epochs=distill_epochs,
         batch_size=batch_size,
+        train_device=device,
         separable=separable,
         bottleneck=bottleneck,
         rank=rank,

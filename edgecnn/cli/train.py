@@ -26,6 +26,9 @@ Resume = Annotated[
     typer.Option("--resume", help="Continue from the checkpoint an interrupted run left beside the output."),
 ]
 Seed = Annotated[int, typer.Option(help="Random seed (data order, init).")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")]
+Amp = Annotated[bool, typer.Option("--amp", help="CUDA mixed precision (bf16 autocast, else fp16).")]
+Workers = Annotated[int, typer.Option(help="DataLoader processes decoding images (0: none).")]
 TestData = Annotated[
     str | None,
     typer.Option(
@@ -72,6 +75,9 @@ def train(
     ] = None,
     resume: Resume = False,
     seed: Seed = 0,
+    device: Device = "auto",
+    amp: Amp = False,
+    workers: Workers = 0,
     force: o.Force = False,
     as_json: o.AsJson = False,
 ) -> None:
@@ -99,6 +105,9 @@ def train(
         resume=resume,
         freeze_epochs=freeze_epochs,
         backbone_lr_scale=backbone_lr_scale,
+        device=device,
+        amp=amp,
+        workers=workers,
         # validate() needs to know a head will be trained; train_model names its layers
         head=("(the new head)",) if weights else (),
     ).validate()
@@ -170,6 +179,9 @@ def distill(
     ] = None,
     resume: Resume = False,
     seed: Seed = 0,
+    device: Device = "auto",
+    amp: Amp = False,
+    workers: Workers = 0,
     force: o.Force = False,
     as_json: o.AsJson = False,
 ) -> None:
@@ -196,6 +208,9 @@ def distill(
             seed=seed,
             checkpoint=out.with_suffix(".ckpt"),
             resume=resume,
+            device=device,
+            amp=amp,
+            workers=workers,
         ),
         val_fraction=val_fraction,
         init=init,

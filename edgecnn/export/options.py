@@ -61,6 +61,11 @@ class ExportOptions:
                 f"got {self.opset}"
             )
         check_int8_activations(self.int8_activations)
+        for b in backends:
+            if precision.name not in b.precisions:
+                raise BadArgumentError(
+                    f"--target {b.target} makes {', '.join(b.precisions)} artifacts, not {precision.name}"
+                )
         if self.calib_method not in CALIBRATION_METHODS:
             raise UnknownNameError("calibration method", self.calib_method, CALIBRATION_METHODS)
         if precision.calibrated:

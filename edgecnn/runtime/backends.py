@@ -24,6 +24,8 @@ class Backend:
     install_hint: str
     devices: tuple[str, ...]  # what its runner accepts; the first is where export verifies artifacts
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")  # what it runs
+    # Where a device runs fewer (eager PyTorch on the CPU: no fp16 or tf32): device -> precisions.
+    device_precisions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     target: str | None = None  # the name `export --target` takes; None: no artifact of its own
     suffixes: tuple[str, ...] = ()  # artifact suffixes; the first is what export writes
     # Files published with the artifact, before it (a reader opens the main file last): templates on
@@ -62,6 +64,9 @@ class Backend:
             )
         return requested
 
+    def precisions_on(self, device: str) -> tuple[str, ...]:
+        return self.device_precisions.get(device, self.precisions)
+
     def options_for(self, precision: str) -> dict:
         return dict(self.runner_options.get(precision, {}))
 
@@ -90,7 +95,15 @@ BACKENDS: dict[str, Backend] = {
             runner="edgecnn.runtime.torch_runner:TorchRunner",
             install_hint="pip install torch",
             devices=("cpu", "cuda"),
-            precisions=("fp32",),  # eager PyTorch is the fp32 baseline; reduced precision lives in artifacts
+            # Eager PyTorch casts the model itself; int8 lives in artifacts. On the CPU fp16 and tf32
+            # do not exist as fast paths (bf16 does with AVX512-BF16/AMX; the runner says if not).
+            precisions=("fp32", "tf32", "fp16", "bf16"),
+            device_precisions={"cpu": ("fp32", "bf16")},
+            runner_options={
+                "tf32": {"tf32": True},
+                "fp16": {"dtype": "float16"},
+                "bf16": {"dtype": "bfloat16"},
+            },
         ),
         Backend(
             runtime="onnxruntime",

@@ -81,6 +81,7 @@ def train_model(
     loaded.model.train()
     result = fit(loaded.model, splits.train, splits.val, options, on_step=on_step, on_epoch=on_epoch)
     test_top1 = evaluate_top1(loaded.model, splits.test, device=options.device)
+    loaded.model.cpu()  # trained anywhere, handed back where everything else (export, files) works
     log.info("test top-1 %.2f%% on %s", test_top1, splits.test_set)
     loaded.recipe = model_recipe(
         loaded,
@@ -126,6 +127,7 @@ def reference_model(
     input_size=None,
     epochs: int = 3,
     batch_size: int = 64,
+    device: str = "cpu",
     seed: int = 0,
     lr: float = 0.05,
     on_step=None,
@@ -151,7 +153,7 @@ def reference_model(
         info = json.loads(info_path.read_text())
         log.info("reference %s from cache %s", name, path)
         return load_converted(path), info
-    opts = TrainOptions(epochs=epochs, batch_size=batch_size, seed=seed, lr=lr)
+    opts = TrainOptions(epochs=epochs, batch_size=batch_size, seed=seed, lr=lr, device=device)
     loaded, result, test_top1 = train_model(
         name, data, opts, input_size=size, on_step=on_step, on_epoch=on_epoch
     )

@@ -100,7 +100,9 @@ def distill(
     if splits is None:
         splits = _splits(teacher, recipe, data, preprocess, opts)
     _check_classes(teacher, recipe, splits)
-    device = opts.train.device
+    from edgecnn.train.loop import resolve_device
+
+    device = opts.train.device = resolve_device(opts.train.device)
     teacher_top1 = evaluate_top1(teacher_model, splits.test, device=device)
     if opts.init == "random":
         reinitialise(student_model, opts.train.seed)
@@ -122,6 +124,7 @@ def distill(
         on_epoch=on_epoch,
     )
     student_top1 = evaluate_top1(student_model, splits.test, device=device)
+    student_model.cpu(), teacher_model.cpu()  # trained anywhere, handed back on the CPU
     test_set = f"{len(splits.test)} images from {splits.test.source}"
     recipe = {
         **recipe,

@@ -40,7 +40,9 @@ class TrainOptions:
     feature_steps: int = 0  # steps of per-layer feature reconstruction at the start
     feature_weight: float = 1.0
     eval_every: int | None = None  # steps between val evaluations recorded in `curve`
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu", "cuda" or "auto" (CUDA when there is one)
+    amp: bool = False  # CUDA mixed precision: bf16 autocast where the GPU has it, else fp16 + loss scaling
+    workers: int = 0  # DataLoader worker processes (0: decode in the training process)
     # fine-tuning: the fresh classifier head (module names); every other parameter is pretrained
     head: tuple[str, ...] = ()
     freeze_epochs: int = 0  # epochs that train the head alone before the backbone joins in
@@ -55,6 +57,13 @@ class TrainOptions:
             raise UnknownNameError("optimizer", self.optimizer, ("sgd", "adam"))
         if not 0 <= self.alpha <= 1 or self.temperature <= 0:
             raise BadArgumentError("--alpha must be in [0, 1] and --temperature positive")
+        self.device = resolve_device(self.device)
+        if self.amp and self.device != "cuda":
+            raise BadArgumentError(
+                "--amp is CUDA mixed precision: use it with --device cuda (or auto on a GPU)"
+            )
+        if self.workers < 0:
+            raise BadArgumentError(f"--workers must be >= 0, got {self.workers}")
         if self.freeze_epochs < 0 or not 0 < self.backbone_lr_scale <= 1:
             raise BadArgumentError("--freeze-epochs must be >= 0 and --backbone-lr-scale in (0, 1]")
         if (self.freeze_epochs or self.backbone_lr_scale != 1) and not self.head:
@@ -67,6 +76,28 @@ class TrainOptions:
                 "the backbone"
             )
         return self
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> CUDA when torch sees a GPU, else the CPU; "cuda" without one is a one-line error."""
+    if device not in DEVICES:
+        from edgecnn.errors import UnknownNameError
+
+        raise UnknownNameError("device", device, DEVICES)
+    if device == "cpu":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        from edgecnn.errors import MissingBackendError
+
+        raise MissingBackendError("--device cuda: torch sees no CUDA device here (torch.cuda.is_available())")
+    return "cpu"
 
 
 @dataclass
@@ -144,9 +175,12 @@ def _collate(items):
     return default_collate(items) if items else None
 
 
-def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, dist=None):
+def make_loader(
+    dataset, batch_size: int, *, shuffle: bool, seed: int, dist=None, workers: int = 0, pin=False
+):
     """A seeded DataLoader (a DistributedSampler under torchrun); shuffled loaders drop the last batch.
-    Unreadable images are skipped; a batch with none readable comes out as None."""
+    Unreadable images are skipped; a batch with none readable comes out as None. workers decode in
+    parallel processes; pin: page-locked batches, so copies to a GPU overlap compute."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
@@ -160,6 +194,9 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, dist=None
         generator=gen,
         drop_last=shuffle,
         collate_fn=_collate,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
     )
 
 
@@ -168,7 +205,7 @@ def evaluate_top1(model, dataset, *, batch_size: int = 256, device: str = "cpu")
     import torch
 
     was_training = model.training
-    model.eval()
+    model.eval().to(device)
     correct = total = 0
     with torch.inference_mode():
         for batch in make_loader(dataset, batch_size, shuffle=False, seed=0):
@@ -277,7 +314,20 @@ class _Session:
             )
         else:
             self.optimizer = torch.optim.AdamW(params, opts.lr, weight_decay=opts.weight_decay)
-        self.loader = make_loader(train_set, opts.batch_size, shuffle=True, seed=opts.seed, dist=self.dist)
+        self.loader = make_loader(
+            train_set,
+            opts.batch_size,
+            shuffle=True,
+            seed=opts.seed,
+            dist=self.dist,
+            workers=opts.workers,
+            pin=self.device == "cuda",
+        )
+        # mixed precision on CUDA: bf16 needs no loss scaling; fp16 does
+        self.amp_dtype = None
+        if opts.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         n = len(self.loader)
         if n == 0:
             raise BadArgumentError(
@@ -349,14 +399,24 @@ class _Session:
 
     def step(self, x, y, epoch: int, result: TrainResult):
         """One optimiser step; returns (loss value, correct predictions)."""
-        x, y = x.to(self.device), y.to(self.device)
-        loss, out = self.loss(x, y)
+        import torch
+
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with torch.autocast(
+            "cuda", dtype=self.amp_dtype or torch.float16, enabled=self.amp_dtype is not None
+        ):
+            loss, out = self.loss(x, y)
         value = loss.item()
         if not math.isfinite(value):
             raise BadArgumentError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1
         if self.opts.eval_every and self.val_set is not None and self.global_step % self.opts.eval_every == 0:
