@@ -295,7 +295,7 @@ def test_fine_tuning_freezes_the_backbone_first_and_trains_it_slower(splits):
             TrainOptions(**{**dict(epochs=2, head=head), **bad}).validate()
 
 
-def test_device_choice_and_data_workers(tmp_path):
+def test_device_choice_and_data_workers(tmp_path, splits):
     """--device auto trains on CUDA when torch sees a GPU, else the CPU; asking for CUDA or --amp
     without one is a one-line error before any work; --workers decode in other processes."""
     from edgecnn.train.loop import resolve_device
@@ -307,8 +307,9 @@ def test_device_choice_and_data_workers(tmp_path):
         for flags, message in ((("--device", "cuda"), "sees no CUDA device"), (("--amp",), "--amp is CUDA")):
             r = run("train", "lenet5", "--epochs", "1", *flags, "-o", str(out))
             assert r.returncode in (1, 2) and message in r.stderr and not out.exists(), r.stderr
-    r = run(
-        "train", "lenet5", "--epochs", "1", "--workers", "2", "--device", "auto", "-o", str(out), "--json"
-    )
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["test_top1"] > 70
+    from edgecnn.data.dataset import Subset
+
+    model = load_model("lenet5").model
+    opts = TrainOptions(epochs=1, max_steps=20, lr=0.05, workers=2, device="auto")
+    result = fit(model, Subset(splits.train, range(1280), "few"), Subset(splits.val, range(200), "v"), opts)
+    assert result.history[0].val_top1 > 40  # it learned from batches decoded by two worker processes

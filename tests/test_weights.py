@@ -247,13 +247,15 @@ def test_every_zoo_model_can_be_fine_tuned_to_three_classes(name):
     apply_state_dict(ours, theirs, spec=spec, origin="checkpoint", fresh_head=3)
     assert all(torch.equal(v, theirs[k]) for k, v in ours.state_dict().items() if not k.startswith(prefixes))
     size = spec.input_size if spec.fixed_input else (spec.min_input_size,) * 2
+    head = [p for h in heads for p in ours.get_submodule(h).parameters()]
+    for p in ours.parameters():  # the step of `--freeze-epochs`: the new head alone (and cheap)
+        p.requires_grad_(any(p is q for q in head))
     out = ours.train()(torch.randn(2, spec.in_chans, *size))
     out = out["out"] if isinstance(out, dict) else getattr(out, "logits", out)
     assert out.shape[1] == 3
     labels = torch.tensor([0, 2]).view(2, *([1] * (out.ndim - 2))).expand(2, *out.shape[2:])
     loss = torch.nn.functional.cross_entropy(out, labels)
-    head = [p for h in heads for p in ours.get_submodule(h).parameters()]
     before = [p.detach().clone() for p in head]
     loss.backward()
-    torch.optim.SGD(ours.parameters(), lr=0.1).step()
+    torch.optim.SGD(head, lr=0.1).step()
     assert torch.isfinite(loss) and any(not torch.equal(b, p) for b, p in zip(before, head, strict=True))
