@@ -103,3 +103,11 @@ def test_a_changed_folder_is_noticed(tmp_path, caplog):
 def test_a_tampered_split_record_is_refused(bad):
     with pytest.raises(ValueError):
         SplitSpec.from_dict(bad)
+
+
+def test_a_model_file_away_from_its_images_is_benched_without_top1(tmp_path, caplog):
+    data = folder(tmp_path / "mine")
+    rec = {"model": "lenet5", "data": record(load_splits(resolve(str(data)), PRE))}
+    assert len(held_out_images(None, PRE, rec)) == 6
+    data.rename(tmp_path / "moved")
+    assert held_out_images(None, PRE, rec) is None and "give --data" in caplog.text

@@ -358,7 +358,8 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
         if job.preprocess is None:
             raise BadArgumentError(f"{row.artifact}: no manifest beside it, so its preprocessing is unknown")
         dataset = held_out_images(opts.data, job.preprocess, job.recipe)
-        row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()
+        if dataset is not None:
+            row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()
     del runner
     if opts.memory and job.mem_job:
         mem_job = {

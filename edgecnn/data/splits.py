@@ -249,6 +249,11 @@ def _names(classes) -> str:
     return f"[{shown}]" if classes else "none"
 
 
+def _present(split: SplitSpec) -> bool:
+    folders = [split.data, split.test_data] if split.data != DIGITS else []
+    return all(Path(f).is_dir() for f in folders if f)
+
+
 def check_classes(recorded: list[str] | None, classes, source: str, model: str) -> None:
     """The data a model is scored or trained on must have the model's classes, in its order."""
     if recorded is not None and tuple(recorded) != tuple(classes):
@@ -272,6 +277,13 @@ def held_out_images(data: str | None, preprocess, recipe: dict | None = None) ->
 
     split = recorded_split(recipe)
     if data is None and split is None:
+        return None
+    if data is None and not _present(split):  # a model file copied to a machine without its images
+        log.warning(
+            "top-1 not measured: the test images %s recorded are not here (%s); give --data",
+            (recipe or {}).get("model", "the model"),
+            split.test_data or split.data,
+        )
         return None
     if split is not None and (data is None or split.same_data(data)):
         return load_splits(split, preprocess, recorded=True).test
