@@ -213,11 +213,18 @@ def test_the_plan_builds_a_reloadable_student(tmp_path):
         assert torch.equal(back.model(x), student.model(x))
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One latency cache for this module's compress runs (ResNet-18 at 32x32 in ONNX Runtime): what
+    one run timed, the next reads, as on a user's machine; each test states what it measured or read."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
 def _run(*args, cache, cwd=None):
     return run_cli(*args, cwd=cwd, env={"EDGECNN_CACHE": str(cache)})
 
 
-def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog):
+def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, shared_cache):
     """The whole pipeline on ResNet-18 at 32x32 (random weights: its accuracy says nothing; distillation
     has its own tests). LeNet-5 is no use here: tanh, pooling and layout ops leave ~1.05x to gain. The
     weights are saved once, as a model file (10 classes, 32x32, the digits' split), so both runs
@@ -228,7 +235,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog):
     from edgecnn.transforms import save_with_recipe
     from edgecnn.transforms.io import model_recipe
 
-    out, cache = tmp_path / "out", tmp_path / "cache"
+    out, cache = tmp_path / "out", shared_cache
     torch.manual_seed(0)
     weights = tmp_path / "r18.safetensors"
     loaded = load_model("resnet18", num_classes=10)
@@ -265,7 +272,8 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog):
     # Timed whole, the choice meets the target, or the plan says none of the checked ones did (a
     # 1 ms model on a shared host can lose 5% to a noisy second).
     met = plan["predicted_ms"] <= plan["target_ms"] + 1e-6
-    assert plan["latencies_measured"] > 0 and (met or "no checked choice met the target" in caplog.text)
+    timed = plan["latencies_measured"] + plan["latencies_cached"]
+    assert timed > 0 and (met or "no checked choice met the target" in caplog.text)
     assert plan["target_ms"] == pytest.approx(plan["original_ms"] / SPEEDUP)
     assert (
         d["original_ms"] > 0 and d["student_ms"] > 0 and d["test_set"] == "100 images from digits:test:first"
@@ -337,7 +345,9 @@ def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, messa
     assert not out.exists()
 
 
-def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(tmp_path, monkeypatch):
+def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
+    tmp_path, monkeypatch, shared_cache
+):
     """`pipeline --speedup` (what `make demo` runs): the students come from compress, one per runtime
     that can plan, and the table's fp32 rows give each one's speed-up on its runtime. A small image
     folder keeps training short; speed is not asserted (a shared 2-core machine; the demo shows it)."""
@@ -345,7 +355,7 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(tmp_pa
 
     from edgecnn.pipeline import PipelineOptions, run_pipeline
 
-    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGECNN_CACHE", str(shared_cache))
     rng = np.random.default_rng(0)
     for c in range(3):
         folder = tmp_path / "shapes" / f"class{c}"
@@ -433,7 +443,7 @@ def test_a_pipeline_asked_too_much_compresses_for_what_this_machine_reaches(monk
     assert said == ["3.0x is out of reach on onnxruntime here (1.40x at best): compressing for 1.358x"]
 
 
-def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path):
+def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path, shared_cache):
     """`compress --int8` end to end: each layer's precision comes from the plan, the student ships as
     one Q/DQ model in ONNX Runtime's fast scheme (u8) whose manifest names the layers left in fp32,
     and the prediction is that very model, profiled and timed whole. Random weights: agreement is not
@@ -458,7 +468,7 @@ def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path):
         verify=False,
         grid=Grid(separable=(1,), bottleneck=(0.25,), lowrank=(0.25,)),
         out_dir=tmp_path / "out",
-        cache_dir=tmp_path / "cache",
+        cache_dir=shared_cache / "latency",
     )
     result = compress("resnet18", opts)
     plan = result.plan
