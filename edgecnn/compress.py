@@ -57,6 +57,7 @@ class CompressOptions:
     refit: bool = False  # least-squares refit of each swapped block's last factor before distilling
     calib_size: int = 100  # images calibrating the int8 export
     check_seconds: float = 0.4  # the planner's whole-model checks, per model and round
+    headroom: float = PlanOptions.headroom  # the plan aims this fraction faster than asked
     verify: bool = True  # check both artifacts against PyTorch (off: random weights, speed only)
 
     @property
@@ -79,6 +80,7 @@ class CompressOptions:
             cache_dir=self.cache_dir,
             int8=self.int8,
             check_seconds=self.check_seconds,
+            headroom=self.headroom,
         )
 
     def validate(self) -> CompressOptions:
@@ -119,6 +121,9 @@ class CompressResult:
     distill_epochs: int
     report: str | None = None  # the JSON written beside the student
     refit: list = field(default_factory=list)  # RefitReport per swapped layer (with --refit)
+    # int8 layers the plan chose that the student's artifact runs in fp32: without them it failed its
+    # check against PyTorch (most harmful first)
+    int8_given_back: list[str] = field(default_factory=list)
 
     @property
     def measured_speedup(self) -> float:
@@ -227,8 +232,17 @@ def compress(
     header = {**student.recipe, "class_names": list(splits.classes), "data": recorded}
     header["trained"] = {"compressed_for": opts.runtime, "test_top1": top1[1], "test_set": test_set}
     save_with_recipe(student.model, header, student_path, force=opts.force)
-    artifacts = _export(
-        model, loaded, student_path, out, opts, progress, plan.fp32_layers(), calib=splits.source
+    artifacts, given_back = _export(
+        model,
+        loaded,
+        student_path,
+        out,
+        opts,
+        progress,
+        plan,
+        calib=splits.source,
+        student=student.model,
+        batches=batches,
     )
     progress(f"timing the original and the student in {opts.runtime}", 0, 1)
     original_ms, student_ms = _time_both(
@@ -249,6 +263,7 @@ def compress(
         test_set,
         opts.distill_epochs,
         refit=refits,
+        int8_given_back=given_back,
     )
     result.report = str(_write_report(result, out))
     return result
@@ -330,18 +345,29 @@ def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -
 
 
 def _export(
-    model, loaded, student_path: Path, out: Path, opts: CompressOptions, progress, fp32_layers=(), calib=None
-) -> dict:
-    """The original's (fp32) and the student's (the plan's precision: int8 but for `fp32_layers`,
+    model,
+    loaded,
+    student_path: Path,
+    out: Path,
+    opts: CompressOptions,
+    progress,
+    plan: Plan,
+    *,
+    calib=None,
+    student=None,
+    batches=(),
+) -> tuple[dict, list[str]]:
+    """The original's (fp32) and the student's (the plan's precision: int8 but for its fp32 layers,
     calibrated on the data's training images, checked on images held out from them) artifacts for
-    the runtime, each verified against PyTorch."""
+    the runtime, each verified against PyTorch, and the int8 layers given back to fp32 because the
+    student failed its check without that (`_give_back`)."""
     from edgecnn.errors import ExportError
     from edgecnn.export import ExportOptions, export
     from edgecnn.runtime import get_backend
 
     backend = get_backend(opts.runtime)
     if backend.target is None:  # the runtime runs the modules themselves
-        return {"original": None, "student": None}
+        return {"original": None, "student": None}, []
     common = dict(
         targets=(backend.target,),
         out_dir=out,
@@ -355,20 +381,58 @@ def _export(
         precision=opts.precision,
         calib=calib if opts.int8 else None,
         calib_size=opts.calib_size,
-        int8_fp32_layers=tuple(fp32_layers),
+        int8_fp32_layers=tuple(plan.fp32_layers()),
     )
     jobs = (
         ("original", model, ExportOptions(**common), {"loaded": loaded}),
         ("student", str(student_path), student, {}),
     )
-    paths = {}
+    paths, given_back = {}, []
     for name, source, eo, kw in jobs:
         progress(f"exporting the {name} for {opts.runtime}", 0, 1)
         (target,) = export(source, eo, **kw).targets
+        if name == "student" and opts.int8 and _failed_on_images(target) and student is not None:
+            target, given_back = _give_back(target, source, eo, plan, student, batches, progress)
         if not target.ok:
             raise ExportError(f"exporting the {name} for {opts.runtime} failed: {target.error}")
         paths[name] = Path(target.path)
-    return paths
+    return paths, given_back
+
+
+def _failed_on_images(target) -> bool:
+    """Whether an export failed only its check on real images (what more fp32 layers can fix)."""
+    failed = [p for p in target.parity if not p.passed]
+    return target.status == "verify failed" and all(p.inputs.startswith("images") for p in failed)
+
+
+def _give_back(first, source, eo, plan: Plan, student, batches, progress):
+    """Export the int8 student again with its most harmful int8 layers (`int8_sensitivity`) in fp32,
+    1, 2, 4, ... of them, until it passes its check against PyTorch: (target, layers given back).
+    The end-to-end timing after it measures what they cost."""
+    from edgecnn.export import export
+    from edgecnn.plan.sensitivity import int8_sensitivity
+    from edgecnn.runtime import is_baseline
+
+    int8_layers = [layer.name for layer in plan.layers if not is_baseline(layer.precision)]
+    progress("ranking the int8 layers by how far they move the logits", 0, 1)
+    ranked = [name for name, _ in int8_sensitivity(student, int8_layers, batches, plan.int8_activations)]
+    target, k = first, 1
+    while k <= len(ranked):
+        log.warning(
+            "the int8 student failed its check against PyTorch (%s): exporting it again with the %d "
+            "int8 layers that move its logits most in fp32",
+            target.error,
+            k,
+        )
+        progress(f"exporting the student with {k} more layers in fp32", 0, 1)
+        back = ranked[:k]
+        (target,) = export(
+            source, dataclasses.replace(eo, int8_fp32_layers=(*eo.int8_fp32_layers, *back))
+        ).targets
+        if not _failed_on_images(target):
+            return target, back
+        k = len(ranked) if k < len(ranked) < 2 * k else 2 * k
+    return target, []
 
 
 def _time_both(original, student, artifacts, chw, opts: CompressOptions) -> tuple[float, float]:

@@ -66,10 +66,32 @@ def test_an_unreachable_budget_names_the_best_speedup():
         choose(slots, budget)
 
 
+def test_the_plan_aims_faster_than_asked_where_it_can(caplog):
+    """With headroom the knapsack aims at target / (1 + h); where only the target itself is within
+    reach it aims at the target (saying so); out of reach even so, the error names the best."""
+    from edgecnn.plan.api import choose_with_headroom
+
+    slots = _slots([[(2.0, 0.0), (1.5, 0.1), (1.0, 0.5)], [(2.0, 0.0), (1.5, 0.1), (1.0, 0.5)]])
+    # fixed 1 ms + layers (5 ms originally): 4.5 ms costs 0.1 error, 4 ms 0.2, 3 ms (the fastest) 1.0
+    budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=4.6)
+    picks = choose_with_headroom(slots, budget, 0.05)
+    assert budget.target_ms == pytest.approx(4.6 / 1.05) and picks == [1, 1]
+    budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=4.6)
+    assert sorted(choose_with_headroom(slots, budget, 0.0)) == [0, 1]
+    budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=3.05)
+    with caplog.at_level("WARNING"):
+        assert choose_with_headroom(slots, budget, 0.05) == [2, 2]
+    assert budget.target_ms == 3.05 and "not with 5% headroom" in caplog.text
+    budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=2.9)
+    with pytest.raises(BadArgumentError, match=r"a 1\.67x speed-up at best"):
+        choose_with_headroom(slots, budget, 0.05)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         (dict(speedup=1.0), "--speedup must be > 1"),
+        (dict(headroom=1.0), "--headroom must be a fraction in"),
         (dict(speedup=None, latency_ms=None), "give one budget"),
         (dict(speedup=2.0, latency_ms=3.0), "give one budget"),
         (dict(runtime="onnxrt"), "unknown runtime 'onnxrt'"),
@@ -504,3 +526,45 @@ def test_the_original_is_never_the_chosen_compact_model():
     ]
     assert _unchanged(slots, [0, 0])
     assert not _unchanged(slots, [0, 1]) and not _unchanged(slots, [2, 0])
+
+
+def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp32(tmp_path, lenet_weights):
+    """A trained LeNet-5 whose last layer cannot survive per-row int8 weights (one weight per row
+    1000x the rest, on an input that is constant, so fp32 is unchanged) fails its int8 check; compress
+    ranks the int8 layers by how far each moves the logits, exports again with the worst in fp32, and
+    the artifact then agrees with PyTorch on the held-out digits."""
+    import numpy as np
+
+    from edgecnn.compress import _failed_on_images, _give_back
+    from edgecnn.data import Preprocess, open_dataset
+    from edgecnn.export import ExportOptions, export, read_manifest
+    from edgecnn.plan import Plan
+    from edgecnn.plan.api import LayerChoice
+    from edgecnn.plan.sensitivity import int8_sensitivity
+    from edgecnn.transforms import load_source, save_with_recipe
+    from edgecnn.transforms.io import model_recipe
+
+    loaded = load_source("lenet5", str(lenet_weights))
+    fc3, fc5 = loaded.model.classifier[3], loaded.model.classifier[5]
+    with torch.no_grad():
+        fc3.weight[0], fc3.bias[0] = 0.0, 10.0  # feature 0 is tanh(10): a constant
+        c = torch.linspace(-1, 1, 10)
+        fc5.weight[:, 0] += 1000 * c
+        fc5.bias -= 1000 * c * torch.tanh(torch.tensor(10.0))
+    path = save_with_recipe(loaded.model, model_recipe(loaded, (32, 32)), tmp_path / "l5.safetensors")
+    eo = ExportOptions(targets=("onnx",), out_dir=tmp_path / "out", precision="int8", calib="digits")
+    (first,) = export(str(path), eo).targets
+    assert not first.ok and _failed_on_images(first), first.error
+
+    layers = ["features.0", "features.3", "classifier.1", "classifier.3", "classifier.5"]
+    choices = [LayerChoice(n, "keep int8", "keep", None, 1.0, 0.5, 0.0, 1, 1, "int8") for n in layers]
+    plan = Plan("onnxruntime", "cpu", None, 1, (1, 32, 32), 5.0, 2.5, 2.5, choices, 64, 0, 0, "u8")
+    train = open_dataset("digits", Preprocess.for_model(loaded.spec), split="train")
+    batches = [np.stack([train[i][0] for i in range(j, j + 16)]) for j in range(0, 64, 16)]
+    ranked = int8_sensitivity(loaded.model, layers, batches, "u8")
+    assert ranked[0][0] == "classifier.5" and ranked[0][1] > 10 * ranked[1][1]
+    target, back = _give_back(first, str(path), eo, plan, loaded.model, batches, lambda *a: None)
+    assert target.ok and back == ["classifier.5"]
+    images = next(p for p in target.parity if p.inputs.startswith("images"))
+    assert images.top1_agreement >= 0.9 and images.images >= 50
+    assert read_manifest(target.path)["quantization"]["fp32_layers"] == ["classifier.5"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgecnn.errors import BadArgumentError
+from edgecnn.errors import BadArgumentError, OutOfReachError
 from edgecnn.plan.candidates import Grid, Slot, enumerate_slots
 from edgecnn.plan.choose import Budget, choose, target_ms
 from edgecnn.plan.latency import LatencyTable
@@ -33,6 +33,9 @@ class PlanOptions:
     model_seconds: float = 2.0  # timed seconds for the whole original model
     check_seconds: float = 0.4  # per model and round when a choice is timed whole against the original
     int8: bool = False  # precision in the plan too: each layer fp32 or int8 (the runtime's fast scheme)
+    # Aim this fraction faster than asked: a whole-model timing on a shared host moves by a few
+    # percent between runs (ResNet-50 plans checked at 2.01x and 4.03x ran 1.89x and 3.87x end to end).
+    headroom: float = 0.05
 
     def validate(self) -> PlanOptions:
         from edgecnn.runtime import check_device, get_backend, get_precision
@@ -51,6 +54,8 @@ class PlanOptions:
             raise BadArgumentError(f"--speedup must be > 1 (the original runs at 1x), got {self.speedup}")
         if self.latency_ms is not None and not self.latency_ms > 0:
             raise BadArgumentError(f"--latency-ms must be positive, got {self.latency_ms}")
+        if not 0 <= self.headroom < 1:
+            raise BadArgumentError(f"--headroom must be a fraction in [0, 1), got {self.headroom}")
         if self.batch < 1 or (self.threads is not None and self.threads < 1):
             raise BadArgumentError("--batch and --threads must be positive")
         return self
@@ -78,7 +83,7 @@ class Plan:
     batch: int
     input_shape: tuple[int, ...]
     original_ms: float
-    target_ms: float
+    target_ms: float  # what was asked
     predicted_ms: float
     layers: list[LayerChoice]
     calibration_images: int
@@ -88,6 +93,7 @@ class Plan:
     # predicted_ms - (original_ms - sum of ms before + sum of ms after): what the chosen model,
     # timed whole in the plan, cost beyond its layers' sum (0 where the runtime cannot profile)
     context_ms: float = 0.0
+    aim_ms: float | None = None  # what the choice aimed at: the target less the headroom
 
     def fp32_layers(self) -> list[str]:
         """Layers an int8 plan leaves in fp32 (where int8 was slower there, or cost too much error)."""
@@ -183,15 +189,15 @@ def make_plan(
         on_batch=lambda i: progress("scoring candidates on calibration images", i, len(batches)),
         activations=scheme or "s8",
     )
-    budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), 0.0)
-    budget.target_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
-    picks = choose(slots, budget)
+    request_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
+    budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), request_ms)
+    picks = choose_with_headroom(slots, budget, opts.headroom)
     before = {s.name: s.keep.latency_ms for s in slots}
     after = {s.name: s.candidates[j].latency_ms for s, j in zip(slots, picks, strict=True)}
     predicted = None
     if table.backend.node_profiler:
         picks, after, predicted = _verify(
-            model, slots, picks, input_shape, table, budget, int8, progress, opts.check_seconds
+            model, slots, picks, input_shape, table, budget, int8, progress, opts.check_seconds, request_ms
         )
         table.save()
     layers = [
@@ -218,7 +224,7 @@ def make_plan(
         opts.batch,
         tuple(input_shape),
         original_ms,
-        budget.target_ms,
+        request_ms,
         predicted if predicted is not None else budget.predict(chosen_ms),
         layers,
         images,
@@ -226,16 +232,38 @@ def make_plan(
         table.hits,
         scheme,
         0.0 if predicted is None else predicted - (original_ms - sum(before.values()) + chosen_ms),
+        budget.target_ms,
     )
 
 
-def _verify(model, slots, picks, input_shape, table, budget, int8, progress, seconds, rounds: int = 4):
+def choose_with_headroom(slots, budget: Budget, headroom: float) -> list[int]:
+    """`choose` for `budget.target_ms` less `headroom` (the budget keeps the aim), or, where only the
+    target itself is within reach, for the target (a warning says so); out of reach, the error names
+    the best reachable speed-up."""
+    request_ms = budget.target_ms
+    budget.target_ms = request_ms / (1 + headroom)
+    try:
+        return choose(slots, budget)
+    except OutOfReachError:
+        if headroom == 0:
+            raise
+        budget.target_ms = request_ms
+        picks = choose(slots, budget)
+        log.warning(
+            "the target is within reach, but not with %.0f%% headroom: the plan aims at it", 100 * headroom
+        )
+        return picks
+
+
+def _verify(
+    model, slots, picks, input_shape, table, budget, int8, progress, seconds, request_ms, rounds: int = 4
+):
     """Profile and time the model a choice builds, choose again with what it showed, and return the
     best choice so measured: (picks, {layer: ms}, whole-model ms). Best: least error among the
-    measured choices within the budget, else the fastest measured. The prediction is then the
-    chosen model's own measured time, taken as a ratio to the original timed in the same rounds
-    (times original_ms); what the whole cost beyond its layers' sum (ResNet-50 with 20 layers
-    swapped ran 10-16% slower than that sum predicted) is charged to the next choice.
+    measured choices within the budget (the aim, else the request), else the fastest measured. The
+    prediction is then the chosen model's own measured time, taken as a ratio to the original timed
+    in the same rounds (times original_ms); what the whole cost beyond its layers' sum (ResNet-50
+    with 20 layers swapped ran 10-16% slower than that sum predicted) is charged to the next choice.
 
     What a layer's chosen candidate costs there beyond its probe time is a property of the context
     (an fp32 stem before int8 layers made ONNX Runtime run the MaxPool after it 4.5 ms slower, whatever
@@ -296,7 +324,7 @@ def _verify(model, slots, picks, input_shape, table, budget, int8, progress, sec
     # The original itself (every layer kept, in fp32) is never the answer to "make it faster": timed
     # against itself it can only "meet" a target by a noisy second (a 1 ms ResNet-18 on a shared host).
     changed = [m for m in measured if not _unchanged(slots, m[2])] or measured
-    within = [m for m in changed if m[0] <= budget.target_ms]
+    within = [m for m in changed if m[0] <= budget.target_ms] or [m for m in changed if m[0] <= request_ms]
     best = min(within, key=lambda m: m[1]) if within else min(changed, key=lambda m: m[0])
     if not within:
         log.warning(
@@ -304,8 +332,8 @@ def _verify(model, slots, picks, input_shape, table, budget, int8, progress, sec
             "is %.2f ms (%.2fx); it is kept",
             best[0],
             budget.original_ms / best[0],
-            budget.target_ms,
-            budget.original_ms / budget.target_ms,
+            request_ms,
+            budget.original_ms / request_ms,
         )
     return best[2], best[3], best[0]
 
