@@ -1,7 +1,7 @@
 """Does `compress` keep accuracy, and does planning on latency beat uniform ranks at the same speed?
 
     .venv/bin/python benchmarks/compress_accuracy.py [--models resnet18,resnet50] [--size 64]
-        [--epochs 3] [--distill-epochs 2] [--runtime openvino] [--threads 2]
+        [--epochs 5] [--distill-epochs 2] [--runtime openvino] [--threads 2]
 
 Per model, trained on the bundled digits at 64x64 (the reference is cached; 3,600 train / 400
 validation / 1,000 test digits, the same 1,000 test digits for every figure):
@@ -90,7 +90,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--distill-epochs", type=int, default=2)
     parser.add_argument("--runtime", default="openvino")
     parser.add_argument("--threads", type=int, default=2)
