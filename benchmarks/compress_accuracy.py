@@ -99,7 +99,6 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    from edgecnn.bench.fingerprint import machine_fingerprint
     from edgecnn.compress import CompressOptions, compress
     from edgecnn.data import Preprocess
     from edgecnn.errors import EdgeCNNError
@@ -195,6 +194,7 @@ def main() -> int:
                         "top1": q.top1[1],
                         "loss": base - q.top1[1],
                         "fp32_layers": q.plan.fp32_layers(),
+                        "given_back": q.int8_given_back,
                     },
                     "refit": {**rf, "plain_distilled_top1": la.top1[1]},
                     "test_set": la.test_set,
@@ -214,7 +214,8 @@ def main() -> int:
                 )
                 say(
                     f"  int8 3x: {q.measured_speedup:.2f}x measured (asked 3.00x), top-1 {i['top1']:.2f}% "
-                    f"(loss {i['loss']:+.2f} points), {len(i['fp32_layers'])} layers left in fp32"
+                    f"(loss {i['loss']:+.2f} points), {len(i['fp32_layers'])} layers left in fp32 by the "
+                    f"plan, {len(i['given_back'])} given back after the export check"
                 )
                 f = row["refit"]
                 say(
@@ -232,6 +233,13 @@ def main() -> int:
             except EdgeCNNError as e:  # e.g. an int8 student that fails its check against PyTorch
                 say(f"{model}: stopped: {e}")
                 report["models"][model] = {"error": str(e), "criteria_met": False}
+            write(report, lines, args)  # after every model: a later one that fails loses nothing
+    print(f"wrote {Path(args.out).with_suffix('.json')} and {Path(args.out).with_suffix('.md')}")
+    return 0 if all(r["criteria_met"] for r in report["models"].values()) else 1
+
+
+def write(report: dict, lines: list[str], args) -> None:
+    from edgecnn.bench.fingerprint import machine_fingerprint
 
     machine = machine_fingerprint(args.threads)
     report["machine"] = machine
@@ -241,8 +249,6 @@ def main() -> int:
     head = f"# compress: accuracy on the digits ({machine['label']}, threads {args.threads})\n\n"
     head += f"`python {' '.join(sys.argv)}`\n"
     out.with_suffix(".md").write_text(head + "\n```\n" + "\n".join(lines) + "\n```\n")
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
-    return 0 if all(r["criteria_met"] for r in report["models"].values()) else 1
 
 
 if __name__ == "__main__":

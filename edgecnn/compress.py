@@ -376,7 +376,7 @@ def _export(
         force=opts.force,
         verify=opts.verify,
     )
-    student = ExportOptions(
+    student_eo = ExportOptions(
         **common,
         precision=opts.precision,
         calib=calib if opts.int8 else None,
@@ -385,7 +385,7 @@ def _export(
     )
     jobs = (
         ("original", model, ExportOptions(**common), {"loaded": loaded}),
-        ("student", str(student_path), student, {}),
+        ("student", str(student_path), student_eo, {}),
     )
     paths, given_back = {}, []
     for name, source, eo, kw in jobs:

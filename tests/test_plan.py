@@ -528,16 +528,18 @@ def test_the_original_is_never_the_chosen_compact_model():
     assert not _unchanged(slots, [0, 1]) and not _unchanged(slots, [2, 0])
 
 
-def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp32(tmp_path, lenet_weights):
+def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp32(
+    tmp_path, lenet_weights, caplog
+):
     """A trained LeNet-5 whose last layer cannot survive per-row int8 weights (one weight per row
     1000x the rest, on an input that is constant, so fp32 is unchanged) fails its int8 check; compress
     ranks the int8 layers by how far each moves the logits, exports again with the worst in fp32, and
     the artifact then agrees with PyTorch on the held-out digits."""
     import numpy as np
 
-    from edgecnn.compress import _failed_on_images, _give_back
+    from edgecnn.compress import CompressOptions, _export
     from edgecnn.data import Preprocess, open_dataset
-    from edgecnn.export import ExportOptions, export, read_manifest
+    from edgecnn.export import read_manifest
     from edgecnn.plan import Plan
     from edgecnn.plan.api import LayerChoice
     from edgecnn.plan.sensitivity import int8_sensitivity
@@ -552,9 +554,6 @@ def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp
         fc5.weight[:, 0] += 1000 * c
         fc5.bias -= 1000 * c * torch.tanh(torch.tensor(10.0))
     path = save_with_recipe(loaded.model, model_recipe(loaded, (32, 32)), tmp_path / "l5.safetensors")
-    eo = ExportOptions(targets=("onnx",), out_dir=tmp_path / "out", precision="int8", calib="digits")
-    (first,) = export(str(path), eo).targets
-    assert not first.ok and _failed_on_images(first), first.error
 
     layers = ["features.0", "features.3", "classifier.1", "classifier.3", "classifier.5"]
     choices = [LayerChoice(n, "keep int8", "keep", None, 1.0, 0.5, 0.0, 1, 1, "int8") for n in layers]
@@ -563,8 +562,15 @@ def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp
     batches = [np.stack([train[i][0] for i in range(j, j + 16)]) for j in range(0, 64, 16)]
     ranked = int8_sensitivity(loaded.model, layers, batches, "u8")
     assert ranked[0][0] == "classifier.5" and ranked[0][1] > 10 * ranked[1][1]
-    target, back = _give_back(first, str(path), eo, plan, loaded.model, batches, lambda *a: None)
-    assert target.ok and back == ["classifier.5"]
-    images = next(p for p in target.parity if p.inputs.startswith("images"))
-    assert images.top1_agreement >= 0.9 and images.images >= 50
-    assert read_manifest(target.path)["quantization"]["fp32_layers"] == ["classifier.5"]
+    opts = CompressOptions(int8=True, input_size=(32, 32), out_dir=tmp_path / "out")
+    with caplog.at_level("WARNING"):
+        paths, back = _export(
+            "lenet5", loaded, path, tmp_path / "out", opts, lambda *a: None, plan,
+            calib="digits", student=loaded.model, batches=batches,
+        )  # fmt: skip
+    assert "the int8 student failed its check against PyTorch (images:" in caplog.text
+    assert back == ["classifier.5"]
+    manifest = read_manifest(paths["student"])
+    assert manifest["quantization"]["fp32_layers"] == ["classifier.5"]
+    images = next(p for p in manifest["parity"] if p["inputs"].startswith("images"))
+    assert images["passed"] and images["top1_agreement"] >= 0.9 and images["images"] >= 50
