@@ -80,6 +80,32 @@ def test_a_tie_keeps_the_later_epoch_and_patience_still_stops_a_plateau(monkeypa
     assert "kept epoch 5: val top-1 60.00%" in caplog.text
 
 
+def test_a_fine_tune_that_only_gets_worse_hands_back_its_starting_weights(
+    monkeypatch, lenet_weights, splits, caplog
+):
+    """Every epoch scrambles a trained LeNet-5 (as a too-high lr did to a ResNet-50 student, 90.9% ->
+    17.0%); the validation scores are real, and fit restores the weights it was given."""
+    from edgecnn.train import loop
+
+    model = load_model("lenet5", weights=str(lenet_weights)).model
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def epoch(self, e, result, on_step):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * p.std())
+        return loop.EpochLog(e + 1, 1.0, 50.0, evaluate_top1(model, splits.val), 0.01, 0.0)
+
+    monkeypatch.setattr(loop._Session, "epoch", epoch)
+    with caplog.at_level("WARNING", logger="edgecnn"):
+        result = fit(model, splits.train, splits.val, TrainOptions(epochs=2))
+    assert result.initial_val_top1 > 85 and max(h.val_top1 for h in result.history) < result.initial_val_top1
+    assert (result.best_epoch, result.best_val_top1) == (0, result.initial_val_top1)
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    assert evaluate_top1(model, splits.val) == result.initial_val_top1
+    assert "no epoch beat the starting weights" in caplog.text and result.kept.startswith("the starting")
+
+
 def test_resume_without_a_checkpoint_says_so(tmp_path, splits, caplog):
     opts = TrainOptions(epochs=1, max_steps=2, checkpoint=tmp_path / "none.ckpt", resume=True)
     with caplog.at_level("WARNING", logger="edgecnn"):

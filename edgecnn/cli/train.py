@@ -137,7 +137,7 @@ def train(
         return
     console.print(
         f"{model}: test top-1 {test_top1:.2f}% on {test_set}\n"
-        f"kept epoch {result.best_epoch} (val top-1 {result.best_val_top1:.2f}%"
+        f"kept {result.kept} (val top-1 {result.best_val_top1:.2f}%"
         f"{', early stop' if result.stopped_early else ''}); saved {out}\n"
         f"use it in place of the model name: edgecnn bench {out}",
         highlight=False,
@@ -238,7 +238,7 @@ def distill(
         return
     console.print(
         f"teacher {result.teacher_test_top1:.2f}% -> student {result.student_test_top1:.2f}% test top-1 on "
-        f"{result.test_set} (student before distillation: {result.training.initial_val_top1:.2f}% val); "
-        f"saved {out}",
+        f"{result.test_set} (student before distillation: {result.training.initial_val_top1:.2f}% val; "
+        f"kept {result.training.kept}); saved {out}",
         highlight=False,
     )
