@@ -165,7 +165,8 @@ def main() -> int:
                     uniform.append((ratio, ms(folded_copy(student.model, size)), student))
                 fits = [u for u in uniform if u[1] <= t_la]
                 ratio, t_uni, student = max(fits) if fits else min(uniform, key=lambda u: u[1])
-                train = TrainOptions(epochs=args.distill_epochs, lr=0.02, feature_steps=100, seed=0)
+                lr = CompressOptions().lr  # compress's own distillation budget
+                train = TrainOptions(epochs=args.distill_epochs, lr=lr, feature_steps=100, seed=0)
                 d = distill(ref, student, "digits", DistillOptions(train=train, bn_batches=20), splits=splits)
                 assert d.test_set == la.test_set, (d.test_set, la.test_set)
                 row = {

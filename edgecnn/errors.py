@@ -42,6 +42,10 @@ class OutOfReachError(BadArgumentError):
         self.best_speedup = best_speedup
 
 
+class DivergedError(BadArgumentError):
+    """Training whose loss stopped being finite (too high a learning rate)."""
+
+
 class WeightsError(EdgeCNNError):
     """A weights file that is missing, corrupt, unsafe, or does not fit the architecture."""
 

@@ -338,6 +338,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
         (["--include", "nothing*"], "no layer of the model can be swapped among the selected layers"),
         (["--speedup", "50"], "out of reach"),
         (["--test-images", "0"], "--test-images must be positive"),
+        (["--lr", "0"], "--lr must be positive"),
     ],
 )
 def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
@@ -574,3 +575,44 @@ def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp
     assert manifest["quantization"]["fp32_layers"] == ["classifier.5"]
     images = next(p for p in manifest["parity"] if p["inputs"].startswith("images"))
     assert images["passed"] and images["top1_agreement"] >= 0.9 and images["images"] >= 50
+
+
+def test_a_distillation_that_diverges_starts_again_from_the_built_student_at_a_lower_lr(
+    monkeypatch, lenet_weights, caplog
+):
+    """The first distillation's loss goes infinite after it scrambled the student; compress warns,
+    restores the student as built and distills it again at a quarter of the lr, which recovers it."""
+    import edgecnn.train
+    from edgecnn.compress import CompressOptions, _recover
+    from edgecnn.data import Preprocess
+    from edgecnn.errors import DivergedError
+    from edgecnn.plan import Plan
+    from edgecnn.plan.api import LayerChoice
+    from edgecnn.train.api import load_splits
+    from edgecnn.transforms import load_source
+
+    loaded = load_source("lenet5", str(lenet_weights))
+    choice = LayerChoice("classifier.3", "lowrank 16", "lowrank", 16, 1.0, 0.5, 0.1, 1, 1)
+    plan = Plan("onnxruntime", "cpu", None, 1, (1, 32, 32), 5.0, 2.5, 2.5, [choice], 64, 0, 0, "u8")
+    splits = load_splits("digits", Preprocess.for_model(loaded.spec))
+    real, calls = edgecnn.train.distill, []
+
+    def distill(teacher, student, *args, **kw):
+        calls.append((args[1].train.lr, [p.clone() for p in student.model.parameters()]))
+        if len(calls) == 1:
+            with torch.no_grad():
+                for p in student.model.parameters():
+                    p.mul_(1e3)
+            raise DivergedError("training diverged (loss inf) at epoch 1; lower --lr")
+        return real(teacher, student, *args, **kw)
+
+    monkeypatch.setattr(edgecnn.train, "distill", distill)
+    opts = CompressOptions(distill_epochs=1, input_size=(32, 32))
+    with caplog.at_level("WARNING", logger="edgecnn"):
+        _, (teacher_top1, top1), _, _ = _recover(
+            loaded, plan, (32, 32), splits, [], opts, lambda *a: None, None, None
+        )
+    assert [lr for lr, _ in calls] == [opts.lr, opts.lr / 4]
+    assert all(torch.equal(a, b) for a, b in zip(calls[0][1], calls[1][1], strict=True))
+    assert "distilling again from the built student at --lr 0.00125" in caplog.text
+    assert top1 > 80 and teacher_top1 - top1 < 5

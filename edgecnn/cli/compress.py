@@ -36,6 +36,9 @@ def compress(
     distill_epochs: Annotated[
         int, typer.Option(help="Distillation epochs; 0: plan, build, BN, export only.")
     ] = 2,
+    lr: Annotated[
+        float, typer.Option(help="Peak learning rate of the distillation (a fine-tune: keep it low).")
+    ] = 0.005,
     calib_images: Annotated[
         int | None, typer.Option(help="Images that score each candidate's error (default: 64, or all).")
     ] = None,
@@ -101,6 +104,7 @@ def compress(
         calib_size=calib_size,
         refit=refit,
         distill_epochs=distill_epochs,
+        lr=lr,
         input_size=input_size,
         device=device,
         threads=threads,

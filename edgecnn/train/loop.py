@@ -417,7 +417,9 @@ class _Session:
             loss, out = self.loss(x, y)
         value = loss.item()
         if not math.isfinite(value):
-            raise BadArgumentError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
+            from edgecnn.errors import DivergedError
+
+            raise DivergedError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
