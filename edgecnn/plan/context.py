@@ -39,7 +39,7 @@ class Reference:
         self.x = np.random.default_rng(0).standard_normal(self.shape).astype(np.float32)
         self._work = self.runner = None
 
-    def ratio(self, runner, rounds: int = 3) -> float:
+    def ratio(self, runner, rounds: int = 5) -> float:
         """min-of-medians of `runner` over min-of-medians of the original, in interleaved rounds."""
         from edgecnn.plan.latency import _median
 
