@@ -8,11 +8,12 @@ validation / 1,000 test digits, the same 1,000 test digits for every figure):
 1. `compress --speedup 2` planned for the runtime in fp32, distilled: test top-1 vs the reference;
 2. the uniform-rank baseline at the same measured latency: every KxK conv bottlenecked and every
    1x1 conv / Linear low-ranked at one ratio, the largest ratio whose measured latency is no more
-   than the latency-aware student's; same BN re-estimation and distillation budget;
+   than the latency-aware student's; the same refit, BN re-estimation and distillation budget;
 3. `compress --int8 --speedup 3`: measured speed-up beside the request, test top-1;
-4. does `--refit` help? The latency-aware plan of (1) built again with its swapped layers refit on
-   the same calibration images: layer error and test top-1 right after the build (BN re-estimated)
-   with and without the refit, and test top-1 after the same distillation as (1).
+4. does the refit (compress's default) help? The latency-aware plan of (1) built again with and
+   without its swapped layers refit on the same calibration images: held-out layer error and test
+   top-1 right after the build (BN re-estimated), and test top-1 after the same distillation as (1)
+   (`--no-refit` distilled here, the refit one is (1)).
 Latencies of the original, the latency-aware student and every uniform ratio are measured by one
 function (BN folded, built as export builds artifacts, median over `--seconds`) in this run.
 Results: benchmarks/results/compress_accuracy.json and .md.
@@ -57,7 +58,8 @@ def folded_copy(model, size):
 
 def refit_effect(ref, plan, splits, size, distill_epochs: int) -> dict:
     """The plan's student built twice (plain, refit) from the same calibration images as compress;
-    test top-1 of each after BN re-estimation, and of the refit one after compress's distillation."""
+    test top-1 of each after BN re-estimation, and of the plain one after compress's distillation
+    (compress itself distilled the refit one)."""
     from edgecnn.compress import CompressOptions, _calibration
     from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
     from edgecnn.train.distillation import recalibrate_bn
@@ -78,11 +80,12 @@ def refit_effect(ref, plan, splits, size, distill_epochs: int) -> dict:
             n = max(1, len(reports))
             row["error_before"] = sum(r.error_before for r in reports) / n
             row["error_after"] = sum(r.error_after for r in reports) / n
+        else:
             train = TrainOptions(epochs=distill_epochs, lr=opts.lr, feature_steps=100, seed=opts.seed)
             d = distill(
                 ref, student, "digits", DistillOptions(train=train, bn_batches=opts.bn_batches), splits=splits
             )
-            row["refit_distilled_top1"] = d.student_test_top1
+            row["plain_distilled_top1"] = d.student_test_top1
     return row
 
 
@@ -99,7 +102,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.compress import CompressOptions, _calibration, compress
     from edgecnn.data import Preprocess
     from edgecnn.errors import EdgeCNNError
     from edgecnn.plan.latency import measure
@@ -107,6 +110,7 @@ def main() -> int:
     from edgecnn.train import DistillOptions, TrainOptions, distill
     from edgecnn.train.api import load_splits, reference_model
     from edgecnn.transforms import convert, convert_exact, load_converted
+    from edgecnn.transforms.refit import refit
 
     size = (args.size, args.size)
     backend = get_backend(args.runtime)
@@ -132,6 +136,7 @@ def main() -> int:
                 t0 = time.time()
                 ref, _ = reference_model(model, "digits", input_size=size, epochs=args.epochs)
                 splits = load_splits("digits", Preprocess.for_model(ref.spec, input_size=size))
+                calib = _calibration(splits, CompressOptions())
                 common = dict(
                     runtime=args.runtime,
                     data="digits",
@@ -165,6 +170,10 @@ def main() -> int:
                     uniform.append((ratio, ms(folded_copy(student.model, size)), student))
                 fits = [u for u in uniform if u[1] <= t_la]
                 ratio, t_uni, student = max(fits) if fits else min(uniform, key=lambda u: u[1])
+                # the same refit as compress (its default), on the same calibration images, in model order
+                order = {n: i for i, (n, _) in enumerate(ref.model.named_modules())}
+                layers = [n for step in uniform_steps(folded, size, ratio) for n in step["layers"]]
+                refit(student.model, ref.model, sorted(layers, key=order.__getitem__), calib)
                 lr = CompressOptions().lr  # compress's own distillation budget
                 train = TrainOptions(epochs=args.distill_epochs, lr=lr, feature_steps=100, seed=0)
                 d = distill(ref, student, "digits", DistillOptions(train=train, bn_batches=20), splits=splits)
@@ -197,7 +206,7 @@ def main() -> int:
                         "fp32_layers": q.plan.fp32_layers(),
                         "given_back": q.int8_given_back,
                     },
-                    "refit": {**rf, "plain_distilled_top1": la.top1[1]},
+                    "refit": {**rf, "refit_distilled_top1": la.top1[1]},
                     "test_set": la.test_set,
                     "seconds": time.time() - t0,
                 }
@@ -220,7 +229,7 @@ def main() -> int:
                 )
                 f = row["refit"]
                 say(
-                    f"  --refit on the 2x plan: layer error {f['error_before']:.3f} -> "
+                    f"  refit (the default) on the 2x plan: layer error {f['error_before']:.3f} -> "
                     f"{f['error_after']:.3f}; top-1 built {f['plain_built_top1']:.2f}% -> "
                     f"{f['refit_built_top1']:.2f}%, "
                     f"distilled {f['plain_distilled_top1']:.2f}% -> {f['refit_distilled_top1']:.2f}%"

@@ -64,7 +64,9 @@ class CompressOptions:
     measure_rounds: int = 2  # rounds of it, each cut in blocks of BLOCK_S alternating the models
     seed: int = 0
     int8: bool = False  # plan precision per layer too; the student is exported int8 (mixed)
-    refit: bool = False  # least-squares refit of each swapped block's last factor before distilling
+    # least-squares refit of each swapped block's last factor before distilling: measured to help
+    # (ResNet-50 2x at 64x64: built 49.1% -> 89.7%, distilled 92.0% -> 93.8% of a 94.5% teacher)
+    refit: bool = True
     calib_size: int = 100  # images calibrating the int8 export
     check_seconds: float = 0.4  # the planner's whole-model checks, per model and round
     headroom: float = PlanOptions.headroom  # the plan aims this fraction faster than asked
@@ -134,7 +136,7 @@ class CompressResult:
     test_set: str
     distill_epochs: int
     report: str | None = None  # the JSON written beside the student
-    refit: list = field(default_factory=list)  # RefitReport per swapped layer (with --refit)
+    refit: list = field(default_factory=list)  # RefitReport per swapped layer (unless --no-refit)
     # int8 layers the plan chose that the student's artifact runs in fp32: without them it failed its
     # check against PyTorch (most harmful first)
     int8_given_back: list[str] = field(default_factory=list)

@@ -55,9 +55,11 @@ def compress(
     refit: Annotated[
         bool,
         typer.Option(
-            "--refit", help="Least-squares refit of each swapped layer's last factor on real images."
+            "--refit/--no-refit",
+            help="Least-squares refit of each swapped layer's last factor on real images, judged on "
+            "held-out ones.",
         ),
-    ] = False,
+    ] = True,
     headroom: Annotated[
         float,
         typer.Option(
@@ -180,7 +182,7 @@ def _print(result) -> None:
         lines.insert(
             -1,
             f"refit: output error of the {len(result.refit)} swapped layers {before:.3f} -> {after:.3f} "
-            "(mean, on the calibration images, before distillation)",
+            "(mean, on held-out calibration images, before distillation)",
         )
     if result.int8_given_back:
         back = result.int8_given_back

@@ -90,7 +90,10 @@ def refit(student, teacher, layers, batches, *, ridges=RIDGES) -> list[RefitRepo
     layer is left as it was where no refit lowers that error."""
     import torch
 
-    fit, held = _split(list(batches))
+    batches = list(batches)
+    if not batches:  # no image to fit on: every layer stays as built
+        return []
+    fit, held = _split(batches)
     student.eval()
     teacher.eval()
     reports = []
