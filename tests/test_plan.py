@@ -482,6 +482,7 @@ def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path, shared_cac
         int8=True,
         input_size=(32, 32),
         distill_epochs=0,
+        refit=False,  # the end-to-end test runs the refit; the suite is near its 10 minutes
         bn_batches=1,
         test_images=50,
         calib_images=16,
