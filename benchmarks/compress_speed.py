@@ -6,8 +6,8 @@
 
 For each runtime and requested speed-up, `edgecnn.compress` plans on the runtime (in-context latency
 table, error scores, knapsack), builds the student, exports both models for that runtime and times
-the original and the student in the same run (`--rounds` interleaved rounds, the lowest median of
-each). The prediction is the planner's: the chosen model profiled per layer and timed whole,
+the original and the student in the same run (`--rounds` rounds of interleaved 0.5 s blocks, the
+median block of each). The prediction is the planner's: the chosen model profiled per layer and timed whole,
 interleaved with the original, while planning: a predicted speed-up. "pred ms" applies it to the
 original as timed here, beside the student (the prediction error criterion); "planned" compares the
 plan's own ms, measured minutes earlier on a machine whose speed drifts. `--no-cache` measures the

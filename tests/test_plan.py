@@ -87,6 +87,42 @@ def test_the_plan_aims_faster_than_asked_where_it_can(caplog):
         choose_with_headroom(slots, budget, 0.05)
 
 
+def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
+    """The planner's check and compress's end-to-end timing both take each model's median block: a
+    burst in which one model runs 4x faster (what int8 in OpenVINO did here, and fp32 did not) moves
+    neither, where the lowest block would have made a 2.5x student look 10x."""
+    from types import SimpleNamespace
+
+    import edgecnn.bench.latency
+    import edgecnn.plan.latency
+    from edgecnn.compress import CompressOptions, _time_both
+    from edgecnn.plan.context import Reference
+
+    def scripted():  # block medians: the original 10 ms, the student 4 ms with a 1 ms burst
+        blocks = {"original": iter([10.0] * 99), "student": iter([4.0, 4.0, 1.0, *[4.0] * 96])}
+        return lambda name: next(blocks[name])
+
+    script = scripted()
+    monkeypatch.setattr(edgecnn.plan.latency, "_median", lambda r, x, s, n: script(r))
+    reference = Reference(None, (3, 8, 8), None, seconds=0.01)
+    reference.runner = "original"  # built: the scripted timer tells the two apart by name
+    assert reference.ratio("student", rounds=7) == pytest.approx(0.4)
+
+    script = scripted()
+    calls = []
+
+    def time_calls(fn, **_):
+        calls.append(fn)
+        return SimpleNamespace(median_ms=script("original" if len(calls) % 2 else "student"))
+
+    monkeypatch.setattr(edgecnn.bench.latency, "time_calls", time_calls)
+    opts = CompressOptions(runtime="torch", measure_seconds=1.0, measure_rounds=3)
+    net = torch.nn.Conv2d(3, 4, 3).eval()
+    original, student = _time_both(net, net, {"original": None, "student": None}, (3, 8, 8), opts)
+    assert len(calls) == 2 * 6  # 3 rounds of 2 blocks of 0.5 s, alternating the two
+    assert (original, student) == (10.0, 4.0)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -19,7 +19,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "edgecnn-latency/2"  # 2: whole-model checks warm each artifact up first
+CACHE_FORMAT = "edgecnn-latency/3"  # 2: checks warm each artifact up first; 3: median blocks
 
 
 def block_signature(block) -> list:
