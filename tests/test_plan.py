@@ -103,7 +103,7 @@ def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
         return lambda name: next(blocks[name])
 
     script = scripted()
-    monkeypatch.setattr(edgecnn.plan.latency, "_median", lambda r, x, s, n, warmup_s=None: script(r))
+    monkeypatch.setattr(edgecnn.plan.latency, "_median", lambda r, x, s, n: script(r))
     reference = Reference(None, (3, 8, 8), None, seconds=0.01)
     reference.runner = "original"  # built: the scripted timer tells the two apart by name
     assert reference.ratio("student", rounds=7) == pytest.approx(0.4)

@@ -62,7 +62,7 @@ class Reference:
         blocks: list[list[float]] = [[], []]
         for _ in range(rounds):
             for i, r in enumerate((runner, self.runner)):
-                blocks[i].append(_median(r, self.x, self.seconds, 10, warmup_s=0.0))  # both warm
+                blocks[i].append(_median(r, self.x, self.seconds, 10))
         return typical_ms(blocks[0]) / typical_ms(blocks[1])
 
     def _build(self) -> None:

@@ -143,15 +143,13 @@ def measure(model, shape, backend, *, device="cpu", threads=None, seconds=0.15, 
     return ms
 
 
-def _median(runner, x, seconds, min_iters, warmup_s: float | None = None) -> float:
-    """Median ms of `runner` on `x` over at least `seconds`, after a short warm-up (none for a
-    block of interleaved rounds whose runner is already warm)."""
+def _median(runner, x, seconds, min_iters) -> float:
     from edgecnn.bench.latency import time_calls
 
     stats = time_calls(
         lambda: runner.run(x),
         batch=len(x),
-        warmup_s=min(0.1, seconds) if warmup_s is None else warmup_s,
+        warmup_s=min(0.1, seconds),
         min_iters=min_iters,
         min_seconds=seconds,
     )
