@@ -1,0 +1,95 @@
+"""Does the planner's check time a compressed model the way compress's end-to-end measurement does?
+
+    .venv/bin/python benchmarks/check_vs_end_to_end.py [--runtime onnxruntime] [--speedup 2.0]
+        [--reps 3]
+
+Compresses ResNet-50 (224x224, batch 1, random weights, 2 threads) for `--runtime` and `--speedup`,
+then times the same two artifacts (original and student, as compress exported them) `--reps` times
+in each of the two ways: the check's (7 rounds of interleaved 0.4 s blocks with a 0.1 s warm-up
+each, the student first) and the end-to-end one (24 interleaved 0.5 s blocks, warmed up once).
+Each way takes each model's median block. Printed: both speed-ups per repetition, and the check's
+blocks, so a phase in which only one model runs faster shows as it happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime", default="onnxruntime")
+    parser.add_argument("--speedup", type=float, default=2.0)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    import numpy as np
+
+    from edgecnn.bench.latency import time_calls
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.plan.context import typical_ms
+    from edgecnn.plan.latency import _median
+    from edgecnn.runtime import get_backend, get_runner
+
+    with tempfile.TemporaryDirectory() as work:
+        t0 = time.time()
+        opts = CompressOptions(
+            runtime=args.runtime,
+            speedup=args.speedup,
+            calib_size=32,
+            verify=False,
+            measure_rounds=4,
+            input_size=(224, 224),
+            threads=2,
+            distill_epochs=0,
+            bn_batches=1,
+            test_images=64,
+            calib_images=16,
+            out_dir=Path(work) / "out",
+        )
+        r = compress("resnet50", opts)
+        print(
+            f"resnet50 224x224 {args.runtime} {args.speedup}x, compress {time.time() - t0:.0f} s: "
+            f"predicted {r.plan.predicted_speedup:.2f}x, measured {r.measured_speedup:.2f}x"
+        )
+        backend = get_backend(args.runtime)
+        runners = [
+            get_runner(args.runtime, r.artifacts[k], threads=2, **backend.options_for("fp32"))
+            for k in ("original", "student")
+        ]
+        x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        for rep in range(args.reps):
+            check: list[list[float]] = [[], []]  # original, student
+            _median(runners[1], x, 0.4, 10)  # the check warms the fresh student first
+            for _ in range(7):
+                for i in (1, 0):
+                    check[i].append(_median(runners[i], x, 0.4, 10))
+            e2e: list[list[float]] = [[], []]
+            for k in range(24):
+                for i in (0, 1):
+                    stats = time_calls(
+                        lambda i=i: runners[i].run(x),
+                        batch=1,
+                        warmup_s=0.5 if k == 0 else 0.0,
+                        min_iters=10,
+                        min_seconds=0.5,
+                    )
+                    e2e[i].append(stats.median_ms)
+            c, e = [typical_ms(b) for b in check], [typical_ms(b) for b in e2e]
+            print(
+                f"rep {rep}: check {c[0] / c[1]:.2f}x ({c[0]:.1f} / {c[1]:.1f} ms), "
+                f"end to end {e[0] / e[1]:.2f}x ({e[0]:.1f} / {e[1]:.1f} ms)"
+            )
+            for name, blocks in zip(("original", "student"), check, strict=True):
+                print(f"  check blocks, {name:8s} ms: " + " ".join(f"{v:5.1f}" for v in blocks))
+        runners.clear()  # release the artifacts before their folder goes
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
