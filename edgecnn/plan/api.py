@@ -270,7 +270,7 @@ def _verify(
     the stem's rank), so the difference is carried to every candidate of that layer in the same
     precision. Mixing precisions can cost more than either (layout changes at every boundary in ONNX
     Runtime), so an int8 plan also settles a choice among int8 candidates alone."""
-    from edgecnn.plan.context import Reference, choice_latencies
+    from edgecnn.plan.context import Reference, choice_latencies, confirm_ratio
 
     probed = {id(c): c.latency_ms for s in slots for c in s.candidates}
     measured: list[tuple[float, float, list[int], dict]] = []  # (whole ms, error, picks, layer times)
@@ -319,23 +319,56 @@ def _verify(
                 settle([s.in_precision("int8") for s in slots], "all-int8")
             except BadArgumentError:  # out of reach in int8 alone, even by its probes
                 pass
+        # The original itself (every layer kept, in fp32) is never the answer to "make it faster":
+        # timed against itself it can only "meet" a target by a noisy second (a 1 ms ResNet-18 on a
+        # shared host).
+        changed = [m for m in measured if not _unchanged(slots, m[2])] or measured
+        wall, best = _confirm(
+            changed,
+            budget,
+            request_ms,
+            lambda picks: (
+                budget.original_ms
+                * confirm_ratio(model, slots, picks, input_shape, table, reference, int8=int8)
+            ),
+            progress,
+        )
     finally:
         reference.close()
-    # The original itself (every layer kept, in fp32) is never the answer to "make it faster": timed
-    # against itself it can only "meet" a target by a noisy second (a 1 ms ResNet-18 on a shared host).
-    changed = [m for m in measured if not _unchanged(slots, m[2])] or measured
-    within = [m for m in changed if m[0] <= budget.target_ms] or [m for m in changed if m[0] <= request_ms]
-    best = min(within, key=lambda m: m[1]) if within else min(changed, key=lambda m: m[0])
-    if not within:
-        log.warning(
-            "no checked choice met the target in context: the fastest ran %.2f ms (%.2fx), the target "
-            "is %.2f ms (%.2fx); it is kept",
-            best[0],
-            budget.original_ms / best[0],
-            request_ms,
-            budget.original_ms / request_ms,
+    return best[2], best[3], wall
+
+
+def _confirm(measured, budget, request_ms, retime, progress, most: int = 3):
+    """Time afresh (`retime(picks)` -> ms) the checked choices in the order they would be picked,
+    and return (ms, choice) for the first whose new time meets the request, else the fastest so
+    re-timed (with a warning). The order: least error among those whose check met the aim (else the
+    request), then the fastest checked; at most `most` of them. The new time, not the check, is the
+    plan's prediction: the check is what the choice was picked by, so it is biased fast."""
+    within = [m for m in measured if m[0] <= budget.target_ms] or [m for m in measured if m[0] <= request_ms]
+    order = [*sorted(within, key=lambda m: m[1]), min(measured, key=lambda m: m[0])]
+    seen: dict[tuple, tuple[float, tuple]] = {}
+    for m in order:
+        if len(seen) == most or tuple(m[2]) in seen:
+            continue
+        progress("confirming the choice's speed", len(seen) + 1, most)
+        wall = seen[tuple(m[2])] = (retime(m[2]), m)
+        log.info(
+            "choice checked at %.2fx, re-timed at %.2fx",
+            budget.original_ms / m[0],
+            budget.original_ms / wall[0],
         )
-    return best[2], best[3], best[0]
+        if wall[0] <= request_ms:
+            return wall
+    wall = min(seen.values(), key=lambda w: w[0])
+    log.warning(
+        "no checked choice met the target in context: the fastest ran %.2f ms (%.2fx), the target "
+        "is %.2f ms (%.2fx); it is kept",
+        wall[0],
+        budget.original_ms / wall[0],
+        request_ms,
+        budget.original_ms / request_ms,
+    )
+    return wall
 
 
 def _unchanged(slots, picks) -> bool:
