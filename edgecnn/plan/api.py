@@ -312,6 +312,7 @@ def _verify(
             picks = again
 
     reference = Reference(model, input_shape, table.backend, seconds=seconds, **table.setting)
+    shipped = Reference(model, input_shape, table.backend, seconds=seconds, shipped=True, **table.setting)
     try:
         settle([s.candidates for s in slots], "", picks)
         if int8 is not None:
@@ -329,12 +330,13 @@ def _verify(
             request_ms,
             lambda picks: (
                 budget.original_ms
-                * confirm_ratio(model, slots, picks, input_shape, table, reference, int8=int8)
+                * confirm_ratio(model, slots, picks, input_shape, table, shipped, int8=int8)
             ),
             progress,
         )
     finally:
         reference.close()
+        shipped.close()
     return best[2], best[3], wall
 
 
