@@ -471,7 +471,7 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
         runtimes=("torch", "onnxruntime"),
         int8=False,
         speedup=SPEEDUP,
-        seconds=0.2,
+        seconds=0.1,  # the bench rows and the plan's checks: speed is not asserted here
         memory=False,
         out_dir=tmp_path / "p",
     )
