@@ -346,7 +346,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
         test_images=100,
         calib_images=16,
         measure_seconds=0.3,
-        check_seconds=0.1,
+        check_seconds=0.05,
         out_dir=out,
         cache_dir=cache / "latency",  # where the CLI's EDGECNN_CACHE below points
     )
@@ -563,7 +563,7 @@ def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path, shared_cac
         calib_images=16,
         calib_size=16,
         measure_seconds=0.3,
-        check_seconds=0.1,
+        check_seconds=0.05,
         verify=False,
         grid=Grid(separable=(1,), bottleneck=(0.25,), lowrank=(0.25,)),
         out_dir=tmp_path / "out",
