@@ -2,16 +2,16 @@
 
     .venv/bin/python benchmarks/compress_speed.py [--model resnet50] [--size 224]
         [--speedups 1.5,2.0,int8:4] [--runtimes onnxruntime,openvino] [--threads 2] [--no-cache]
-        [--rounds 4]
+        [--rounds 8]
 
 For each runtime and requested speed-up, `edgecnn.compress` plans on the runtime (in-context latency
 table, error scores, knapsack), builds the student, exports both models for that runtime and times
-the original and the student in the same run (`--rounds` rounds of interleaved 0.5 s blocks, the
-median block of each). The prediction is the planner's: the chosen model profiled per layer and timed whole,
-interleaved with the original, while planning: a predicted speed-up. "pred ms" applies it to the
-original as timed here, beside the student (the prediction error criterion); "planned" compares the
-plan's own ms, measured minutes earlier on a machine whose speed drifts. `--no-cache` measures the
-whole latency table in this run too.
+the original and the student in the same run (`--rounds` rounds of 3 s, in interleaved 0.5 s
+blocks, the median block of each). The prediction is the planner's: the chosen model re-timed
+whole, as long, interleaved with the original, while planning: a predicted speed-up. "pred ms"
+applies it to the original as timed here, beside the student (the prediction error criterion);
+"planned" compares the plan's own ms, measured minutes earlier on a machine whose speed drifts.
+`--no-cache` measures the whole latency table in this run too.
 Printed per row: original and student ms, measured speed-up / requested, predicted vs measured
 latency of the student. "int8:S" plans precision per layer too (`--int8`): the student is a mixed
 int8/fp32 artifact timed against the fp32 original. Criteria: fp32 plans reach >= 0.95x the
@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--no-cache", action="store_true", help="re-measure the latency table in this run")
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds of both models")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds of both models")
     parser.add_argument("--out", default="benchmarks/results/compress_speed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

@@ -69,7 +69,7 @@ class CompressOptions:
     refit: bool = True
     calib_size: int = 100  # images calibrating the int8 export
     check_seconds: float = 0.4  # the planner's whole-model checks, per model and round
-    headroom: float = PlanOptions.headroom  # the plan aims this fraction faster than asked
+    headroom: float | None = None  # the plan aims this fraction faster than asked (None: its default)
     verify: bool = True  # check both artifacts against PyTorch (off: random weights, speed only)
 
     @property
@@ -92,6 +92,8 @@ class CompressOptions:
             cache_dir=self.cache_dir,
             int8=self.int8,
             check_seconds=self.check_seconds,
+            # the prediction is timed as long as the measurement it predicts
+            confirm_seconds=self.measure_seconds * max(1, self.measure_rounds),
             headroom=self.headroom,
         )
 

@@ -61,12 +61,13 @@ def compress(
         ),
     ] = True,
     headroom: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Aim this fraction faster than asked, for timing noise between runs "
-            "(0: aim at the target itself)."
+            "(0: aim at the target itself; default 0.05, 0.10 with --int8).",
+            show_default=False,
         ),
-    ] = 0.05,
+    ] = None,
     input_size: o.InputSize = None,
     device: Annotated[str, typer.Option(help="Device the runtime runs on.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,

@@ -277,7 +277,15 @@ def choice_latencies(
 
 
 def confirm_ratio(
-    model, slots, picks, input_shape, table, reference: Reference, *, int8: Quantized | None = None
+    model,
+    slots,
+    picks,
+    input_shape,
+    table,
+    reference: Reference,
+    *,
+    int8: Quantized | None = None,
+    rounds: int = 12,
 ) -> float:
     """The whole time / original's of the model `picks` builds, timed afresh in longer rounds than
     its check, exported as shipped (`reference` must be too). The check that picked a choice is not
@@ -285,7 +293,16 @@ def confirm_ratio(
     within the budget) is the one whose timing came out fast, and ResNet-50 plans checked at 2.3x
     ran 2.0x end to end. Cached like the check."""
     times = _time_choice(
-        model, slots, picks, input_shape, table, reference, int8, ":confirm-shipped", profile=False, rounds=12
+        model,
+        slots,
+        picks,
+        input_shape,
+        table,
+        reference,
+        int8,
+        ":confirm-shipped",
+        profile=False,
+        rounds=rounds,
     )
     return times[RATIO]
 
