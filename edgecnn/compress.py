@@ -105,6 +105,8 @@ class CompressOptions:
             raise BadArgumentError(
                 f"{self.runtime} is not installed; install it with: {backend.install_hint}"
             )
+        if not self.measure_seconds > 0:  # before the plan's options, whose re-timing it sets
+            raise BadArgumentError(f"--duration must be positive, got {self.measure_seconds}")
         self.plan_options().validate()
         if self.calib_size < 1:
             raise BadArgumentError(f"--calib-size must be positive, got {self.calib_size}")
@@ -115,8 +117,6 @@ class CompressOptions:
             )
         if self.distill_epochs < 0 or few or self.bn_batches < 0:
             raise BadArgumentError("--distill-epochs must be >= 0, --calib-images >= 8, bn_batches >= 0")
-        if not self.measure_seconds > 0:
-            raise BadArgumentError(f"--duration must be positive, got {self.measure_seconds}")
         if self.test_images is not None and self.test_images < 1:
             raise BadArgumentError(f"--test-images must be positive, got {self.test_images}")
         return self

@@ -440,6 +440,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
         (["--speedup", "50"], "out of reach"),
         (["--test-images", "0"], "--test-images must be positive"),
         (["--lr", "0"], "--lr must be positive"),
+        (["--duration", "0"], "--duration must be positive"),
     ],
 )
 def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

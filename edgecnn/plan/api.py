@@ -39,7 +39,7 @@ class PlanOptions:
     model_seconds: float = 2.0  # timed seconds for the whole original model
     check_seconds: float = 0.4  # per model and round when a choice is timed whole against the original
     # Per model, the chosen model's re-timing against the original (the prediction), in rounds of
-    # check_seconds. This VM switches every 20-100 s between two speeds that a compact student feels
+    # check_seconds. This VM switches every 10-100 s between two speeds that a compact student feels
     # more than the original (a ResNet-50 2x student in OpenVINO: 2.10x, then 1.90x, same pair), so a
     # prediction timed in one and a measurement in the other differ by 10%: as long a timing as the
     # measurement it predicts samples both alike.
