@@ -1,10 +1,13 @@
 """Does `compress` keep accuracy, and does planning on latency beat uniform ranks at the same speed?
 
     .venv/bin/python benchmarks/compress_accuracy.py [--models resnet18,resnet50] [--size 64]
-        [--epochs 5] [--distill-epochs 2] [--runtime openvino] [--threads 2]
+        [--epochs 5] [--lr 0.02] [--distill-epochs 2] [--runtime openvino] [--threads 2]
 
 Per model, trained on the bundled digits at 64x64 (the reference is cached; 3,600 train / 400
-validation / 1,000 test digits, the same 1,000 test digits for every figure):
+validation / 1,000 test digits, the same 1,000 test digits for every figure; SGD at `--lr` 0.02:
+at the trainer's default 0.05 ResNet-50 from scratch blows up in its first epoch (mean loss 4.1,
+above ln 10) and lands wherever the machine's float rounding takes it, 84.3% on an AMD VM and
+94.5% on an Intel one, a teacher too weak to judge compression by; at 0.02 it trains to 94.9%):
 1. `compress --speedup 2` planned for the runtime in fp32, distilled: test top-1 vs the reference;
 2. the uniform-rank baseline at the same measured latency: every KxK conv bottlenecked and every
    1x1 conv / Linear low-ranked at one ratio, the largest ratio whose measured latency is no more
@@ -94,6 +97,7 @@ def main() -> int:
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=0.02, help="the reference's training learning rate")
     parser.add_argument("--distill-epochs", type=int, default=2)
     parser.add_argument("--runtime", default="openvino")
     parser.add_argument("--threads", type=int, default=2)
@@ -118,6 +122,7 @@ def main() -> int:
         "size": list(size),
         "runtime": args.runtime,
         "distill_epochs": args.distill_epochs,
+        "reference": {"epochs": args.epochs, "lr": args.lr},
         "models": {},
     }
     lines = []
@@ -134,7 +139,7 @@ def main() -> int:
         for model in args.models.split(","):
             try:
                 t0 = time.time()
-                ref, _ = reference_model(model, "digits", input_size=size, epochs=args.epochs)
+                ref, info = reference_model(model, "digits", input_size=size, epochs=args.epochs, lr=args.lr)
                 splits = load_splits("digits", Preprocess.for_model(ref.spec, input_size=size))
                 calib = _calibration(splits, CompressOptions())
                 common = dict(
@@ -158,6 +163,8 @@ def main() -> int:
                 base = la.top1[0]  # the teacher scored by the same code on the same test images
                 rf = refit_effect(ref, la.plan, splits, size, args.distill_epochs)
                 say(f"{model} {size[0]}x{size[1]}: reference test top-1 {base:.2f}% on {la.test_set}")
+                losses = ", ".join(f"{h['train_loss']:.2f}" for h in info["history"])
+                say(f"  reference trained {args.epochs} epochs at lr {args.lr}: train loss {losses}")
                 # One function times the original, the latency-aware student and every uniform ratio.
                 original = folded_copy(ref.model, size)
                 t_orig = ms(original)
@@ -180,6 +187,7 @@ def main() -> int:
                 assert d.test_set == la.test_set, (d.test_set, la.test_set)
                 row = {
                     "reference_top1": base,
+                    "reference_history": info["history"],
                     "original_ms": t_orig,
                     "latency_aware": {
                         "requested": 2.0,
