@@ -194,8 +194,8 @@ def main() -> int:
                     d = distill(ref, student, "digits", options, splits=splits)
                     assert d.test_set == la.test_set, (d.test_set, la.test_set)
                     top1 = d.student_test_top1
-                    row = {"ratio": ratio, "ms": t_uni, "speedup": t_orig / t_uni}
-                    baselines.append({**row, "top1": top1, "loss": base - top1})
+                    timing = {"ratio": ratio, "ms": t_uni, "speedup": t_orig / t_uni}
+                    baselines.append({**timing, "top1": top1, "loss": base - top1})
                 row = {
                     "reference_top1": base,
                     "reference_history": info["history"],
