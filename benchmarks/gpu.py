@@ -119,7 +119,7 @@ def main() -> int:
     print("\n".join(lines), flush=True)
     for name in args.models.split(","):
         torch.manual_seed(0)
-        model = load_model(name).model
+        model = load_model(name).module
         for batch in map(int, args.batches.split(",")):
             for precision in args.precisions.split(","):
                 ref = reference_ms(model, batch, precision, args.size, args.seconds)

@@ -199,44 +199,44 @@ def write_catalog(names, path: Path = CATALOG) -> Path:
 
 
 def inspect_model(
-    name: str,
+    name,
     *,
     input_size: tuple[int, int] | None = None,
     weights: str | None = None,
     live: bool = False,
     **model_kwargs,
 ) -> ModelStats:
-    """Build a zoo model (on the meta device unless weights are given) and analyse it; the stored
-    table when nothing differs from the default configuration (and not `live`)."""
+    """Analyse a `Model`, a model file, or a zoo model (built on the meta device unless weights are
+    given); the stored table when nothing differs from the zoo default (and not `live`)."""
+    from edgecnn.card import Model
     from edgecnn.errors import BadArgumentError
-    from edgecnn.zoo import get_spec, load_model
+    from edgecnn.zoo import card_for, load_model
 
-    if str(name).endswith(".safetensors"):  # a model file: its own classes, transforms and size
+    if isinstance(name, Model) or str(name).endswith(".safetensors"):  # its own classes, size
         from edgecnn.transforms import input_size_of, load_source
 
         loaded = load_source(name, weights)
-        return analyze(
-            loaded.model, input_size_of(loaded, input_size), in_chans=loaded.in_chans, name=Path(name).name
-        )
-    spec = get_spec(name)
+        shown = Path(loaded.path).name if loaded.path else loaded.card.name
+        return analyze(loaded.module, input_size_of(loaded, input_size), in_chans=loaded.in_chans, name=shown)
+    card = card_for(name)
     default = weights is None and not any(v is not None for v in model_kwargs.values())
-    if default and not live and (input_size is None or tuple(input_size) == spec.input_size):
-        stats = catalog_stats(spec.name)
+    if default and not live and (input_size is None or tuple(input_size) == card.input_size):
+        stats = catalog_stats(card.name)
         if stats is not None:
             return dataclasses.replace(stats, model=name)
     loaded = load_model(name, weights=weights, device=None if weights else "meta", **model_kwargs)
-    spec = loaded.spec
-    size = tuple(input_size) if input_size else spec.input_size
+    card = loaded.card
+    size = tuple(input_size) if input_size else card.input_size
     if len(size) != 2 or min(size) < 1:
         raise BadArgumentError(f"input size must be two positive integers H W, got {size}")
     try:
-        return analyze(loaded.model, size, in_chans=loaded.in_chans, name=name)
+        return analyze(loaded.module, size, in_chans=loaded.in_chans, name=name)
     except RuntimeError as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         need = (
-            f"it needs exactly {spec.input_size[0]}x{spec.input_size[1]}"
-            if spec.fixed_input
-            else f"its smallest input is about {spec.min_input_size}x{spec.min_input_size}"
+            f"it needs exactly {card.input_size[0]}x{card.input_size[1]}"
+            if card.fixed_input
+            else f"its smallest input is about {card.min_input_size}x{card.min_input_size}"
         )
         raise BadArgumentError(f"input {size[0]}x{size[1]} does not fit {name} ({need}): {why}") from None
 

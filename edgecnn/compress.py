@@ -176,7 +176,7 @@ class CompressResult:
 
 
 def compress(
-    model: str,
+    model,
     options: CompressOptions | None = None,
     *,
     weights: str | None = None,
@@ -185,34 +185,34 @@ def compress(
     on_step=None,
     on_epoch=None,
 ) -> CompressResult:
-    """Compress zoo model `model` (with `weights`, or an already built `loaded` LoadedModel) for
-    `options.runtime` to the requested budget."""
+    """Compress `model` for `options.runtime` to the requested budget: a `Model` (a module with its
+    card), a model file, or a zoo name (with `weights`, or an already built `loaded` Model)."""
     from edgecnn.artifacts import check_writable
+    from edgecnn.card import Model
     from edgecnn.data import DIGITS, Preprocess
     from edgecnn.data.splits import load_splits, recorded_split
-    from edgecnn.transforms import input_size_of, load_source
-    from edgecnn.zoo import check_input_size, get_spec
+    from edgecnn.transforms import load_source
+    from edgecnn.zoo import card_for
 
     opts = (options or CompressOptions()).validate()
-    if loaded is None and str(model).endswith(".safetensors"):  # a model file: its classes, size, split
-        loaded = load_source(model, weights)
-        model = loaded.spec.name
-    spec = get_spec(model)
-    size = check_input_size(
-        spec, input_size_of(loaded, opts.input_size) if loaded else tuple(opts.input_size or spec.input_size)
-    )
-    if opts.input_size is None and loaded is not None and loaded.recipe:  # every artifact at its size
+    if loaded is None and (isinstance(model, Model) or str(model).endswith(".safetensors")):
+        loaded = load_source(model, weights)  # its card: classes, size, and the split it records
+    card = loaded.card if loaded is not None else card_for(model)
+    model = card.name
+    size = card.check_input_size(opts.input_size)
+    if opts.input_size is None and loaded is not None:  # every artifact at its size
         opts = dataclasses.replace(opts, input_size=size)
     # An int8 plan has a folder of its own: its report must not replace the fp32 plan's.
     out = Path(
         opts.out_dir or Path("export") / model / f"compress-{opts.runtime}{'-int8' if opts.int8 else ''}"
     )
     student_path = out / f"{model}.compressed-{opts.runtime}{'-int8' if opts.int8 else ''}.safetensors"
-    for path in _outputs(model, student_path, out, opts):  # nothing is replaced without --force
+    original = dataclasses.replace(loaded, path=None) if loaded is not None else model  # named by its card
+    for path in _outputs(original, student_path, out, opts):  # nothing is replaced without --force
         check_writable(path, force=opts.force)
     progress = on_progress or (lambda stage, done, total: None)
     progress("loading model and data", 0, 1)
-    preprocess = Preprocess.for_model(spec, input_size=size)
+    preprocess = Preprocess.for_model(card, input_size=size)
     split = recorded_split(loaded.recipe) if loaded is not None else None
     if split is not None and (opts.data is None or split.same_data(opts.data)):
         splits = load_splits(split, preprocess, recorded=True)  # the test images training held out
@@ -243,27 +243,31 @@ def compress(
     student, top1, test_set, refits = _recover(
         loaded, plan, size, splits, batches, opts, progress, on_step, on_epoch
     )
-    from edgecnn.transforms import save_with_recipe
+    from edgecnn.artifacts import sha256_file
+    from edgecnn.card import WeightsInfo
+    from edgecnn.transforms import card_of, save_with_recipe
 
     # the student's file says what it was made and scored on, as train's does
     header = {**student.recipe, "class_names": list(splits.classes), "data": recorded}
     header["trained"] = {"compressed_for": opts.runtime, "test_top1": top1[1], "test_set": test_set}
     save_with_recipe(student.model, header, student_path, force=opts.force)
+    # exported from memory, as the file just written describes it
+    weights = WeightsInfo("converted", str(student_path.resolve()), sha256_file(student_path), "compress")
+    student_model = Model(student.model, card_of(header), weights, loaded.base, header, str(student_path))
+    original = dataclasses.replace(loaded, path=None)
     artifacts, given_back = _export(
-        model,
-        loaded,
-        student_path,
+        original,
+        student_model,
         out,
         opts,
         progress,
         plan,
         calib=splits.source,
-        student=student.model,
         batches=batches,
     )
     progress(f"timing the original and the student in {opts.runtime}", 0, 1)
     original_ms, student_ms = _time_both(
-        loaded.model, student.model, artifacts, (loaded.in_chans, *size), opts
+        loaded.module, student.model, artifacts, (loaded.in_chans, *size), opts
     )
     result = CompressResult(
         model,
@@ -324,13 +328,13 @@ def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, p
     swapped = [layer.name for layer in plan.layers if layer.kind != "keep"]
     if opts.refit:
         progress("refitting the swapped layers on the calibration images", 0, 1)
-    reports = refit(student.model, loaded.model, swapped, batches) if opts.refit else []
+    reports = refit(student.model, loaded.module, swapped, batches) if opts.refit else []
     test_set = f"{len(splits.test)} images from {splits.test.source}"
     if opts.distill_epochs == 0:
         recalibrate_bn(student.model, splits.train, batches=opts.bn_batches, seed=opts.seed)
         student.model.eval()
         progress(f"test top-1 on {test_set}", 0, 1)
-        top1 = (evaluate_top1(loaded.model, splits.test), evaluate_top1(student.model, splits.test))
+        top1 = (evaluate_top1(loaded.module, splits.test), evaluate_top1(student.model, splits.test))
         return student, top1, test_set, reports
     train = TrainOptions(
         epochs=opts.distill_epochs,
@@ -356,7 +360,7 @@ def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, p
     return student, (result.teacher_test_top1, result.student_test_top1), result.test_set, reports
 
 
-def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
+def _outputs(model, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
     """Every file compress writes: the student, its report, and both artifacts with their manifests."""
     from edgecnn.export import ExportOptions, planned_paths
     from edgecnn.runtime import file_label, get_backend
@@ -379,16 +383,14 @@ def _outputs(model: str, student_path: Path, out: Path, opts: CompressOptions) -
 
 
 def _export(
-    model,
-    loaded,
-    student_path: Path,
+    original,
+    student,
     out: Path,
     opts: CompressOptions,
     progress,
     plan: Plan,
     *,
     calib=None,
-    student=None,
     batches=(),
 ) -> tuple[dict, list[str]]:
     """The original's (fp32) and the student's (the plan's precision: int8 but for its fp32 layers,
@@ -417,16 +419,13 @@ def _export(
         calib_size=opts.calib_size,
         int8_fp32_layers=tuple(plan.fp32_layers()),
     )
-    jobs = (
-        ("original", model, ExportOptions(**common), {"loaded": loaded}),
-        ("student", str(student_path), student_eo, {}),
-    )
+    jobs = (("original", original, ExportOptions(**common)), ("student", student, student_eo))
     paths, given_back = {}, []
-    for name, source, eo, kw in jobs:
+    for name, source, eo in jobs:
         progress(f"exporting the {name} for {opts.runtime}", 0, 1)
-        (target,) = export(source, eo, **kw).targets
-        if name == "student" and opts.int8 and _failed_on_images(target) and student is not None:
-            target, given_back = _give_back(target, source, eo, plan, student, batches, progress)
+        (target,) = export(source, eo).targets
+        if name == "student" and opts.int8 and _failed_on_images(target):
+            target, given_back = _give_back(target, source, eo, plan, batches, progress)
         if not target.ok:
             raise ExportError(f"exporting the {name} for {opts.runtime} failed: {target.error}")
         paths[name] = Path(target.path)
@@ -439,7 +438,7 @@ def _failed_on_images(target) -> bool:
     return target.status == "verify failed" and all(p.inputs.startswith("images") for p in failed)
 
 
-def _give_back(first, source, eo, plan: Plan, student, batches, progress):
+def _give_back(first, source, eo, plan: Plan, batches, progress):
     """Export the int8 student again with its most harmful int8 layers (`int8_sensitivity`) in fp32,
     1, 2, 4, ... of them, until it passes its check against PyTorch: (target, layers given back).
     The end-to-end timing after it measures what they cost."""
@@ -449,7 +448,8 @@ def _give_back(first, source, eo, plan: Plan, student, batches, progress):
 
     int8_layers = [layer.name for layer in plan.layers if not is_baseline(layer.precision)]
     progress("ranking the int8 layers by how far they move the logits", 0, 1)
-    ranked = [name for name, _ in int8_sensitivity(student, int8_layers, batches, plan.int8_activations)]
+    sensitivity = int8_sensitivity(source.module, int8_layers, batches, plan.int8_activations)
+    ranked = [name for name, _ in sensitivity]
     target, k = first, 1
     while k <= len(ranked):
         log.warning(

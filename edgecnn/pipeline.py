@@ -74,7 +74,7 @@ def run_pipeline(
     say = on_message or (lambda msg: log.info("%s", msg))
     given = _given_reference(model, opts)  # a model file: checked (classes, data) before any work
     if given is not None:
-        model = given.spec.name
+        model = given.card.name
     elif opts.data is None:
         opts = dataclasses.replace(opts, data=DIGITS)
     out = Path(opts.out_dir or Path("export") / model / "pipeline")
@@ -212,7 +212,7 @@ def _reference_info(loaded, opts: PipelineOptions) -> dict:
     from edgecnn.train.loop import evaluate_top1
 
     size = tuple(loaded.recipe["input_size"])
-    preprocess = Preprocess.for_model(loaded.spec, input_size=size, in_chans=loaded.in_chans)
+    preprocess = Preprocess.for_model(loaded.card, input_size=size)
     split = recorded_split(loaded.recipe)
     if split is not None and (opts.data is None or split.same_data(opts.data)):
         splits = load_splits(split, preprocess, recorded=True)
@@ -222,7 +222,7 @@ def _reference_info(loaded, opts: PipelineOptions) -> dict:
     return {
         "weights": loaded.weights.path,
         "num_classes": loaded.num_classes,
-        "test_top1": evaluate_top1(loaded.model, splits.test),
+        "test_top1": evaluate_top1(loaded.module, splits.test),
         "test_set": splits.test_set,
         "input_size": list(size),
         "data": splits.source,

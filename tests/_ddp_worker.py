@@ -12,7 +12,7 @@ from edgecnn.zoo import get_spec, load_model
 
 out = sys.argv[1]
 torch.manual_seed(0)
-model = load_model("lenet5").model
+model = load_model("lenet5").module
 data = open_dataset("digits", Preprocess.for_model(get_spec("lenet5")), split="train")
 result = fit(model, data, None, TrainOptions(epochs=1, max_steps=8, batch_size=32, lr=0.01))
 rank = int(os.environ["RANK"])

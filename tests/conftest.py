@@ -24,9 +24,9 @@ def lenet_weights(tmp_path_factory):
     from edgecnn.zoo import load_model
 
     torch.manual_seed(0)
-    model = load_model("lenet5").model.train()
+    model = load_model("lenet5").module.train()
     train = open_dataset(
-        "digits", Preprocess.for_model(load_model("lenet5", device="meta").spec), split="train"
+        "digits", Preprocess.for_model(load_model("lenet5", device="meta").card), split="train"
     )
     x = torch.from_numpy(np.stack([train[i][0] for i in range(len(train))]))
     y = torch.from_numpy(train.labels)

@@ -513,7 +513,7 @@ def test_the_torch_runner_casts_to_its_precision():
     from edgecnn.runtime.torch_runner import TorchRunner, cpu_has_bf16
     from edgecnn.zoo import load_model
 
-    model = load_model("lenet5").model
+    model = load_model("lenet5").module
     x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
     ref = TorchRunner(model).run(x)
     if not cpu_has_bf16():

@@ -32,7 +32,7 @@ def run(*args, cwd=None):
 
 
 def _torch_logits(name, x, **kw):
-    model = load_model(name, **kw).model
+    model = load_model(name, **kw).module
     with torch.no_grad():
         return model(torch.from_numpy(x)).numpy()
 

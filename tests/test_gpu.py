@@ -44,7 +44,7 @@ def test_reduced_precision_on_cuda_agrees_with_fp32():
     from edgecnn.zoo import load_model
 
     torch.manual_seed(0)
-    model = load_model("resnet18").model
+    model = load_model("resnet18").module
     x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
     ref = TorchRunner(model, device="cuda").run(x)
     for dtype, tf32, bound in (("float16", False, 2e-2), ("bfloat16", False, 5e-2), ("float32", True, 1e-2)):

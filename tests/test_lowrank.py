@@ -95,7 +95,7 @@ def test_zoo_models_convert_with_consistent_totals_and_reload(name, tmp_path):
     path = save_converted(result, tmp_path / "m.safetensors")
     back = load_converted(path)
     x = torch.randn(1, 3, 64, 64)
-    assert torch.equal(_out(back.model, x), _out(result.model, x))
+    assert torch.equal(_out(back.module, x), _out(result.model, x))
     assert [t["name"] for t in back.recipe["transforms"]] == ["fold_bn", "lowrank"]
 
 
@@ -140,25 +140,25 @@ def test_refit_lowers_each_swapped_layers_output_error_on_held_out_inputs():
 
     torch.manual_seed(0)
     loaded = load_model("resnet18", num_classes=10)
-    loaded.model.eval()
+    loaded.module.eval()
     layers = {"layer2.0.conv2": [16, 16], "layer3.1.conv1": [32, 32]}
     steps = [{"name": "bottleneck", "layers": layers}, {"name": "lowrank", "layers": {"fc": 16}}]
     student = convert_exact(loaded, steps, input_size=(32, 32)).model.eval()
     before = copy.deepcopy(student)
     x = torch.randn(32, 3, 32, 32)
     batches = [x[i : i + 8].numpy() for i in range(0, 32, 8)]
-    reports = refit(student, loaded.model, [*layers, "fc"], batches)
+    reports = refit(student, loaded.module, [*layers, "fc"], batches)
     assert [r.layer for r in reports] == [*layers, "fc"]
 
     def layer_error(model, name, images=x):
         out = {}
         handles = [
             model.get_submodule(name).register_forward_hook(lambda m, a, o: out.__setitem__("s", o)),
-            loaded.model.get_submodule(name).register_forward_hook(lambda m, a, o: out.__setitem__("t", o)),
+            loaded.module.get_submodule(name).register_forward_hook(lambda m, a, o: out.__setitem__("t", o)),
         ]
         with torch.no_grad():
             model(images)
-            loaded.model(images)
+            loaded.module(images)
         for h in handles:
             h.remove()
         return float((out["s"] - out["t"]).norm() / out["t"].norm())
@@ -182,7 +182,7 @@ def test_refit_is_judged_on_images_it_was_not_fit_on():
 
     torch.manual_seed(0)
     loaded = load_model("resnet18", num_classes=10)
-    loaded.model.eval()
+    loaded.module.eval()
     steps = [{"name": "bottleneck", "layers": {"layer4.1.conv1": [64, 64]}}]
     student = convert_exact(loaded, steps, input_size=(32, 32)).model.eval()
     x = torch.randn(32, 3, 32, 32)
@@ -190,11 +190,11 @@ def test_refit_is_judged_on_images_it_was_not_fit_on():
     assert R._split(batches) == (batches[:3], batches[3:])
 
     def run(**kw):
-        return R.refit(copy.deepcopy(student), loaded.model, ["layer4.1.conv1"], batches, **kw)[0]
+        return R.refit(copy.deepcopy(student), loaded.module, ["layer4.1.conv1"], batches, **kw)[0]
 
     one, tuned = run(ridges=(1e-4,)), run()
     in_sample = R.refit(
-        copy.deepcopy(student), loaded.model, ["layer4.1.conv1"], batches[:1], ridges=(1e-4,)
+        copy.deepcopy(student), loaded.module, ["layer4.1.conv1"], batches[:1], ridges=(1e-4,)
     )[0]
     assert in_sample.error_after < 0.01  # fit and judged on the same 8 images: "exact"
     assert 0.1 < tuned.error_after <= one.error_after < one.error_before  # held out: better, not exact

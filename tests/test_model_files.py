@@ -118,9 +118,9 @@ def test_fine_tuning_loads_the_backbone_also_from_the_imagenet_cache(work, monke
     monkeypatch.setenv("TORCH_HOME", str(work))
     monkeypatch.setenv("EDGECNN_OFFLINE", "1")
     start = load_model("resnet18", weights="imagenet", num_classes=3, reset_head=True)
-    assert start.model.fc.out_features == 3
+    assert start.module.fc.out_features == 3
     assert all(
-        torch.equal(v, theirs[k]) for k, v in start.model.state_dict().items() if not k.startswith("fc.")
+        torch.equal(v, theirs[k]) for k, v in start.module.state_dict().items() if not k.startswith("fc.")
     )
     with pytest.raises(BadArgumentError, match="fine-tunes them to your classes"):
         create_model("resnet18", weights="imagenet", num_classes=3)
@@ -136,7 +136,7 @@ def test_plain_weights_still_work_with_flags_and_wrong_files_are_named(work):
     tuned = work / "tuned.safetensors"
     if not tuned.is_file():
         pytest.skip("needs the end-to-end test's model file")
-    torch.save(load_source(str(tuned)).model.state_dict(), work / "plain.pth")
+    torch.save(load_source(str(tuned)).module.state_dict(), work / "plain.pth")
     args = ("bench", "resnet18", "--weights", "plain.pth", "-r", "onnxruntime", *FAST)
     cli(work, *args, "--num-classes", "3", "--input-size", "32", "32")
     with pytest.raises(WeightsError, match="holds trained resnet18 weights, not resnet34"):

@@ -273,7 +273,7 @@ def test_an_int8_export_leaves_the_chosen_layers_in_fp32(tmp_path):
     producer = {o: n.op_type for n in graph.node for o in n.output}
     weighted = [
         (node, layer)
-        for node, layer in assign(graph, [n for n, _ in load_model("resnet18").model.named_modules() if n])
+        for node, layer in assign(graph, [n for n, _ in load_model("resnet18").module.named_modules() if n])
         if node.op_type in ("Conv", "Gemm")
     ]
     assert len(weighted) == 21
@@ -322,7 +322,7 @@ def test_the_plan_builds_a_reloadable_student(tmp_path):
     back = load_converted(path)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(back.model(x), student.model(x))
+        assert torch.equal(back.module(x), student.model(x))
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +352,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     weights = tmp_path / "r18.safetensors"
     loaded = load_model("resnet18", num_classes=10)
     header = model_recipe(loaded, (32, 32), class_names=list(CLASSES), data=SplitSpec("digits").to_dict())
-    save_with_recipe(loaded.model, header, weights)
+    save_with_recipe(loaded.module, header, weights)
     opts = CompressOptions(
         speedup=SPEEDUP,
         input_size=(32, 32),
@@ -646,30 +646,30 @@ def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp
     from edgecnn.plan import Plan
     from edgecnn.plan.api import LayerChoice
     from edgecnn.plan.sensitivity import int8_sensitivity
-    from edgecnn.transforms import load_source, save_with_recipe
+    from edgecnn.transforms import load_model_file, load_source, save_with_recipe
     from edgecnn.transforms.io import model_recipe
 
     loaded = load_source("lenet5", str(lenet_weights))
-    fc3, fc5 = loaded.model.classifier[3], loaded.model.classifier[5]
+    fc3, fc5 = loaded.module.classifier[3], loaded.module.classifier[5]
     with torch.no_grad():
         fc3.weight[0], fc3.bias[0] = 0.0, 10.0  # feature 0 is tanh(10): a constant
         c = torch.linspace(-1, 1, 10)
         fc5.weight[:, 0] += 1000 * c
         fc5.bias -= 1000 * c * torch.tanh(torch.tensor(10.0))
-    path = save_with_recipe(loaded.model, model_recipe(loaded, (32, 32)), tmp_path / "l5.safetensors")
+    path = save_with_recipe(loaded.module, model_recipe(loaded, (32, 32)), tmp_path / "l5.safetensors")
 
     layers = ["features.0", "features.3", "classifier.1", "classifier.3", "classifier.5"]
     choices = [LayerChoice(n, "keep int8", "keep", None, 1.0, 0.5, 0.0, 1, 1, "int8") for n in layers]
     plan = Plan("onnxruntime", "cpu", None, 1, (1, 32, 32), 5.0, 2.5, 2.5, choices, 64, 0, 0, "u8")
-    train = open_dataset("digits", Preprocess.for_model(loaded.spec), split="train")
+    train = open_dataset("digits", Preprocess.for_model(loaded.card), split="train")
     batches = [np.stack([train[i][0] for i in range(j, j + 16)]) for j in range(0, 64, 16)]
-    ranked = int8_sensitivity(loaded.model, layers, batches, "u8")
+    ranked = int8_sensitivity(loaded.module, layers, batches, "u8")
     assert ranked[0][0] == "classifier.5" and ranked[0][1] > 10 * ranked[1][1]
     opts = CompressOptions(int8=True, input_size=(32, 32), out_dir=tmp_path / "out")
     with caplog.at_level("WARNING"):
         paths, back = _export(
-            "lenet5", loaded, path, tmp_path / "out", opts, lambda *a: None, plan,
-            calib="digits", student=loaded.model, batches=batches,
+            loaded, load_model_file(path), tmp_path / "out", opts, lambda *a: None, plan,
+            calib="digits", batches=batches,
         )  # fmt: skip
     assert "the int8 student failed its check against PyTorch (images:" in caplog.text
     assert back == ["classifier.5"]
@@ -696,7 +696,7 @@ def test_a_distillation_that_diverges_starts_again_from_the_built_student_at_a_l
     loaded = load_source("lenet5", str(lenet_weights))
     choice = LayerChoice("classifier.3", "lowrank 16", "lowrank", 16, 1.0, 0.5, 0.1, 1, 1)
     plan = Plan("onnxruntime", "cpu", None, 1, (1, 32, 32), 5.0, 2.5, 2.5, [choice], 64, 0, 0, "u8")
-    splits = load_splits("digits", Preprocess.for_model(loaded.spec))
+    splits = load_splits("digits", Preprocess.for_model(loaded.card))
     real, calls = edgecnn.train.distill, []
 
     def distill(teacher, student, *args, **kw):

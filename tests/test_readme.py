@@ -104,7 +104,7 @@ def workdir(tmp_path_factory, lenet_weights):
                     root / folder / f"c{c}/{k}.png"
                 )
     torch.manual_seed(0)
-    torch.save(load_model(STAND_IN["convert"]).model.state_dict(), root / "ckpt.pth")
+    torch.save(load_model(STAND_IN["convert"]).module.state_dict(), root / "ckpt.pth")
     trained = root / "export/lenet5/lenet5.trained.safetensors"
     trained.parent.mkdir(parents=True)
     save_file(torch.load(lenet_weights, weights_only=True), str(trained))

@@ -279,7 +279,7 @@ def test_an_artifact_that_does_not_match_its_manifest_is_never_run_or_reused(tmp
     from edgecnn.zoo import load_model
 
     weights = tmp_path / "w.pth"
-    torch.save(load_model("lenet5").model.state_dict(), weights)
+    torch.save(load_model("lenet5").module.state_dict(), weights)
     out = tmp_path / "x"
     path = Path(
         export("lenet5", ExportOptions(out_dir=out, verify=False), weights=str(weights)).targets[0].path

@@ -31,7 +31,7 @@ def splits():
 
 
 def test_fit_learns_checkpoints_and_resumes(tmp_path, splits):
-    model = load_model("lenet5").model
+    model = load_model("lenet5").module
     ckpt = tmp_path / "l.ckpt"
     opts = TrainOptions(epochs=1, max_steps=40, lr=0.05, checkpoint=ckpt)
     result = fit(model, splits.train, splits.val, opts)
@@ -40,7 +40,7 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path, splits):
     state = torch.load(ckpt, weights_only=True)  # loadable without unpickling code
     assert state["epoch"] == 0 and len(state["history"]) == 1
     resumed = fit(
-        load_model("lenet5").model,
+        load_model("lenet5").module,
         splits.train,
         splits.val,
         TrainOptions(epochs=2, max_steps=40, lr=0.05, checkpoint=ckpt, resume=True),
@@ -51,7 +51,7 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path, splits):
 
     with pytest.raises(WeightsError, match=r"cannot resume from .*l\.ckpt: .*size mismatch") as e:
         fit(
-            load_model("lenet5", num_classes=12).model,
+            load_model("lenet5", num_classes=12).module,
             splits.train,
             None,
             TrainOptions(epochs=2, max_steps=2, checkpoint=ckpt, resume=True),
@@ -65,7 +65,7 @@ def test_a_tie_keeps_the_later_epoch_and_patience_still_stops_a_plateau(monkeypa
     from edgecnn.train import loop
 
     vals = [50.0, 60.0, 60.0, 55.0, 60.0, 70.0]
-    model = load_model("lenet5").model
+    model = load_model("lenet5").module
 
     def epoch(self, e, result, on_step):
         with torch.no_grad():
@@ -87,7 +87,7 @@ def test_a_fine_tune_that_only_gets_worse_hands_back_its_starting_weights(
     17.0%); the validation scores are real, and fit restores the weights it was given."""
     from edgecnn.train import loop
 
-    model = load_model("lenet5", weights=str(lenet_weights)).model
+    model = load_model("lenet5", weights=str(lenet_weights)).module
     start = {k: v.clone() for k, v in model.state_dict().items()}
 
     def epoch(self, e, result, on_step):
@@ -109,7 +109,7 @@ def test_a_fine_tune_that_only_gets_worse_hands_back_its_starting_weights(
 def test_resume_without_a_checkpoint_says_so(tmp_path, splits, caplog):
     opts = TrainOptions(epochs=1, max_steps=2, checkpoint=tmp_path / "none.ckpt", resume=True)
     with caplog.at_level("WARNING", logger="edgecnn"):
-        result = fit(load_model("lenet5").model, splits.train, None, opts)
+        result = fit(load_model("lenet5").module, splits.train, None, opts)
     assert "no checkpoint at" in caplog.text and "training from the start" in caplog.text
     assert [h.epoch for h in result.history] == [1]
 
@@ -118,7 +118,7 @@ def test_early_stop_restores_the_best_weights(splits, monkeypatch):
     scores = iter([10.0, 80.0, 70.0, 60.0, 50.0])
     monkeypatch.setattr("edgecnn.train.loop.evaluate_top1", lambda *a, **k: next(scores))
     result = fit(
-        load_model("lenet5").model, splits.train, splits.val, TrainOptions(epochs=5, max_steps=3, patience=2)
+        load_model("lenet5").module, splits.train, splits.val, TrainOptions(epochs=5, max_steps=3, patience=2)
     )
     assert result.stopped_early and len(result.history) == 3 and result.best_epoch == 1
 
@@ -137,7 +137,7 @@ def test_recalibrating_bn_rescues_a_truncated_swap(lenet_weights, splits):
 
 def test_distillation_recovers_a_separable_student(lenet_weights, splits):
     teacher = load_model("lenet5", weights=str(lenet_weights))
-    teacher_top1 = evaluate_top1(teacher.model, splits.test)
+    teacher_top1 = evaluate_top1(teacher.module, splits.test)
     student = convert(teacher, fold_bn=False, separable=SwapOptions(rank=1).validate("separable"))
     assert [s["name"] for s in student.recipe["transforms"]] == ["separable"]
     opts = TrainOptions(epochs=1, max_steps=40, lr=0.02, feature_steps=20, eval_every=20)
@@ -157,9 +157,9 @@ def test_random_init_baseline_differs_from_svd_init(lenet_weights):
 
 def test_teacher_and_student_class_counts_must_match(lenet_weights, splits):
     teacher = load_model("lenet5", weights=str(lenet_weights))
-    student = load_model("lenet5", num_classes=5).model
+    student = load_model("lenet5", num_classes=5).module
     with pytest.raises(BadArgumentError, match="teacher has 10 classes and student 5"):
-        fit(student, splits.train, None, TrainOptions(epochs=1, max_steps=1), teacher=teacher.model)
+        fit(student, splits.train, None, TrainOptions(epochs=1, max_steps=1), teacher=teacher.module)
 
 
 def test_ddp_runs_with_two_cpu_processes(tmp_path):
@@ -181,7 +181,7 @@ def test_ddp_runs_with_two_cpu_processes(tmp_path):
     for k in a["state"]:  # DDP all-reduces gradients: both replicas hold the same weights
         assert torch.equal(a["state"][k], b["state"][k]), k
     torch.manual_seed(0)
-    init = load_model("lenet5").model.state_dict()
+    init = load_model("lenet5").module.state_dict()
     first = next(iter(init))
     assert not torch.equal(init[first], a["state"][first])  # and they trained
 
@@ -295,7 +295,7 @@ def test_fine_tuning_freezes_the_backbone_first_and_trains_it_slower(splits):
     from edgecnn.data.dataset import Subset
     from edgecnn.zoo.weights import classifier_heads
 
-    model = load_model("lenet5").model
+    model = load_model("lenet5").module
     head = tuple(classifier_heads(model, 10))
     start = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
@@ -335,7 +335,7 @@ def test_device_choice_and_data_workers(tmp_path, splits):
             assert r.returncode in (1, 2) and message in r.stderr and not out.exists(), r.stderr
     from edgecnn.data.dataset import Subset
 
-    model = load_model("lenet5").model
+    model = load_model("lenet5").module
     opts = TrainOptions(epochs=1, max_steps=20, lr=0.05, workers=2, device="auto")
     result = fit(model, Subset(splits.train, range(1280), "few"), Subset(splits.val, range(200), "v"), opts)
     assert result.history[0].val_top1 > 40  # it learned from batches decoded by two worker processes

@@ -183,7 +183,7 @@ def _quick(name):
     alone takes seconds of Kaiming init, and no swap here touches a Linear. Convs get Gaussian
     weights (what the SVDs see), other tensors a cheap fixed pattern, BN neutral statistics."""
     loaded = load_model(name, device="meta")
-    model = loaded.model.to_empty(device="cpu")
+    model = loaded.module.to_empty(device="cpu")
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for key, t in model.state_dict().items():
@@ -195,7 +195,7 @@ def _quick(name):
                 t.copy_(torch.randn(t.shape, generator=gen) * (2 / t[0].numel()) ** 0.5)
             else:
                 t.copy_(torch.sin(torch.arange(t.numel(), dtype=torch.float32)).view(t.shape) * 0.01)
-    loaded.model = model.eval()
+    loaded.module = model.eval()
     return loaded
 
 
@@ -208,7 +208,7 @@ SAME_AS_VGG11 = {f"vgg{d}{bn}" for d in (13, 16, 19) for bn in ("", "_bn")}
 def test_every_zoo_model_survives_both_swaps(name):
     loaded = _quick(name)
     x = _x(name, batch=1)
-    ref = _out(loaded.model, x)
+    ref = _out(loaded.module, x)
     for kw in (
         {"separable": SwapOptions(rank=2, min_mac_saving=None)},
         {"bottleneck": SwapOptions(rank_ratio=0.5, min_mac_saving=None)},
@@ -229,7 +229,7 @@ def test_convert_resnet50_energy_report_and_reload(tmp_path):
     path = save_converted(result, tmp_path / "r50.safetensors")
     back = load_converted(path)
     x = torch.randn(1, 3, 64, 64)
-    assert torch.equal(_out(back.model, x), _out(result.model, x))
+    assert torch.equal(_out(back.module, x), _out(result.model, x))
     assert back.recipe["transforms"][0]["name"] == "fold_bn" and back.weights.source == "converted"
 
 

@@ -26,7 +26,7 @@ def test_pth_round_trip_reproduces_outputs(tmp_path, lenet):
     torch.save(lenet.state_dict(), path)
     loaded = load_model("lenet5", weights=path)
     assert loaded.weights.source == "file" and len(loaded.weights.sha256) == 64
-    assert _same_outputs(lenet, loaded.model)
+    assert _same_outputs(lenet, loaded.module)
 
 
 def test_safetensors_round_trip_reproduces_outputs(tmp_path, lenet):
@@ -143,7 +143,7 @@ def test_imagenet_from_torchvision_cache(tmp_path, monkeypatch):
     torch.save(reference.state_dict(), cache / "resnet18-f37072fd.pth")
     loaded = load_model("resnet18", weights="imagenet")
     assert loaded.weights.source == "imagenet" and "ResNet18_Weights.IMAGENET1K_V1" in loaded.weights.detail
-    assert _same_outputs(reference, loaded.model, (1, 3, 64, 64))
+    assert _same_outputs(reference, loaded.module, (1, 3, 64, 64))
     # A grey-scale stem sums the RGB filters, so a grey image gives the same logits as its RGB copy.
     grey = create_model("resnet18", weights="imagenet", in_chans=1)
     x = torch.rand(1, 1, 64, 64)
@@ -234,8 +234,8 @@ def test_every_zoo_model_can_be_fine_tuned_to_three_classes(name):
     from edgecnn.zoo.weights import apply_state_dict, classifier_heads
 
     spec = get_spec(name)
-    theirs = {k: _constant(k, v) for k, v in load_model(name, device="meta").model.state_dict().items()}
-    ours = load_model(name, num_classes=3, device="meta").model
+    theirs = {k: _constant(k, v) for k, v in load_model(name, device="meta").module.state_dict().items()}
+    ours = load_model(name, num_classes=3, device="meta").module
     heads = classifier_heads(ours, 3)
     prefixes = tuple(f"{h}." for h in heads)
     differ = {k for k, v in ours.state_dict().items() if k in theirs and theirs[k].shape != v.shape}
@@ -244,7 +244,7 @@ def test_every_zoo_model_can_be_fine_tuned_to_three_classes(name):
     ours = ours.to_empty(device="cpu")
     for head in heads:
         ours.get_submodule(head).reset_parameters()  # what load_model's fresh build gives the head
-    apply_state_dict(ours, theirs, spec=spec, origin="checkpoint", fresh_head=3)
+    apply_state_dict(ours, theirs, name=spec.name, origin="checkpoint", fresh_head=3)
     assert all(torch.equal(v, theirs[k]) for k, v in ours.state_dict().items() if not k.startswith(prefixes))
     size = spec.input_size if spec.fixed_input else (spec.min_input_size,) * 2
     head = [p for h in heads for p in ours.get_submodule(h).parameters()]

@@ -11,8 +11,8 @@ from edgecnn.zoo import get_spec, list_models, load_model
 
 def _meta_stats(name):
     loaded = load_model(name, device="meta")
-    spec = loaded.spec
-    return spec, loaded.model, analyze(loaded.model, spec.input_size, in_chans=spec.in_chans, name=name)
+    spec = get_spec(name)
+    return spec, loaded.module, analyze(loaded.module, spec.input_size, in_chans=spec.in_chans, name=name)
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -22,7 +22,7 @@ def main(job: dict) -> dict:
         from edgecnn.transforms import load_source
 
         source = job["source"]
-        artifact = load_source(source["source"], source.get("weights")).model
+        artifact = load_source(source["source"], source.get("weights")).module
     options = {k: v for k, v in job.get("options", {}).items() if k != "compile"}
     runner = get_runner(
         runtime, artifact, device=job.get("device", "cpu"), threads=job.get("threads"), **options

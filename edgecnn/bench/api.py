@@ -133,26 +133,37 @@ class _Job:
         self.recipe = recipe  # the model file's header: its classes and recorded test split
 
 
-def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
+def _memory_source(item, loaded, opts: BenchOptions) -> dict | None:
+    """How the memory probe's own process rebuilds the module: by name or file; None for a module
+    handed in from Python, which no other process can rebuild (its row has no memory figure)."""
+    from edgecnn.card import Model
+
+    if not isinstance(item, Model):
+        return {"source": item, "weights": opts.weights}
+    if loaded.path:
+        return {"source": loaded.path, "weights": None}
+    if loaded.from_zoo and loaded.weights.source in ("file", "imagenet") and not loaded.base.get("kwargs"):
+        weights = loaded.weights.path if loaded.weights.source == "file" else loaded.weights.source
+        return {"source": loaded.card.name, "weights": weights}
+    return None
+
+
+def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
     from edgecnn.analysis import analyze
     from edgecnn.data import Preprocess
     from edgecnn.transforms import load_source
-    from edgecnn.zoo import check_input_size
 
     loaded = load_source(item, opts.weights, opts.num_classes, opts.in_chans)
-    spec = loaded.spec
-    size = check_input_size(
-        spec, tuple(opts.input_size or (loaded.recipe or {}).get("input_size") or spec.input_size)
-    )
-    stats = analyze(loaded.model, size, in_chans=loaded.in_chans)
-    preprocess = Preprocess.for_model(spec, input_size=size, in_chans=loaded.in_chans)
+    size = loaded.card.check_input_size(opts.input_size)
+    stats = analyze(loaded.module, size, in_chans=loaded.in_chans)
+    preprocess = Preprocess.for_model(loaded.card, input_size=size)
     if opts.data or (opts.accuracy and (loaded.recipe or {}).get("data")):
         from edgecnn.data.splits import held_out_images
 
         held_out_images(opts.data, preprocess, loaded.recipe)  # other classes: one line before any work
-    name = Path(item).name.removesuffix(".safetensors") if loaded.recipe else spec.name
+    name = Path(loaded.path).name.removesuffix(".safetensors") if loaded.path else loaded.card.name
     base = dict(
-        model=spec.name,
+        model=loaded.card.name,
         device=opts.device,
         threads=opts.threads,
         params=stats.params,
@@ -165,7 +176,7 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
         backend = get_backend(runtime)
         for precision in opts.precisions:
             label = precision_tag(precision, _scheme(backend, precision, opts))
-            variant = f"{name} {label}" if loaded.recipe else label
+            variant = f"{name} {label}" if loaded.path else label
             if (runtime, precision) in not_measured(opts):
                 continue  # another requested runtime measures it; the table says which were not
             for b in opts.batches:
@@ -177,12 +188,9 @@ def _jobs_for_source(item: str, opts: BenchOptions, step) -> list[_Job]:
                     )
                     jobs.append(_Job(row, None, None, preprocess, None))
                 elif backend.target is None:  # runs the in-memory module: nothing to export
-                    mem = {
-                        "runtime": runtime,
-                        "artifact": None,
-                        "source": {"source": item, "weights": opts.weights},
-                    }
-                    jobs.append(_Job(row, lambda m=loaded.model: m, mem, preprocess, chw, loaded.recipe))
+                    source = _memory_source(item, loaded, opts)
+                    mem = {"runtime": runtime, "artifact": None, "source": source} if source else None
+                    jobs.append(_Job(row, lambda m=loaded.module: m, mem, preprocess, chw, loaded.recipe))
                 else:
                     jobs.append(_artifact_job(row, item, loaded, opts, preprocess, chw, step))
     return jobs
@@ -227,9 +235,9 @@ def _existing_or_export(item, eo, loaded, step) -> Path:
 
     from edgecnn.export import check_files, export, planned_paths, read_manifest
 
-    (path,) = planned_paths(item, eo).values()
+    (path,) = planned_paths(loaded, eo).values()
     own_eo = dataclasses.replace(eo, out_dir=str(path.parent / BENCH_DIR), force=True)
-    (own,) = planned_paths(item, own_eo).values()
+    (own,) = planned_paths(loaded, own_eo).values()
     sha = loaded.weights.sha256
     for candidate in (path, own):
         if candidate.exists() and sha and read_manifest(candidate).get("weights", {}).get("sha256") == sha:
@@ -237,8 +245,9 @@ def _existing_or_export(item, eo, loaded, step) -> Path:
             if problem is None:
                 return candidate
             log.warning("not reusing %s: %s", candidate, problem)
-    step(f"exporting {Path(item).name} for {eo.targets[0]} {eo.precision} batch {eo.batch}")
-    result = export(item, own_eo, loaded=loaded)
+    shown = Path(loaded.path).name if loaded.path else loaded.card.name
+    step(f"exporting {shown} for {eo.targets[0]} {eo.precision} batch {eo.batch}")
+    result = export(loaded, own_eo, loaded=loaded)
     (target,) = result.targets
     if not target.ok:
         raise EdgeCNNError(f"export failed: {target.error}")
@@ -293,13 +302,14 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
 
 
 def bench(
-    items: list[str],
+    items: list,
     options: BenchOptions | None = None,
     *,
     on_row: Callable[[BenchRow, int, int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> BenchRun:
-    """Measure every (item, runtime, precision, batch); rows are appended in that order."""
+    """Measure every (item, runtime, precision, batch); rows are appended in that order. An item is a
+    zoo name, a model file, an artifact file or a `Model` (a module with its card)."""
     from edgecnn.bench.accuracy import evaluate
     from edgecnn.bench.fingerprint import machine_fingerprint
     from edgecnn.bench.latency import measure
@@ -311,7 +321,8 @@ def bench(
     step = on_step or (lambda msg: log.info("%s", msg))
     jobs: list[_Job] = []
     for item in items:
-        jobs += _jobs_for_artifact(item, opts) if _is_artifact(item) else _jobs_for_source(item, opts, step)
+        is_file = isinstance(item, str | Path) and _is_artifact(str(item))
+        jobs += _jobs_for_artifact(str(item), opts) if is_file else _jobs_for_source(item, opts, step)
     if opts.threads:
         import torch
 

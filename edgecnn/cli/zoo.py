@@ -23,9 +23,9 @@ def zoo(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the registered models with their family, task, input size, params and MACs."""
-    from edgecnn.zoo import get_spec, list_models
+    from edgecnn.zoo import list_specs
 
-    specs = [get_spec(n) for n in list_models(pattern)]
+    specs = list_specs(pattern)
     if not specs:
         from edgecnn.errors import BadArgumentError
 

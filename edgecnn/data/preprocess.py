@@ -27,14 +27,14 @@ class Preprocess:
     resize_size: int | None = None
 
     @classmethod
-    def for_model(cls, spec, *, input_size=None, in_chans=None, crop: bool = True) -> Preprocess:
-        """The spec's preset; a non-default `input_size` keeps the spec's resize/crop ratio."""
-        size = tuple(input_size or spec.input_size)
-        chans = in_chans or spec.in_chans
+    def for_model(cls, card, *, input_size=None, in_chans=None, crop: bool = True) -> Preprocess:
+        """The model card's preset; another `input_size` keeps the card's resize/crop ratio."""
+        size = tuple(input_size or card.input_size)
+        chans = in_chans or card.in_chans
         resize = None
-        if crop and spec.resize_size:
-            resize = round(spec.resize_size * min(size) / min(spec.input_size))
-        mean, std = _fit_channels(spec.mean, chans), _fit_channels(spec.std, chans)
+        if crop and card.resize_size:
+            resize = round(card.resize_size * min(size) / min(card.input_size))
+        mean, std = _fit_channels(card.mean, chans), _fit_channels(card.std, chans)
         return cls(size, chans, mean, std, resize)
 
     def __call__(self, image) -> np.ndarray:

@@ -105,7 +105,7 @@ class Splits:
     test: ImageDataset
     classes: tuple[str, ...]
     source: str
-    spec: SplitSpec | None = None
+    split: SplitSpec | None = None
 
     @property
     def test_set(self) -> str:
@@ -204,7 +204,7 @@ def record(splits: Splits) -> dict:
     """The split as a model file records it: the spec plus which test images it held."""
     from dataclasses import replace
 
-    return replace(splits.spec, test_images=len(splits.test), test_digest=_digest(splits.test)).to_dict()
+    return replace(splits.split, test_images=len(splits.test), test_digest=_digest(splits.test)).to_dict()
 
 
 def _digest(test: ImageDataset) -> str | None:

@@ -39,13 +39,14 @@ def export(
     on_step: Callable[[str], None] | None = None,
     loaded=None,
 ) -> ExportResult:
-    """Export `source` (a zoo name or a converted .safetensors) to every target in `options`.
+    """Export `source` (a `Model`, a zoo name or a model file) to every target in `options`.
 
     convert: keyword arguments for `edgecnn.transforms.convert` (fold_bn, separable, bottleneck),
-    applied before exporting. loaded: an already built `LoadedModel` for `source` (the benchmark
+    applied before exporting. loaded: an already built `Model` for `source` (the benchmark
     passes its own so random-weight models are the same in every runtime). Options and backends are
     checked before anything is built or written.
     """
+    from edgecnn.card import Model
     from edgecnn.transforms import load_source
 
     opts = (options or ExportOptions()).validate()
@@ -55,12 +56,13 @@ def export(
     step("loading model")
     if loaded is None:
         loaded = load_source(source, weights, num_classes, in_chans, model_kwargs)
-    job = prepare(source, opts, loaded=loaded, convert=convert, on_step=step)
+    job = prepare(opts, loaded=loaded, convert=convert, on_step=step)
 
     job.out_dir.mkdir(parents=True, exist_ok=True)
     for stale in sweep_stale(job.out_dir):
         log.info("removed %s, left by an interrupted export", stale)
-    result = ExportResult(loaded.spec.name, str(source), job.shape, opts.dynamic_batch, str(job.out_dir), [])
+    shown = loaded.path or loaded.card.name if isinstance(source, Model) else str(source)
+    result = ExportResult(loaded.card.name, shown, job.shape, opts.dynamic_batch, str(job.out_dir), [])
     with tempfile.TemporaryDirectory(dir=job.out_dir, prefix=work_prefix()) as work_name:
         work = Path(work_name)
         # One ONNX per int8 activation scheme (each target's fast one by default), one in all otherwise.

@@ -60,7 +60,7 @@ def target_manifest(res, job, result) -> dict:
     """The manifest of one published target (`res`, a TargetResult) of an export `job`."""
     loaded, preprocess, opts = job.loaded, job.preprocess, job.options
     return {
-        "model": loaded.spec.name,
+        "model": loaded.card.name,
         "source": result.source,
         "target": res.target,
         "runtime": get_target(res.target).runtime,
@@ -83,7 +83,7 @@ def target_manifest(res, job, result) -> dict:
             "name": "logits",
             "num_classes": loaded.num_classes,
             "class_names": (loaded.recipe or {}).get("class_names"),
-            "task": loaded.spec.task,
+            "task": loaded.card.task,
         },
         "onnx": result.onnx,
         "quantization": res.quantization,

@@ -24,32 +24,26 @@ log = logging.getLogger(__name__)
 
 
 def planned_paths(
-    source: str, options: ExportOptions, *, transforms=(), plan_id: str = ""
+    source, options: ExportOptions, *, transforms=(), plan_id: str = ""
 ) -> dict[str, Path]:
     """Where `export` writes each target's artifact, known without building anything.
 
-    The name records what makes artifacts differ: transforms applied at export (with `plan_id`, a
-    digest of their per-layer ranks, so rank 2 and rank 3 do not collide), a non-default input size,
-    the batch (static N or dynamic), the precision and a non-default calibration method.
+    source: a `Model`, a zoo name or a model file. The name records what makes artifacts differ:
+    transforms applied at export (with `plan_id`, a digest of their per-layer ranks, so rank 2 and
+    rank 3 do not collide), a non-default input size, the batch (static N or dynamic), the precision
+    and a non-default calibration method.
     """
-    from edgecnn.transforms import read_recipe
-    from edgecnn.zoo import get_spec
-
-    if str(source).endswith(".safetensors"):
-        recipe = read_recipe(source)
-        spec, default_size = get_spec(recipe["model"]), tuple(recipe["input_size"])
-        stem = Path(source).name.removesuffix(".safetensors")
-    else:
-        spec = get_spec(source)
-        default_size, stem = tuple(spec.input_size), spec.name
+    card, file = _card_and_file(source)
+    stem = Path(file).name.removesuffix(".safetensors") if file else card.name
     opts = options
+    default_size = tuple(card.input_size)
     size = tuple(opts.input_size or default_size)
     if transforms:
         stem += "." + "+".join(transforms) + (f"-{plan_id}" if plan_id else "")
     if size != default_size:
         stem += f".{size[0]}x{size[1]}"
     stem += ".dynbatch" if opts.dynamic_batch else (f".b{opts.batch}" if opts.batch != 1 else "")
-    out_dir = Path(opts.out_dir or Path("export") / spec.name)
+    out_dir = Path(opts.out_dir or Path("export") / card.name)
     calibrated = get_precision(opts.precision).calibrated and opts.calib_method != DEFAULT_CALIBRATION
     method = f"-{opts.calib_method}" if calibrated else ""
     return {
@@ -59,13 +53,27 @@ def planned_paths(
     }
 
 
+def _card_and_file(source):
+    """(card, the model file it names or None) of a Model, a model file or a zoo name, building nothing."""
+    from edgecnn.card import Model
+
+    if isinstance(source, Model):
+        return source.card, source.path
+    if str(source).endswith(".safetensors"):
+        from edgecnn.transforms.io import card_of, read_recipe
+
+        return card_of(read_recipe(source)), str(source)
+    from edgecnn.zoo import card_for
+
+    return card_for(source), None
+
+
 @dataclass
 class ExportJob:
     """What every target's build and check share, prepared once."""
 
     options: ExportOptions
-    source: str
-    loaded: object  # LoadedModel
+    loaded: object  # Model
     model: object  # the module exported (converted when `convert` was given)
     size: tuple[int, int]
     transforms: list[str]  # all transforms in the model: the converted file's and those applied now
@@ -90,15 +98,13 @@ class ExportJob:
         return first.name.removesuffix(first.suffix)
 
 
-def prepare(source, opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
+def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
     """Build (or take) the model, apply `convert`, check paths and data, run the PyTorch reference."""
     from edgecnn.data import Preprocess
-    from edgecnn.zoo import check_input_size
 
-    spec, model = loaded.spec, loaded.model
+    model = loaded.module
     transforms = [t["name"] for t in (loaded.recipe or {}).get("transforms", [])]
-    default_size = tuple((loaded.recipe or {}).get("input_size") or spec.input_size)
-    size = check_input_size(spec, tuple(opts.input_size or default_size))
+    size = loaded.card.check_input_size(opts.input_size)
     applied: list[str] = []
     plan_id = ""  # a digest of the export-time transforms' recipes: their per-layer ranks
     if convert:
@@ -110,12 +116,12 @@ def prepare(source, opts: ExportOptions, *, loaded, convert, on_step) -> ExportJ
         transforms += applied
         recipes = json.dumps([r.recipe for r in converted.reports], sort_keys=True, default=str)
         plan_id = hashlib.sha256(recipes.encode()).hexdigest()[:6]
-    finals = planned_paths(source, opts, transforms=applied, plan_id=plan_id)
+    finals = planned_paths(loaded, opts, transforms=applied, plan_id=plan_id)
     for path in finals.values():
         check_writable(path, force=opts.force)
-    preprocess = Preprocess.for_model(spec, input_size=size, in_chans=loaded.in_chans)
+    preprocess = Preprocess.for_model(loaded.card, input_size=size)
     calibration, check_set = _image_sets(opts, preprocess)
-    job = ExportJob(opts, str(source), loaded, model, size, transforms, preprocess, finals, calibration)
+    job = ExportJob(opts, loaded, model, size, transforms, preprocess, finals, calibration)
     rng = np.random.default_rng(opts.seed)
     n_seeded = max(1, opts.seeded_checks // opts.batch)
     job.seeded = [rng.standard_normal(job.shape).astype(np.float32) for _ in range(n_seeded)]
@@ -164,7 +170,7 @@ def _reference(job: ExportJob) -> dict[str, np.ndarray]:
         reference = {"seeded": run_all(runner, job.seeded).astype(np.float64)}
     except RuntimeError as e:
         raise BadArgumentError(
-            f"{job.loaded.spec.name} cannot run at {job.size[0]}x{job.size[1]}: {str(e).splitlines()[0]}"
+            f"{job.loaded.card.name} cannot run at {job.size[0]}x{job.size[1]}: {str(e).splitlines()[0]}"
         ) from None
     if job.real:
         reference["real"] = run_all(runner, job.real).astype(np.float64)

@@ -42,17 +42,17 @@ def train_model(
     (never the validation images that chose the epoch).
 
     data: a --data value (split with `test_data` / `test_fraction` / `val_fraction`) or a SplitSpec.
-    Returns (LoadedModel, TrainResult, test_top1); the LoadedModel's recipe is the model file's header
+    Returns (Model, TrainResult, test_top1); the Model's recipe is the model file's header
     (classes, input size, mean/std, the split), which `save_model` writes."""
     from edgecnn.data import Preprocess
     from edgecnn.data.splits import SplitSpec, record, resolve
-    from edgecnn.transforms.io import model_recipe
-    from edgecnn.zoo import check_input_size, get_spec, load_model
+    from edgecnn.transforms.io import card_of, model_recipe
+    from edgecnn.zoo import card_for, load_model
     from edgecnn.zoo.weights import classifier_heads
 
-    spec = get_spec(name)
-    size = check_input_size(spec, tuple(input_size or spec.input_size))
-    preprocess = Preprocess.for_model(spec, input_size=size)
+    card = card_for(name)
+    size = card.check_input_size(input_size)
+    preprocess = Preprocess.for_model(card, input_size=size)
     split = (
         data
         if isinstance(data, SplitSpec)
@@ -76,12 +76,12 @@ def train_model(
         name, weights=weights, num_classes=len(splits.classes), reset_head=weights is not None
     )
     fine_tune = weights is not None and (options.freeze_epochs or options.backbone_lr_scale != 1)
-    head = tuple(classifier_heads(loaded.model, loaded.num_classes)) if fine_tune else ()
+    head = tuple(classifier_heads(loaded.module, loaded.num_classes)) if fine_tune else ()
     options = dataclasses.replace(options, head=head)
-    loaded.model.train()
-    result = fit(loaded.model, splits.train, splits.val, options, on_step=on_step, on_epoch=on_epoch)
-    test_top1 = evaluate_top1(loaded.model, splits.test, device=options.device)
-    loaded.model.cpu()  # trained anywhere, handed back where everything else (export, files) works
+    loaded.module.train()
+    result = fit(loaded.module, splits.train, splits.val, options, on_step=on_step, on_epoch=on_epoch)
+    test_top1 = evaluate_top1(loaded.module, splits.test, device=options.device)
+    loaded.module.cpu()  # trained anywhere, handed back where everything else (export, files) works
     log.info("test top-1 %.2f%% on %s", test_top1, splits.test_set)
     loaded.recipe = model_recipe(
         loaded,
@@ -98,6 +98,7 @@ def train_model(
             "weights": loaded.weights.source if weights is None else str(weights),
         },
     )
+    loaded.card = card_of(loaded.recipe)  # trained: its classes, size and preprocessing
     return loaded, result, test_top1
 
 
@@ -105,7 +106,7 @@ def save_model(loaded, path: Path, *, force: bool) -> Path:
     """A trained model as a model file: its tensors and the recipe header that describes it."""
     from edgecnn.transforms import save_with_recipe
 
-    return save_with_recipe(loaded.model, loaded.recipe, path, force=force)
+    return save_with_recipe(loaded.module, loaded.recipe, path, force=force)
 
 
 def save_weights(model, path: Path, *, force: bool) -> Path:
@@ -135,14 +136,13 @@ def reference_model(
 ):
     """A model trained on `data`, cached under the user cache dir and rebuilt on demand.
 
-    Returns (LoadedModel, info dict with test top-1 and where the weights live)."""
+    Returns (Model, info dict with test top-1 and where the weights live)."""
     import json
 
     from edgecnn.transforms import load_converted
-    from edgecnn.zoo import get_spec
+    from edgecnn.zoo import card_for
 
-    spec = get_spec(name)
-    size = tuple(input_size or spec.input_size)
+    size = tuple(input_size or card_for(name).input_size)
     # v2: a folder's test images are held out from validation too (model files record the split)
     where = Path(data).resolve() if data != "digits" else data
     key = f"v2|{name}|{where}|{size}|{epochs}|{seed}|{lr}|{batch_size}"

@@ -72,7 +72,7 @@ def distill(
     on_step=None,
     on_epoch=None,
 ) -> DistillResult:
-    """Distill `teacher` (a LoadedModel or nn.Module) into `student` (a converted model: a LoadedModel
+    """Distill `teacher` (a Model or nn.Module) into `student` (a converted model: a Model
     or ConvertResult with a recipe, or the path of a converted .safetensors), trained in place.
 
     data: an image folder or "digits"; None: the split the student's (or teacher's) model file
@@ -84,19 +84,15 @@ def distill(
     from edgecnn.artifacts import check_writable
     from edgecnn.data import Preprocess
     from edgecnn.data.splits import record
-    from edgecnn.transforms import load_converted, save_with_recipe
-    from edgecnn.zoo import get_spec
+    from edgecnn.transforms import card_of, load_converted, save_with_recipe
 
     opts = (options or DistillOptions()).validate()
     if output is not None:
         check_writable(output, force=force)
     if isinstance(student, str | Path):
         student = load_converted(student)
-    recipe, student_model = student.recipe, student.model
-    teacher_model = getattr(teacher, "model", teacher)
-    preprocess = Preprocess.for_model(
-        get_spec(recipe["model"]), input_size=tuple(recipe["input_size"]), in_chans=recipe["in_chans"]
-    )
+    recipe, student_model, teacher_model = student.recipe, _module(student), _module(teacher)
+    preprocess = Preprocess.for_model(card_of(recipe))
     if splits is None:
         splits = _splits(teacher, recipe, data, preprocess, opts)
     _check_classes(teacher, recipe, splits)
@@ -138,12 +134,19 @@ def distill(
             "test_set": test_set,
         },
     }
-    if splits.spec is not None:
+    if splits.split is not None:
         recipe["data"] = record(splits)
     result = DistillResult(student_model, recipe, training, teacher_top1, student_top1, test_set)
     if output is not None and is_main_process():
         result.path = save_with_recipe(student_model, recipe, output, force=True)
     return result
+
+
+def _module(model):
+    """The nn.Module of a Model, a ConvertResult or a module."""
+    from edgecnn.card import Model
+
+    return model.module if isinstance(model, Model) else getattr(model, "model", model)
 
 
 def _splits(teacher, recipe: dict, data, preprocess, opts: DistillOptions):
@@ -184,8 +187,8 @@ def _check_classes(teacher, recipe: dict, splits) -> None:
 
 def _name(teacher) -> str:
     weights = getattr(teacher, "weights", None)
-    spec = getattr(teacher, "spec", None)
-    return (weights.path if weights is not None and weights.path else None) or (spec.name if spec else "?")
+    card = getattr(teacher, "card", None)
+    return (weights.path if weights is not None and weights.path else None) or (card.name if card else "?")
 
 
 def swapped_layers(recipe: dict) -> list[str]:

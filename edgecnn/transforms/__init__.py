@@ -10,8 +10,10 @@ from edgecnn.transforms.base import LayerChange, Swap, SwapOptions, TransformRep
 from edgecnn.transforms.bottleneck import bottleneck
 from edgecnn.transforms.fold_bn import fold_bn
 from edgecnn.transforms.io import (
+    card_of,
     input_size_of,
     load_converted,
+    load_model_file,
     load_source,
     read_recipe,
     save_converted,
@@ -34,11 +36,13 @@ __all__ = [
     "SwapOptions",
     "TransformReport",
     "bottleneck",
+    "card_of",
     "convert",
     "convert_exact",
     "fold_bn",
     "input_size_of",
     "load_converted",
+    "load_model_file",
     "load_source",
     "lowrank",
     "read_recipe",

@@ -1,9 +1,9 @@
 """Converted models on disk: one safetensors file whose header holds the recipe that rebuilds it.
 
-The recipe names the zoo model, its build options and every transform with its per-layer ranks.
-Reloading rebuilds the zoo model, replays the recipe's structure and loads the tensors: no pickle,
-no arbitrary code. `load_source` is the one way every command turns "a zoo name or a converted
-file" into a model.
+The recipe names its base (a zoo model with its build options, or a module the caller hands in
+again at load time), the model's card, and every transform with its per-layer ranks. Reloading
+rebuilds the base, replays the recipe's structure and loads the tensors: no pickle, no code import.
+`load_source` is the one way every command turns "a Model, a zoo name or a model file" into a Model.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from edgecnn.artifacts import atomic_output, sha256_file
+from edgecnn.card import MODULE, ZOO
 from edgecnn.errors import BadArgumentError, UnknownNameError, WeightsError
 from edgecnn.lazy import import_string
 
@@ -19,6 +20,8 @@ FORMAT = "edgecnn-model/1"
 LEGACY_FORMATS = ("edgecnn-converted/1",)  # read as well: the same recipe, before trained files had it
 # What a model made from another (converted, distilled, compressed) inherits from its source's header.
 INHERITED = ("class_names", "data", "mean", "std")
+# What the header's "card" holds beside the fields it has of its own (input_size, in_chans, ...).
+CARD_FIELDS = ("name", "resize_size", "task", "fixed_input", "min_input_size")
 # Transform name -> structural replay, imported only when a converted model is loaded.
 _REPLAY = {
     "fold_bn": "edgecnn.transforms.fold_bn:replay",
@@ -29,30 +32,37 @@ _REPLAY = {
 
 
 def model_recipe(loaded, input_size, transforms=(), **extra) -> dict:
-    """The header of a model file: what rebuilds it (zoo name, build options, every transform with
-    its ranks) and what describes it (classes, input size, mean/std, where its data and test split
-    came from), so that no later command needs --num-classes, --input-size or --data repeated."""
+    """The header of a model file: what rebuilds it (its base: a zoo name with build options, or a
+    module handed in from Python; every transform with its ranks) and its card (classes, input size,
+    mean/std), plus where its data and test split came from, so that no later command needs
+    --num-classes, --input-size or --data repeated."""
     from dataclasses import asdict
 
     previous = loaded.recipe or {}
     recipe = {
         "format": FORMAT,
-        "model": loaded.spec.name,
+        "model": loaded.card.name,
+        "base": loaded.base.get("kind", ZOO),
         "num_classes": loaded.num_classes,
         "in_chans": loaded.in_chans,
-        "model_kwargs": loaded.model_kwargs,
+        "model_kwargs": loaded.base.get("kwargs", {}),
         "input_size": [int(v) for v in input_size],
         "base_weights": previous.get("base_weights") or asdict(loaded.weights),
         "transforms": list(previous.get("transforms", [])) + list(transforms),
     }
     recipe.update({k: previous[k] for k in INHERITED if k in previous})
     recipe.update({k: v for k, v in extra.items() if v is not None})
+    card = loaded.card.at_size(recipe["input_size"])
+    recipe.setdefault("mean", list(card.mean))
+    recipe.setdefault("std", list(card.std))
+    # The card's other fields; size, channels, classes and mean/std are the header's own fields above.
+    recipe["card"] = {k: card.to_dict()[k] for k in CARD_FIELDS}
     return recipe
 
 
 def input_size_of(loaded, given=None) -> tuple[int, int]:
-    """--input-size if given, else the one the model file records, else the zoo default."""
-    return tuple(given or (loaded.recipe or {}).get("input_size") or loaded.spec.input_size)
+    """--input-size if given, else the card's (a model file's recorded size, a zoo model's default)."""
+    return tuple(given or loaded.card.input_size)
 
 
 def save_converted(result, path: str | Path, *, force: bool = False) -> Path:
@@ -108,8 +118,12 @@ def check_recipe(recipe, path) -> dict:
         bad("(header)", "is not a JSON object")
     from edgecnn.zoo import list_models
 
-    if recipe.get("model") not in list_models():
+    if recipe.get("base", ZOO) not in (ZOO, MODULE):
+        bad("base", f"must be '{ZOO}' or '{MODULE}', got {recipe.get('base')!r}")
+    if recipe.get("base", ZOO) == ZOO and recipe.get("model") not in list_models():
         bad("model", f"must name a zoo model, got {recipe.get('model')!r}")
+    if not isinstance(recipe.get("model"), str) or not recipe["model"]:
+        bad("model", f"must name the model, got {recipe.get('model')!r}")
     size = recipe.get("input_size")
     if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and v >= 1 for v in size)):
         bad("input_size", f"must be [height, width] in pixels, got {size!r}")
@@ -164,6 +178,14 @@ def _check_description(recipe: dict, bad) -> None:
             and (key == "mean" or all(v > 0 for v in values))
         ):
             bad(key, f"must hold {recipe['in_chans']} numbers (one per channel)")
+    card = recipe.get("card")
+    if card is not None:
+        if not isinstance(card, dict) or set(card) - set(CARD_FIELDS):
+            bad("card", f"must be an object of {', '.join(CARD_FIELDS)}")
+        try:
+            card_of(recipe)
+        except BadArgumentError as e:
+            bad("card", str(e))
     if recipe.get("data") is not None:
         from edgecnn.data.splits import recorded_split
 
@@ -173,19 +195,43 @@ def _check_description(recipe: dict, bad) -> None:
             bad("data", str(e))
 
 
-def load_converted(path: str | Path):
-    """Rebuild a model from its file: zoo build, structural replay (none for a trained model), then
-    the tensors."""
-    from edgecnn.zoo import load_model
-    from edgecnn.zoo.weights import WeightsInfo, apply_state_dict, read_state_dict
+def card_of(recipe: dict):
+    """The card a model file's header describes; files from before cards: the zoo's, with what the
+    header records."""
+    from edgecnn.card import Card
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"model file not found: {path}")
-    recipe = read_recipe(path)
-    # Shapes only: every tensor comes from the file, so nothing is initialised twice.
+    names = recipe.get("class_names")
+    fields = {
+        "num_classes": recipe["num_classes"],
+        "in_chans": recipe["in_chans"],
+        "mean": tuple(recipe["mean"]) if recipe.get("mean") else None,
+        "std": tuple(recipe["std"]) if recipe.get("std") else None,
+        "class_names": tuple(names) if names else None,
+    }
+    if recipe.get("card") is not None:
+        card = recipe["card"]
+        return Card.from_dict({**card, **fields, "input_size": recipe["input_size"]})
+    from edgecnn.zoo import card_for
+
+    return card_for(recipe["model"], input_size=tuple(recipe["input_size"]), **fields)
+
+
+def _base_module(recipe: dict, path: Path, base):
+    """The structure the recipe's transforms replay onto: the zoo's build (shapes only: every tensor
+    comes from the file) or a copy of the module the caller handed in."""
+    import copy
+
+    from edgecnn.zoo import load_model
+
+    if recipe.get("base", ZOO) == MODULE:
+        if base is None:
+            raise WeightsError(
+                f"{path} was made from a module handed in from Python ({recipe['model']}): load it with "
+                "load_model_file(path, base=module), giving that module"
+            )
+        return copy.deepcopy(getattr(base, "module", base)).cpu(), {"kind": MODULE}
     try:
-        loaded = load_model(
+        built = load_model(
             recipe["model"],
             num_classes=recipe["num_classes"],
             in_chans=recipe["in_chans"],
@@ -194,7 +240,20 @@ def load_converted(path: str | Path):
         )
     except (UnknownNameError, BadArgumentError, TypeError) as e:
         raise WeightsError(f"{path}: its recipe does not build a model ({e})") from None
-    model = loaded.model
+    return built.module, built.base
+
+
+def load_converted(path: str | Path, *, base=None):
+    """Rebuild a `Model` from its file: its base (the zoo's build, or `base`, the module it was made
+    from), the structural replay of its transforms (none for a trained model), then the tensors."""
+    from edgecnn.card import Model, WeightsInfo
+    from edgecnn.zoo.weights import apply_state_dict, read_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"model file not found: {path}")
+    recipe = read_recipe(path)
+    model, base_info = _base_module(recipe, path, base)
     for i, step in enumerate(recipe["transforms"]):
         try:
             import_string(_REPLAY[step["name"]])(model, step)
@@ -203,25 +262,32 @@ def load_converted(path: str | Path):
                 f"{path}: recipe step transforms[{i}] ({step['name']}) does not fit {recipe['model']} "
                 f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
             ) from None
-    model = model.to_empty(device="cpu")
+    if any(t.is_meta for t in model.parameters()):
+        model = model.to_empty(device="cpu")
     hint = "its header does not describe its tensors: the file was altered"
-    apply_state_dict(model, read_state_dict(path), spec=loaded.spec, origin=str(path), hint=hint)
-    loaded.model = model.eval()
-    loaded.weights = WeightsInfo(
+    apply_state_dict(model, read_state_dict(path), name=recipe["model"], origin=str(path), hint=hint)
+    weights = WeightsInfo(
         "converted" if recipe["transforms"] else "file",
         str(path.resolve()),
         sha256_file(path),
         ", ".join(s["name"] for s in recipe["transforms"]) or None,
     )
-    loaded.recipe = recipe
-    return loaded
+    return Model(model.eval(), card_of(recipe), weights, base_info, recipe, str(path))
 
 
-def load_source(source: str, weights=None, num_classes=None, in_chans=None, model_kwargs=None):
-    """A zoo name (with optional weights) or a model file (.safetensors written by train, convert,
-    distill or compress), as a LoadedModel."""
+load_model_file = load_converted
+
+
+def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwargs=None):
+    """A `Model` from what a user names: a Model (as it is), a zoo name (with optional weights) or a
+    model file (.safetensors written by train, convert, distill or compress)."""
+    from edgecnn.card import Model
     from edgecnn.zoo import load_model
 
+    if isinstance(source, Model):
+        if weights is not None or num_classes is not None or in_chans is not None:
+            raise BadArgumentError("weights, num_classes and in_chans go with a zoo model name")
+        return source
     if str(source).endswith(".safetensors"):
         if weights is not None:
             raise BadArgumentError("--weights goes with a zoo model name, not a model file")

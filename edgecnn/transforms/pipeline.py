@@ -83,20 +83,20 @@ def convert(
     size = input_size_of(loaded, input_size)
     gen = torch.Generator().manual_seed(seed)
     example = torch.randn(1, loaded.in_chans, *size, generator=gen)
-    original = loaded.model
+    original = loaded.module
     before = analyze(original, size, in_chans=loaded.in_chans)
     model, reports = original, []
     if fold_bn:
         model, report = fold_bn_fn(model, example=example)
         reports.append(report)
         if not report.recipe["pairs"]:
-            log.warning("%s has no BatchNorm that follows a conv: nothing folded", loaded.spec.name)
+            log.warning("%s has no BatchNorm that follows a conv: nothing folded", loaded.card.name)
     for options, swap in ((separable, separable_fn), (bottleneck, bottleneck_fn), (lowrank, lowrank_fn)):
         if options is None:
             continue
         model, report = swap(model, options, example=example)
         if not report.changed:
-            raise BadArgumentError(_no_swap_message(report, loaded.spec.name))
+            raise BadArgumentError(_no_swap_message(report, loaded.card.name))
         reports.append(report)
     return _result(loaded, model, reports, size, example, before)
 
@@ -114,8 +114,8 @@ def convert_exact(loaded, steps: list[dict], *, input_size: tuple[int, int] | No
 
     size = input_size_of(loaded, input_size)
     example = torch.randn(1, loaded.in_chans, *size, generator=torch.Generator().manual_seed(seed))
-    before = analyze(loaded.model, size, in_chans=loaded.in_chans)
-    model = copy.deepcopy(loaded.model)
+    before = analyze(loaded.module, size, in_chans=loaded.in_chans)
+    model = copy.deepcopy(loaded.module)
     sizes = conv_geometry(model, example)
     reports = []
     for step in steps:
@@ -135,7 +135,7 @@ def _result(loaded, model, reports, size, example, before) -> ConvertResult:
     from edgecnn.analysis import analyze
 
     after = analyze(model, size, in_chans=loaded.in_chans)
-    y0, y1 = _output(loaded.model, example), _output(model, example)
+    y0, y1 = _output(loaded.module, example), _output(model, example)
     err = float((y1 - y0).norm() / y0.norm().clamp_min(1e-12))
     recipe = model_recipe(loaded, size, [{"name": r.transform, **r.recipe} for r in reports])
     return ConvertResult(

@@ -1,15 +1,24 @@
 """The model zoo: a registry of classic CNNs, built by name with safe weight loading."""
 
-from edgecnn.zoo.factory import LoadedModel, create_model, load_model
-from edgecnn.zoo.registry import ModelSpec, check_input_size, get_spec, list_models, register
+from edgecnn.zoo.factory import create_model, load_model
+from edgecnn.zoo.registry import (
+    ModelSpec,
+    card_for,
+    check_input_size,
+    get_spec,
+    list_models,
+    list_specs,
+    register,
+)
 
 __all__ = [
-    "LoadedModel",
     "ModelSpec",
+    "card_for",
     "check_input_size",
     "create_model",
     "get_spec",
     "list_models",
+    "list_specs",
     "load_model",
     "register",
 ]

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecnn.artifacts import sha256_file
+from edgecnn.card import ZOO, Model, WeightsInfo
 from edgecnn.errors import BadArgumentError, WeightsError
 from edgecnn.lazy import import_string
 from edgecnn.zoo.registry import ModelSpec, get_spec
 from edgecnn.zoo.weights import (
     PRETRAINED,
-    WeightsInfo,
     apply_state_dict,
     pretrained_state_dict,
     read_state_dict,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedModel:
-    """A built model with the spec it came from and where its weights came from."""
-
-    model: object  # torch.nn.Module; typed loosely so this module imports without torch
-    spec: ModelSpec
-    weights: WeightsInfo
-    num_classes: int
-    in_chans: int
-    model_kwargs: dict = field(default_factory=dict)
-    recipe: dict | None = None  # set for converted models: the transforms that were applied
 
 
 def _builder(spec: ModelSpec):
@@ -47,8 +33,8 @@ def load_model(
     device: str | None = None,
     reset_head: bool = False,
     **kwargs,
-) -> LoadedModel:
-    """Build `name` in eval mode.
+) -> Model:
+    """Build `name` in eval mode, as a `Model` whose card is the spec's (with these classes/channels).
 
     weights: None (random init), "imagenet" (torchvision's default set) or a .pth/.pt/.safetensors
     path. Arguments left as None keep the spec's defaults, so CLI defaults never override a model's.
@@ -92,7 +78,7 @@ def load_model(
             log.warning("%s has random weights: accuracy numbers are meaningless without --weights", name)
     elif pretrained:
         state, info = pretrained_state_dict(spec)
-        apply_state_dict(model, state, spec=spec, origin=str(info.detail), fresh_head=head)
+        apply_state_dict(model, state, origin=str(info.detail), fresh_head=head, **_names(spec))
         info = WeightsInfo(info.source, info.path, sha256_file(Path(info.path)), info.detail)
         if hasattr(model, "transform_input"):  # torchvision's Inception-v3 weights expect this on
             model.transform_input = True
@@ -107,9 +93,15 @@ def load_model(
                 f"unsupported weights '{weights}': use '{PRETRAINED}' or a .pth/.pt/.safetensors file"
             )
         state = read_state_dict(path)
-        apply_state_dict(model, state, spec=spec, origin=str(path), fresh_head=head)
+        apply_state_dict(model, state, origin=str(path), fresh_head=head, **_names(spec))
         info = WeightsInfo("file", str(path.resolve()), sha256_file(path))
-    return LoadedModel(model.eval(), spec, info, num_classes, in_chans, build_kwargs)
+    base = {"kind": ZOO, "name": spec.name, "kwargs": build_kwargs}
+    card = spec.card(num_classes=num_classes, in_chans=in_chans)
+    return Model(model.eval(), card, info, base)
+
+
+def _names(spec) -> dict:
+    return {"name": spec.name, "aux_prefixes": spec.aux_prefixes}
 
 
 def _trained_classes(path: Path, model: str) -> int | None:
@@ -142,4 +134,4 @@ def _trained_classes(path: Path, model: str) -> int | None:
 
 def create_model(name: str, **kwargs):
     """Just the nn.Module of `load_model` (same arguments)."""
-    return load_model(name, **kwargs).model
+    return load_model(name, **kwargs).module

@@ -9,10 +9,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
-from edgecnn.errors import BadArgumentError, UnknownNameError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from edgecnn.card import IMAGENET_MEAN, IMAGENET_STD, Card, fit_channels
+from edgecnn.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,26 @@ class ModelSpec:
     # State-dict prefixes of training-only heads that may be present in a checkpoint and are dropped.
     aux_prefixes: tuple[str, ...] = ()
     builder_kwargs: tuple[tuple[str, object], ...] = field(default=())
+
+    def card(self, *, num_classes: int | None = None, in_chans: int | None = None, **changes) -> Card:
+        """The card of this architecture built with `num_classes` / `in_chans` (default: the spec's);
+        `changes` override other fields (a trained file's input size, classes, mean/std)."""
+        chans = in_chans or self.in_chans
+        card = Card(
+            name=self.name,
+            input_size=tuple(self.input_size),
+            in_chans=chans,
+            num_classes=num_classes or self.num_classes,
+            mean=fit_channels(self.mean, chans),
+            std=fit_channels(self.std, chans),
+            resize_size=self.resize_size,
+            task=self.task,
+            fixed_input=self.fixed_input,
+            min_input_size=self.min_input_size,
+        )
+        size = changes.pop("input_size", None)
+        card = card.at_size(size) if size else card
+        return card.replace(**{k: v for k, v in changes.items() if v is not None})
 
     @property
     def macs_g(self) -> float:
@@ -89,6 +107,11 @@ def list_models(pattern: str = "*", *, family: str | None = None, task: str | No
     )
 
 
+def list_specs(pattern: str = "*") -> list[ModelSpec]:
+    """The specs of `list_models(pattern)`: what `edgecnn zoo` shows."""
+    return [get_spec(name) for name in list_models(pattern)]
+
+
 def get_spec(name: str) -> ModelSpec:
     """The spec for `name`; an unknown name raises with close matches."""
     _ensure_loaded()
@@ -100,15 +123,9 @@ def get_spec(name: str) -> ModelSpec:
 
 def check_input_size(spec: ModelSpec, size: tuple[int, int]) -> tuple[int, int]:
     """`size` as (H, W) when `spec`'s model accepts it, else a one-line error naming what works."""
-    h, w = size
-    if spec.fixed_input and tuple(size) != tuple(spec.input_size):
-        raise BadArgumentError(
-            f"{spec.name} has a fixed-size classifier: only --input-size {spec.input_size[0]} "
-            f"{spec.input_size[1]} works, not {h} {w}"
-        )
-    if min(h, w) < spec.min_input_size:
-        raise BadArgumentError(
-            f"input size {h}x{w} is too small for {spec.name} (at least "
-            f"{spec.min_input_size}x{spec.min_input_size})"
-        )
-    return h, w
+    return spec.card().check_input_size(size)
+
+
+def card_for(name: str, **changes) -> Card:
+    """The card of zoo model `name` (`ModelSpec.card`'s arguments): how a name becomes a card."""
+    return get_spec(name).card(**changes)

@@ -10,9 +10,9 @@ import logging
 import os
 import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from edgecnn.card import WeightsInfo
 from edgecnn.errors import WeightsError
 from edgecnn.zoo.registry import ModelSpec
 
@@ -24,16 +24,6 @@ DOWNLOAD_TIMEOUT_S = (
 )
 # Wrappers that training scripts commonly put around a state dict.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "ema", "state_dict_ema")
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Where a model's weights came from, for manifests and reports."""
-
-    source: str  # "random", "imagenet" or "file"
-    path: str | None = None
-    sha256: str | None = None
-    detail: str | None = None
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:
@@ -103,8 +93,9 @@ def apply_state_dict(
     model,
     state: Mapping,
     *,
-    spec: ModelSpec,
+    name: str,
     origin: str,
+    aux_prefixes: tuple[str, ...] = (),
     fresh_head: int | None = None,
     hint: str = "check --num-classes / --in-chans",
 ) -> None:
@@ -112,7 +103,7 @@ def apply_state_dict(
 
     fresh_head: the model's class count, to fine-tune: the classifier heads' tensors whose shapes
     differ from the checkpoint's (1000 ImageNet classes, 3 of the user's) keep their fresh init."""
-    dropped = [k for k in state if k.startswith(spec.aux_prefixes)] if spec.aux_prefixes else []
+    dropped = [k for k in state if k.startswith(aux_prefixes)] if aux_prefixes else []
     if dropped:
         log.info("dropping %d training-only tensors (%s...) from %s", len(dropped), dropped[0], origin)
         state = {k: v for k, v in state.items() if k not in set(dropped)}
@@ -127,7 +118,7 @@ def apply_state_dict(
         if fresh:
             log.info(
                 "%s: a new %d-class head (%s) over the loaded weights",
-                spec.name,
+                name,
                 fresh_head,
                 ", ".join(sorted(fresh)),
             )
@@ -135,17 +126,17 @@ def apply_state_dict(
         own = {k: v for k, v in own.items() if k not in fresh}
     for key, value in state.items():
         if key not in own:
-            raise WeightsError(f"{origin} does not fit {spec.name}: unexpected tensor '{key}'")
+            raise WeightsError(f"{origin} does not fit {name}: unexpected tensor '{key}'")
         if tuple(own[key].shape) != tuple(value.shape):
             raise WeightsError(
-                f"{origin} does not fit {spec.name}: tensor '{key}' has shape {tuple(value.shape)}, "
+                f"{origin} does not fit {name}: tensor '{key}' has shape {tuple(value.shape)}, "
                 f"the model expects {tuple(own[key].shape)} ({hint})"
             )
         _check_values(key, value, own[key], origin)
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise WeightsError(
-            f"{origin} does not fit {spec.name}: missing tensor '{missing[0]}' ({len(missing)} in all)"
+            f"{origin} does not fit {name}: missing tensor '{missing[0]}' ({len(missing)} in all)"
         )
     model.load_state_dict(state, strict=False)
 
