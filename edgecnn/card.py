@@ -37,6 +37,8 @@ def fit_channels(values, chans: int) -> tuple[float, ...]:
     values = tuple(float(v) for v in values)
     if len(values) == chans:
         return values
+    if chans < 1:
+        raise BadArgumentError(f"in_chans must be >= 1, got {chans}")
     if chans == 1:
         return (sum(values) / len(values),)
     return tuple(values[i % len(values)] for i in range(chans))
@@ -221,18 +223,3 @@ class Model:
     @property
     def in_chans(self) -> int:
         return self.card.in_chans
-
-    @property
-    def from_zoo(self) -> bool:
-        return self.base.get("kind") == ZOO
-
-
-def as_model(module_or_model, card: Card | None = None) -> Model:
-    """A `Model` from a Model, or from an nn.Module and its card (what every Python entry point takes)."""
-    if isinstance(module_or_model, Model):
-        return module_or_model
-    if card is None:
-        raise BadArgumentError(
-            "a module needs its card: pass card=card_from(module, input_size=(H, W), mean=..., std=...)"
-        )
-    return Model(module_or_model.eval(), card)

@@ -207,8 +207,7 @@ def compress(
         opts.out_dir or Path("export") / model / f"compress-{opts.runtime}{'-int8' if opts.int8 else ''}"
     )
     student_path = out / f"{model}.compressed-{opts.runtime}{'-int8' if opts.int8 else ''}.safetensors"
-    original = dataclasses.replace(loaded, path=None) if loaded is not None else model  # named by its card
-    for path in _outputs(original, student_path, out, opts):  # nothing is replaced without --force
+    for path in _outputs(card, student_path, out, opts):  # nothing is replaced without --force
         check_writable(path, force=opts.force)
     progress = on_progress or (lambda stage, done, total: None)
     progress("loading model and data", 0, 1)
@@ -254,7 +253,7 @@ def compress(
     # exported from memory, as the file just written describes it
     weights = WeightsInfo("converted", str(student_path.resolve()), sha256_file(student_path), "compress")
     student_model = Model(student.model, card_of(header), weights, loaded.base, header, str(student_path))
-    original = dataclasses.replace(loaded, path=None)
+    original = dataclasses.replace(loaded, path=None)  # its artifacts are named by its card, as planned
     artifacts, given_back = _export(
         original,
         student_model,
@@ -360,7 +359,7 @@ def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, p
     return student, (result.teacher_test_top1, result.student_test_top1), result.test_set, reports
 
 
-def _outputs(model, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
+def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
     """Every file compress writes: the student, its report, and both artifacts with their manifests."""
     from edgecnn.export import ExportOptions, planned_paths
     from edgecnn.runtime import file_label, get_backend
@@ -371,7 +370,7 @@ def _outputs(model, student_path: Path, out: Path, opts: CompressOptions) -> lis
         eo = ExportOptions(
             targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size
         )
-        (original,) = planned_paths(model, eo).values()
+        (original,) = planned_paths(card, eo).values()
         # The student's recipe holds the input size, so its name has no size label (as export names it).
         batch = f".b{opts.batch}" if opts.batch != 1 else ""
         label = file_label(opts.precision, backend.int8_scheme("auto"))

@@ -143,9 +143,9 @@ def test_int8_calibrates_on_an_image_folder_and_checks_held_out_images(tmp_path,
     from PIL import Image
 
     from edgecnn.data import Preprocess, open_dataset
-    from edgecnn.zoo import get_spec
+    from edgecnn.zoo import card_for
 
-    digits = open_dataset("digits", Preprocess.for_model(get_spec("lenet5")), split="test")
+    digits = open_dataset("digits", Preprocess.for_model(card_for("lenet5")), split="test")
     for i in range(40):
         folder = tmp_path / "imgs" / str(digits.labels[i])
         folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import edgecnn
-from edgecnn.card import Card, Model, as_model, card_from
+from edgecnn.card import Card, Model, card_from
 from edgecnn.errors import BadArgumentError, WeightsError
 from edgecnn.runtime import available
 
@@ -57,8 +57,6 @@ def test_card_from_reads_channels_and_classes_from_the_module(mine):
         card_from(net, input_size=(32, 32), in_chans=3)
     with pytest.raises(BadArgumentError, match="std must be positive"):
         Card("x", (32, 32), 1, 10, (0.0,), (0.0,))
-    with pytest.raises(BadArgumentError, match="a module needs its card"):
-        as_model(net)
 
 
 def test_inspect_and_convert_a_module_and_reload_the_file_onto_it(mine, tmp_path):

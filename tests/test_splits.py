@@ -12,9 +12,9 @@ from PIL import Image
 from edgecnn.data import DataError, Preprocess
 from edgecnn.data.splits import SplitSpec, held_out_images, load_splits, record, recorded_split, resolve
 from edgecnn.errors import BadArgumentError
-from edgecnn.zoo import get_spec
+from edgecnn.zoo import card_for
 
-PRE = Preprocess.for_model(get_spec("lenet5"))
+PRE = Preprocess.for_model(card_for("lenet5"))
 
 
 def folder(root: Path, classes=("a", "b", "c"), per_class: int = 10) -> Path:

@@ -15,10 +15,10 @@ from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1, 
 from edgecnn.train.api import load_splits
 from edgecnn.train.distillation import recalibrate_bn, reinitialise
 from edgecnn.transforms import SwapOptions, convert
-from edgecnn.zoo import get_spec, load_model
+from edgecnn.zoo import card_for, load_model
 
 EDGECNN = [sys.executable, "-m", "edgecnn"]
-LENET = Preprocess.for_model(get_spec("lenet5"))
+LENET = Preprocess.for_model(card_for("lenet5"))
 
 
 def run(*args, cwd=None):

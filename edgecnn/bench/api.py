@@ -134,18 +134,13 @@ class _Job:
 
 
 def _memory_source(item, loaded, opts: BenchOptions) -> dict | None:
-    """How the memory probe's own process rebuilds the module: by name or file; None for a module
-    handed in from Python, which no other process can rebuild (its row has no memory figure)."""
+    """How the memory probe's own process rebuilds the module: by name or file; None for a `Model`
+    handed in from Python and not read from a file (its row has no memory figure)."""
     from edgecnn.card import Model
 
     if not isinstance(item, Model):
         return {"source": item, "weights": opts.weights}
-    if loaded.path:
-        return {"source": loaded.path, "weights": None}
-    if loaded.from_zoo and loaded.weights.source in ("file", "imagenet") and not loaded.base.get("kwargs"):
-        weights = loaded.weights.path if loaded.weights.source == "file" else loaded.weights.source
-        return {"source": loaded.card.name, "weights": weights}
-    return None
+    return {"source": loaded.path, "weights": None} if loaded.path else None
 
 
 def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecnn.errors import BadArgumentError
+from edgecnn.card import fit_channels
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,11 @@ class Preprocess:
 
     @classmethod
     def for_model(cls, card, *, input_size=None, in_chans=None, crop: bool = True) -> Preprocess:
-        """The model card's preset; another `input_size` keeps the card's resize/crop ratio."""
-        size = tuple(input_size or card.input_size)
+        """A `Card`'s preset; another `input_size` keeps the card's resize/crop ratio (`Card.at_size`)."""
+        card = card.at_size(input_size or card.input_size)
         chans = in_chans or card.in_chans
-        resize = None
-        if crop and card.resize_size:
-            resize = round(card.resize_size * min(size) / min(card.input_size))
-        mean, std = _fit_channels(card.mean, chans), _fit_channels(card.std, chans)
-        return cls(size, chans, mean, std, resize)
+        mean, std = fit_channels(card.mean, chans), fit_channels(card.std, chans)
+        return cls(card.input_size, chans, mean, std, card.resize_size if crop else None)
 
     def __call__(self, image) -> np.ndarray:
         from PIL import Image
@@ -57,15 +54,3 @@ class Preprocess:
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
         return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
-
-
-def _fit_channels(values: tuple[float, ...], chans: int) -> tuple[float, ...]:
-    if len(values) == chans:
-        return tuple(values)
-    if chans == 1:
-        return (float(np.mean(values)),)
-    if len(values) == 1:
-        return tuple(values) * chans
-    if chans < 1:
-        raise BadArgumentError(f"in_chans must be >= 1, got {chans}")
-    return tuple(np.resize(np.asarray(values), chans).tolist())

@@ -13,6 +13,7 @@ import logging
 import warnings
 from pathlib import Path
 
+from edgecnn.card import logits
 from edgecnn.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,7 @@ def _wrap(model):
             self.inner = inner
 
         def forward(self, x):
-            y = self.inner(x)
-            return y["out"] if isinstance(y, dict) else y
+            return logits(self.inner(x))
 
     return Logits(model).eval()
 

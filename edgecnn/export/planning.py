@@ -23,12 +23,10 @@ from edgecnn.runtime import file_label, get_precision, get_target
 log = logging.getLogger(__name__)
 
 
-def planned_paths(
-    source, options: ExportOptions, *, transforms=(), plan_id: str = ""
-) -> dict[str, Path]:
+def planned_paths(source, options: ExportOptions, *, transforms=(), plan_id: str = "") -> dict[str, Path]:
     """Where `export` writes each target's artifact, known without building anything.
 
-    source: a `Model`, a zoo name or a model file. The name records what makes artifacts differ:
+    source: a `Model`, a `Card`, a zoo name or a model file. The name records what makes artifacts differ:
     transforms applied at export (with `plan_id`, a digest of their per-layer ranks, so rank 2 and
     rank 3 do not collide), a non-default input size, the batch (static N or dynamic), the precision
     and a non-default calibration method.
@@ -54,11 +52,14 @@ def planned_paths(
 
 
 def _card_and_file(source):
-    """(card, the model file it names or None) of a Model, a model file or a zoo name, building nothing."""
-    from edgecnn.card import Model
+    """(card, the model file it names or None) of a Model, a Card, a model file or a zoo name, building
+    nothing."""
+    from edgecnn.card import Card, Model
 
     if isinstance(source, Model):
         return source.card, source.path
+    if isinstance(source, Card):
+        return source, None
     if str(source).endswith(".safetensors"):
         from edgecnn.transforms.io import card_of, read_recipe
 

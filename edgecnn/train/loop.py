@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgecnn.card import logits
 from edgecnn.errors import BadArgumentError
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def evaluate_top1(model, dataset, *, batch_size: int = 256, device: str = "cpu")
             if batch is None:
                 continue
             x, y = batch
-            out = _logits(model(x.to(device)))
+            out = logits(model(x.to(device)))
             correct += int((out.argmax(1).cpu() == y).sum())
             total += len(y)
     model.train(was_training)
@@ -268,10 +269,6 @@ def _load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file
         raise WeightsError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
-
-
-def _logits(out):
-    return out["out"] if isinstance(out, dict) else out
 
 
 def kd_loss(out, t_out, y, opts: TrainOptions):
@@ -396,11 +393,11 @@ class _Session:
         import torch
         import torch.nn.functional as F
 
-        out = _logits(self.net(x))
+        out = logits(self.net(x))
         if self.teacher is None:
             return F.cross_entropy(out, y), out
         with torch.no_grad():
-            t_out = _logits(self.teacher(x))
+            t_out = logits(self.teacher(x))
         loss = kd_loss(out, t_out, y, self.opts)
         if self.s_feats is not None and self.global_step < self.opts.feature_steps:
             loss = loss + self.opts.feature_weight * feature_loss(self.s_feats, self.t_feats, self.layers)
@@ -635,4 +632,4 @@ def _num_classes(model, dataset, device) -> int:
     with torch.no_grad():
         out = model(torch.as_tensor(x)[None].to(device))
     model.train(was)
-    return _logits(out).shape[1]
+    return logits(out).shape[1]

@@ -56,7 +56,8 @@ def model_recipe(loaded, input_size, transforms=(), **extra) -> dict:
     recipe.setdefault("mean", list(card.mean))
     recipe.setdefault("std", list(card.std))
     # The card's other fields; size, channels, classes and mean/std are the header's own fields above.
-    recipe["card"] = {k: card.to_dict()[k] for k in CARD_FIELDS}
+    fields = card.to_dict()
+    recipe["card"] = {k: fields[k] for k in CARD_FIELDS}
     return recipe
 
 

@@ -41,9 +41,10 @@ class ConvertResult:
 def _output(model, x):
     import torch
 
+    from edgecnn.card import logits
+
     with torch.no_grad():
-        y = model(x)
-    return y["out"] if isinstance(y, dict) else y
+        return logits(model(x))
 
 
 def _no_swap_message(report: TransformReport, model_name: str) -> str:
