@@ -30,10 +30,8 @@ def main() -> int:
 
     import numpy as np
 
-    from edgecnn.bench.latency import time_calls
+    from edgecnn.bench.latency import time_paired
     from edgecnn.compress import CompressOptions, compress
-    from edgecnn.plan.context import typical_ms
-    from edgecnn.plan.latency import _median
     from edgecnn.runtime import get_backend, get_runner
 
     with tempfile.TemporaryDirectory() as work:
@@ -64,28 +62,17 @@ def main() -> int:
         ]
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
         for rep in range(args.reps):
-            check: list[list[float]] = [[], []]  # original, student
-            _median(runners[1], x, 0.4, 10)  # the check warms the fresh student first
-            for _ in range(7):
-                for i in (1, 0):
-                    check[i].append(_median(runners[i], x, 0.4, 10))
-            e2e: list[list[float]] = [[], []]
-            for k in range(24):
-                for i in (0, 1):
-                    stats = time_calls(
-                        lambda i=i: runners[i].run(x),
-                        batch=1,
-                        warmup_s=0.5 if k == 0 else 0.0,
-                        min_iters=10,
-                        min_seconds=0.5,
-                    )
-                    e2e[i].append(stats.median_ms)
-            c, e = [typical_ms(b) for b in check], [typical_ms(b) for b in e2e]
+            fns = [lambda r=runner: r.run(x) for runner in runners]  # original, student
+            # the check: 7 rounds of 0.4 s, the fresh student warmed first; end to end: 24 of 0.5 s
+            check = time_paired(fns[::-1], batch=1, rounds=7, block_s=0.4, warmup_s=(0.5, 0.0))
+            e2e = time_paired(fns, batch=1, rounds=24, block_s=0.5)
+            c = [check.typical_ms(1), check.typical_ms(0)]
+            e = [e2e.typical_ms(0), e2e.typical_ms(1)]
             print(
                 f"rep {rep}: check {c[0] / c[1]:.2f}x ({c[0]:.1f} / {c[1]:.1f} ms), "
                 f"end to end {e[0] / e[1]:.2f}x ({e[0]:.1f} / {e[1]:.1f} ms)"
             )
-            for name, blocks in zip(("original", "student"), check, strict=True):
+            for name, blocks in zip(("original", "student"), check.blocks[::-1], strict=True):
                 print(f"  check blocks, {name:8s} ms: " + " ".join(f"{v:5.1f}" for v in blocks))
         runners.clear()  # release the artifacts before their folder goes
     return 0

@@ -45,8 +45,7 @@ def main() -> int:
 
     import numpy as np
 
-    from edgecnn.bench.latency import time_calls
-    from edgecnn.plan.context import typical_ms
+    from edgecnn.bench.latency import time_paired
     from edgecnn.runtime import get_backend, get_runner
 
     backend = get_backend(args.runtime)
@@ -61,22 +60,18 @@ def main() -> int:
     start, before, first = time.time(), _steal(), True
     ratios = []
     while time.time() - start < args.minutes * 60:
-        medians: list[list[float]] = [[], []]
-        for _ in range(4):
-            for i, runner in enumerate(runners):
-                stats = time_calls(
-                    lambda r=runner: r.run(x),
-                    batch=shape[0],
-                    warmup_s=0.5 if first else 0.0,
-                    min_iters=10,
-                    min_seconds=0.5,
-                )
-                medians[i].append(stats.median_ms)
-            first = False
+        times = time_paired(
+            [lambda r=runner: r.run(x) for runner in runners],
+            batch=shape[0],
+            rounds=4,
+            block_s=0.5,
+            warmup_s=0.5 if first else 0.0,
+        )
+        first = False
         after = _steal()
         steal = (after[0] - before[0]) / max(1, after[1] - before[1])
         before = after
-        original, student = typical_ms(medians[0]), typical_ms(medians[1])
+        original, student = times.typical_ms(0), times.typical_ms(1)
         ratios.append(original / student)
         lines.append(
             f"{time.time() - start:5.0f} s  original {original:6.2f} ms  student {student:6.2f} ms  "

@@ -206,18 +206,17 @@ def inspect_model(
     live: bool = False,
     **model_kwargs,
 ) -> ModelStats:
-    """Analyse a `Model`, a model file, or a zoo model (built on the meta device unless weights are
-    given); the stored table when nothing differs from the zoo default (and not `live`)."""
+    """Analyse a `Model` (at its card's size unless `input_size`), or a zoo model (built on the meta
+    device unless weights are given; the stored table when nothing differs from the zoo default and
+    not `live`). A model file is loaded first (`edgecnn.transforms.load_source`)."""
     from edgecnn.card import Model
     from edgecnn.errors import BadArgumentError
     from edgecnn.zoo import card_for, load_model
 
-    if isinstance(name, Model) or str(name).endswith(".safetensors"):  # its own classes, size
-        from edgecnn.transforms import input_size_of, load_source
-
-        loaded = load_source(name, weights)
-        shown = Path(loaded.path).name if loaded.path else loaded.card.name
-        return analyze(loaded.module, input_size_of(loaded, input_size), in_chans=loaded.in_chans, name=shown)
+    if isinstance(name, Model):
+        shown = Path(name.path).name if name.path else name.card.name
+        size = tuple(input_size or name.card.input_size)
+        return analyze(name.module, size, in_chans=name.in_chans, name=shown)
     card = card_for(name)
     default = weights is None and not any(v is not None for v in model_kwargs.values())
     if default and not live and (input_size is None or tuple(input_size) == card.input_size):

@@ -24,6 +24,13 @@ class OutputLocationError(EdgeCNNError):
     """The output folder cannot be written (read-only, not a folder, no permission)."""
 
 
+def cache_dir() -> Path:
+    """$EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn."""
+    if os.environ.get("EDGECNN_CACHE"):
+        return Path(os.environ["EDGECNN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn"
+
+
 def check_writable(path: str | os.PathLike, *, force: bool) -> None:
     """Refuse to replace an existing artifact unless forced, or to start work whose output cannot be
     written; called before long work, not after it."""

@@ -19,16 +19,15 @@ from pathlib import Path
 
 from edgecnn.errors import BadArgumentError
 from edgecnn.plan import Grid, Plan, PlanOptions
+from edgecnn.train.options import USES
 
 log = logging.getLogger(__name__)
 
 
 CALIB_IMAGES = 64  # training images that score each candidate's error, when the data has them
 MIN_CALIB = 8
-# The end-to-end timing alternates the two models every BLOCK_S seconds and takes each one's typical
-# (median) block (`typical_ms`: why not the lowest). On this shared 2-core VM an int8 ResNet-50 in
-# OpenVINO ran 6.2 ms in one minute and 17 ms in another; timed in 2 blocks of 3 s its speed-up over
-# fp32 came out 3.3x, 3.3x, 6.4x, 4.3x in four repeats. The planner's check does the same.
+# The end-to-end timing alternates the two models in blocks this long and takes each one's median
+# block: load on a shared machine moves both alike (benchmarks/results/speed_regimes_*.txt).
 BLOCK_S = 0.5
 DIVERGED_RETRIES = 2  # distillations again from the built student, each at a quarter of the lr
 
@@ -47,8 +46,9 @@ class CompressOptions:
     test_images: int | None = None  # score top-1 on the first N test images (None: all of them)
     # A fine-tune of trained weights: 0.02 (distill's default) sent ResNet-50 students at 64x64 to
     # chance or to an infinite loss; 0.005 took them to within 1 point of the teacher in 2 epochs.
-    lr: float = 0.005
+    lr: float = USES["compress"]["lr"]
     batch_size: int = 64  # distillation
+    train_device: str | None = None  # where the student distils: cpu, cuda, auto; default: by --device
     input_size: tuple[int, int] | None = None
     device: str = "cpu"
     threads: int | None = None
@@ -71,6 +71,11 @@ class CompressOptions:
     check_seconds: float = 0.4  # the planner's whole-model checks, per model and round
     headroom: float | None = None  # the plan aims this fraction faster than asked (None: its default)
     verify: bool = True  # check both artifacts against PyTorch (off: random weights, speed only)
+
+    @property
+    def distill_device(self) -> str:
+        """--train-device, else the GPU when the runtime runs on one."""
+        return self.train_device or ("cpu" if self.device == "cpu" else "cuda")
 
     @property
     def precision(self) -> str:
@@ -119,6 +124,10 @@ class CompressOptions:
             raise BadArgumentError("--distill-epochs must be >= 0, --calib-images >= 8, bn_batches >= 0")
         if self.test_images is not None and self.test_images < 1:
             raise BadArgumentError(f"--test-images must be positive, got {self.test_images}")
+        if self.distill_epochs:
+            from edgecnn.train.options import resolve_device
+
+            self.train_device = resolve_device(self.distill_device)
         return self
 
 
@@ -189,8 +198,8 @@ def compress(
     card), a model file, or a zoo name (with `weights`, or an already built `loaded` Model)."""
     from edgecnn.artifacts import check_writable
     from edgecnn.card import Model
-    from edgecnn.data import DIGITS, Preprocess
-    from edgecnn.data.splits import load_splits, recorded_split
+    from edgecnn.data import Preprocess
+    from edgecnn.data.splits import record, splits_for
     from edgecnn.transforms import load_source
     from edgecnn.zoo import card_for
 
@@ -212,12 +221,7 @@ def compress(
     progress = on_progress or (lambda stage, done, total: None)
     progress("loading model and data", 0, 1)
     preprocess = Preprocess.for_model(card, input_size=size)
-    split = recorded_split(loaded.recipe) if loaded is not None else None
-    if split is not None and (opts.data is None or split.same_data(opts.data)):
-        splits = load_splits(split, preprocess, recorded=True)  # the test images training held out
-    else:
-        splits = load_splits(opts.data or DIGITS, preprocess, seed=opts.seed)
-    from edgecnn.data.splits import record
+    splits = splits_for(opts.data, preprocess, loaded.recipe if loaded is not None else None, seed=opts.seed)
 
     recorded = record(splits)  # the whole split, before --test-images narrows what is scored here
     if opts.test_images is not None:
@@ -317,7 +321,7 @@ def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, p
     """The student (BN kept) built from the plan, refit when asked, BN re-estimated, distilled when
     asked: (ConvertResult, (teacher top-1, student top-1), test set description, refit reports)."""
     from edgecnn.errors import DivergedError
-    from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
+    from edgecnn.train import DistillOptions, distill, evaluate_top1, train_options
     from edgecnn.train.distillation import recalibrate_bn
     from edgecnn.transforms import convert_exact
     from edgecnn.transforms.refit import refit
@@ -335,12 +339,13 @@ def _recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, p
         progress(f"test top-1 on {test_set}", 0, 1)
         top1 = (evaluate_top1(loaded.module, splits.test), evaluate_top1(student.model, splits.test))
         return student, top1, test_set, reports
-    train = TrainOptions(
+    train = train_options(
+        "compress",
         epochs=opts.distill_epochs,
         batch_size=opts.batch_size,
         lr=opts.lr,
-        feature_steps=100,
         seed=opts.seed,
+        device=opts.distill_device,
     )
     start = copy.deepcopy(student.model.state_dict())
     for attempt in range(DIVERGED_RETRIES + 1):
@@ -469,12 +474,10 @@ def _give_back(first, source, eo, plan: Plan, batches, progress):
 
 
 def _time_both(original, student, artifacts, chw, opts: CompressOptions) -> tuple[float, float]:
-    """Latency of each: the median of its medians in blocks of about BLOCK_S seconds, alternating
-    between the two, so drift and bursts of load (or of speed) on a shared machine hit both alike."""
+    """Each one's typical latency, timed in alternating blocks of about BLOCK_S seconds."""
     import numpy as np
 
-    from edgecnn.bench.latency import time_calls
-    from edgecnn.plan.context import typical_ms
+    from edgecnn.bench.latency import time_paired
     from edgecnn.runtime import get_backend, get_runner
 
     backend = get_backend(opts.runtime)
@@ -489,20 +492,11 @@ def _time_both(original, student, artifacts, chw, opts: CompressOptions) -> tupl
         )
         for name, module, precision in (("original", original, "fp32"), ("student", student, opts.precision))
     ]
-    blocks = max(1, opts.measure_rounds) * max(1, math.ceil(opts.measure_seconds / BLOCK_S))
-    block_s = opts.measure_seconds * max(1, opts.measure_rounds) / blocks
-    medians: list[list[float]] = [[], []]
-    for k in range(blocks):
-        for i, runner in enumerate(runners):
-            stats = time_calls(
-                lambda r=runner: r.run(x),
-                batch=opts.batch,
-                warmup_s=0.5 if k == 0 else 0.0,
-                min_iters=10,
-                min_seconds=block_s,
-            )
-            medians[i].append(stats.median_ms)
-    return typical_ms(medians[0]), typical_ms(medians[1])
+    rounds = max(1, opts.measure_rounds) * max(1, math.ceil(opts.measure_seconds / BLOCK_S))
+    block_s = opts.measure_seconds * max(1, opts.measure_rounds) / rounds
+    fns = [lambda r=runner: r.run(x) for runner in runners]
+    times = time_paired(fns, batch=opts.batch, rounds=rounds, block_s=block_s)
+    return times.typical_ms(0), times.typical_ms(1)
 
 
 def _size(path) -> int | None:

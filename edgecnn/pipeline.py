@@ -52,6 +52,16 @@ class PipelineResult:
     plot: Path | None = None
 
 
+@dataclass
+class _Hooks:
+    """Where the pipeline reports: messages, training steps and epochs, and stages of a compress."""
+
+    say: Callable[[str], None]
+    on_step: Callable | None = None
+    on_epoch: Callable | None = None
+    on_progress: Callable[[str, int, int], None] | None = None
+
+
 def run_pipeline(
     model: str,
     options: PipelineOptions | None = None,
@@ -61,17 +71,39 @@ def run_pipeline(
     on_epoch=None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> PipelineResult:
-    from edgecnn.artifacts import check_dir_writable
-    from edgecnn.bench import BenchOptions, bench, save
-    from edgecnn.data import DIGITS, open_dataset
-    from edgecnn.report.plot import plot
-    from edgecnn.report.tables import markdown
-    from edgecnn.train import DistillOptions, TrainOptions, distill
-    from edgecnn.train.api import reference_model
-    from edgecnn.transforms import SwapOptions, convert, save_with_recipe
+    from edgecnn.transforms import convert, save_with_recipe
 
-    opts = options or PipelineOptions()
-    say = on_message or (lambda msg: log.info("%s", msg))
+    hooks = _Hooks(on_message or (lambda msg: log.info("%s", msg)), on_step, on_epoch, on_progress)
+    model, given, opts, out = _prepare(model, options or PipelineOptions())
+    ref, info = _reference(model, given, opts, hooks)
+    size = tuple(info["input_size"])
+    hooks.say(f"reference test top-1 {info['test_top1']:.2f}% on {info['test_set']}")
+    result = PipelineResult(None, out, info)
+
+    original = convert(ref, fold_bn=True, input_size=size)
+    path = save_with_recipe(
+        original.model, original.recipe, out / f"{model}.original.safetensors", force=True
+    )
+    result.variants["original"] = {
+        "path": str(path),
+        "macs": original.macs_after,
+        "params": original.params_after,
+    }
+    paths = [str(path)]
+    if opts.speedup:
+        paths += _compressed(model, ref, size, opts, result, hooks)
+    else:
+        distill_data = opts.data if given is None else None  # a given file distils on its own split
+        paths += _uniform_students(model, ref, original, size, distill_data, opts, result, hooks)
+    _bench_and_report(model, paths, opts, result, hooks)
+    return result
+
+
+def _prepare(model: str, opts: PipelineOptions):
+    """(model name, the given reference file or None, options, output folder), checked before work."""
+    from edgecnn.artifacts import check_dir_writable
+    from edgecnn.data import DIGITS, open_dataset
+
     given = _given_reference(model, opts)  # a model file: checked (classes, data) before any work
     if given is not None:
         model = given.card.name
@@ -82,72 +114,68 @@ def run_pipeline(
         open_dataset(opts.data, None, min_classes=2)
     check_dir_writable(out)
     out.mkdir(parents=True, exist_ok=True)
+    return model, given, opts, out
+
+
+def _reference(model: str, given, opts: PipelineOptions, hooks: _Hooks):
+    """(reference Model, its info): the given file scored on its test images, else a zoo model
+    trained on --data (cached)."""
+    from edgecnn.train.api import reference_model
 
     if given is not None:
-        ref, info = given, _reference_info(given, opts)
-        say(f"reference model: {info['weights']}")
-    else:
-        say(f"reference model: {model} trained on {opts.data} (cached after the first run)")
-        ref, info = reference_model(
-            model,
-            opts.data,
-            input_size=opts.input_size,
-            epochs=opts.epochs,
-            batch_size=opts.batch_size,
-            device=opts.train_device,
-            seed=opts.seed,
-            on_step=on_step,
-            on_epoch=on_epoch,
-        )
-    size = tuple(info["input_size"])
-    say(f"reference test top-1 {info['test_top1']:.2f}% on {info['test_set']}")
-    result = PipelineResult(None, out, info)
+        info = _reference_info(given, opts)
+        hooks.say(f"reference model: {info['weights']}")
+        return given, info
+    hooks.say(f"reference model: {model} trained on {opts.data} (cached after the first run)")
+    return reference_model(
+        model,
+        opts.data,
+        input_size=opts.input_size,
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        device=opts.train_device,
+        seed=opts.seed,
+        on_step=hooks.on_step,
+        on_epoch=hooks.on_epoch,
+    )
 
-    original = convert(ref, fold_bn=True, input_size=size)
-    paths = [
-        str(
-            save_with_recipe(
-                original.model, original.recipe, out / f"{model}.original.safetensors", force=True
-            )
-        )
-    ]
-    result.variants["original"] = {
-        "path": paths[0],
-        "macs": original.macs_after,
-        "params": original.params_after,
-    }
-    if opts.speedup:
-        paths += _compressed(model, ref, size, opts, result, say, on_step, on_epoch, on_progress)
+
+def _uniform_students(model, ref, original, size, data, opts: PipelineOptions, result, hooks) -> list[str]:
+    """The separable / bottleneck students of every layer, each distilled from the reference."""
+    from edgecnn.train import DistillOptions, distill, train_options
+    from edgecnn.transforms import SwapOptions, convert
+
     swaps = []
-    if opts.separable and not opts.speedup:
+    if opts.separable:
         swaps.append(("separable", dict(separable=SwapOptions(rank=opts.rank).validate("separable"))))
-    if opts.bottleneck and not opts.speedup:
+    if opts.bottleneck:
         swaps.append(
             ("bottleneck", dict(bottleneck=SwapOptions(rank_ratio=opts.rank_ratio).validate("bottleneck")))
         )
+    paths = []
     for name, kwargs in swaps:
         # Swap the raw convs and keep their BatchNorms while distilling: a student whose BN is already
         # folded trains unstably (DESIGN.md). Export folds BN into the convs at the end.
         student = convert(ref, fold_bn=False, input_size=size, **kwargs)
         fewer = original.macs_after / student.macs_after
-        say(f"{name}: {fewer:.2f}x fewer MACs than the BN-folded original; distilling")
-        train = TrainOptions(
+        hooks.say(f"{name}: {fewer:.2f}x fewer MACs than the BN-folded original; distilling")
+        train = train_options(
+            "distill",
             epochs=opts.distill_epochs,
             batch_size=opts.batch_size,
             device=opts.train_device,
-            lr=0.02,
             feature_steps=opts.feature_steps,
             seed=opts.seed,
         )
         distilled = distill(
             ref,
             student,
-            opts.data if given is None else None,
+            data,
             DistillOptions(train=train),
-            output=out / f"{model}.{name}.safetensors",
+            output=result.out_dir / f"{model}.{name}.safetensors",
             force=True,
-            on_step=on_step,
-            on_epoch=on_epoch,
+            on_step=hooks.on_step,
+            on_epoch=hooks.on_epoch,
         )
         path, top1 = distilled.path, distilled.student_test_top1
         paths.append(str(path))
@@ -160,31 +188,42 @@ def run_pipeline(
             "initial_val_top1": distilled.training.initial_val_top1,
         }
         before = distilled.training.initial_val_top1
-        say(f"{name}: test top-1 {top1:.2f}% after distillation (before: {before:.2f}% val)")
+        hooks.say(f"{name}: test top-1 {top1:.2f}% after distillation (before: {before:.2f}% val)")
+    return paths
 
-    say("exporting and benchmarking every variant")
+
+def _bench_and_report(model: str, paths: list[str], opts: PipelineOptions, result, hooks: _Hooks) -> None:
+    """Export and benchmark every variant in one run; write results.json, results.md and the plot."""
+    from edgecnn.bench import BenchOptions, bench, save
+    from edgecnn.report.plot import plot
+    from edgecnn.report.tables import markdown
+
+    hooks.say("exporting and benchmarking every variant")
     bench_opts = BenchOptions(
         runtimes=opts.runtimes,
         precisions=("fp32", "int8") if opts.int8 else ("fp32",),
         data=opts.data,
-        calib=opts.data or info["data"],
-        export_dir=str(out / "artifacts"),
+        calib=opts.data or result.reference["data"],
+        export_dir=str(result.out_dir / "artifacts"),
         min_seconds=opts.seconds,
         min_iters=20,
         warmup_s=0.5,
         memory=opts.memory,
     )
-    result.run = bench(paths, bench_opts, on_step=lambda msg: say(msg))
-    result.run.settings["pipeline"] = {"model": model, "reference": info, "variants": result.variants}
-    result.results_json, _ = save(result.run, out / "results.json")
-    result.table_md = out / "results.md"
+    result.run = bench(paths, bench_opts, on_step=lambda msg: hooks.say(msg))
+    result.run.settings["pipeline"] = {
+        "model": model,
+        "reference": result.reference,
+        "variants": result.variants,
+    }
+    result.results_json, _ = save(result.run, result.out_dir / "results.json")
+    result.table_md = result.out_dir / "results.md"
     result.table_md.write_text(markdown(result.run))
-    result.plot = plot([result.run], out / "results.png", force=True)
+    result.plot = plot([result.run], result.out_dir / "results.png", force=True)
     for v in result.variants.values():
         if v.get("runtime"):  # the bench's own figure, in the same run as the original's
             v["bench_speedup"] = _speedup(result.run, model, v)
         v["table_top1"] = _table_top1(result.run, v["path"])
-    return result
 
 
 def _given_reference(source: str, opts: PipelineOptions):
@@ -208,16 +247,12 @@ def _given_reference(source: str, opts: PipelineOptions):
 def _reference_info(loaded, opts: PipelineOptions) -> dict:
     """What the pipeline reports of a given reference: top-1 on its own test images."""
     from edgecnn.data import Preprocess
-    from edgecnn.data.splits import check_classes, load_splits, recorded_split
-    from edgecnn.train.loop import evaluate_top1
+    from edgecnn.data.splits import check_classes, splits_for
+    from edgecnn.train import evaluate_top1
 
     size = tuple(loaded.recipe["input_size"])
     preprocess = Preprocess.for_model(loaded.card, input_size=size)
-    split = recorded_split(loaded.recipe)
-    if split is not None and (opts.data is None or split.same_data(opts.data)):
-        splits = load_splits(split, preprocess, recorded=True)
-    else:
-        splits = load_splits(opts.data, preprocess, seed=opts.seed)
+    splits = splits_for(opts.data, preprocess, loaded.recipe, seed=opts.seed)
     check_classes(loaded.recipe.get("class_names"), splits.classes, splits.source, loaded.weights.path)
     return {
         "weights": loaded.weights.path,
@@ -244,9 +279,7 @@ def _table_top1(run, path: str) -> float | None:
     return rows[0].accuracy["top1"] if rows else None
 
 
-def _compressed(
-    model, ref, size, opts: PipelineOptions, result, say, on_step, on_epoch, on_progress=None
-) -> list[str]:
+def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) -> list[str]:
     """One `compress` student per runtime that can plan; returns their paths."""
     from edgecnn.runtime import available, get_backend
 
@@ -254,10 +287,10 @@ def _compressed(
     for runtime in opts.runtimes:
         if not (get_backend(runtime).node_profiler and available(runtime)):
             continue
-        say(f"compress for {runtime}: {opts.speedup}x faster there, {opts.distill_epochs} epochs distilling")
-        r = _compress_within_reach(
-            model, ref, runtime, size, opts, result, say, on_step, on_epoch, on_progress
+        hooks.say(
+            f"compress for {runtime}: {opts.speedup}x faster there, {opts.distill_epochs} epochs distilling"
         )
+        r = _compress_within_reach(model, ref, runtime, size, opts, result, hooks)
         if r is None:
             continue
         paths.append(r.student_path)
@@ -278,7 +311,7 @@ def _compressed(
         asked = f"asked {opts.speedup}x" + (
             f", planned {planned:.2f}x" if abs(planned - opts.speedup) > 1e-3 else ""
         )
-        say(
+        hooks.say(
             f"compressed for {runtime}: {r.measured_speedup:.2f}x measured ({asked}), "
             f"test top-1 {r.top1[1]:.2f}% vs {r.top1[0]:.2f}%"
         )
@@ -289,9 +322,7 @@ def _compressed(
 WORTH = 1.02
 
 
-def _compress_within_reach(
-    model, ref, runtime, size, opts: PipelineOptions, result, say, on_step, on_epoch, on_progress=None
-):
+def _compress_within_reach(model, ref, runtime, size, opts: PipelineOptions, result, hooks: _Hooks):
     """compress for `opts.speedup`, or, where that is out of reach on this machine (ResNet-18 at
     32x32 left one 2-core host 1.17x: dispatch, not compute), for 97% of the best reachable, said
     out loud: a pipeline that has trained its reference should not end there. None when even that is
@@ -308,6 +339,7 @@ def _compress_within_reach(
             input_size=size,
             distill_epochs=opts.distill_epochs,
             batch_size=opts.batch_size,
+            train_device=opts.train_device,
             out_dir=result.out_dir / f"compress-{runtime}",
             force=True,
             measure_seconds=opts.seconds,
@@ -316,14 +348,19 @@ def _compress_within_reach(
         )
         try:
             return compress(
-                model, co, loaded=ref, on_step=on_step, on_epoch=on_epoch, on_progress=on_progress
+                model,
+                co,
+                loaded=ref,
+                on_step=hooks.on_step,
+                on_epoch=hooks.on_epoch,
+                on_progress=hooks.on_progress,
             )
         except OutOfReachError as e:
             if e.best_speedup < WORTH or speedup != opts.speedup:
                 log.warning("no compressed student for %s: %s", runtime, e)
                 return None
             speedup = round(0.97 * e.best_speedup, 3)
-            say(
+            hooks.say(
                 f"{opts.speedup}x is out of reach on {runtime} here ({e.best_speedup:.2f}x at best): "
                 f"compressing for {speedup}x"
             )

@@ -76,6 +76,6 @@ def test_train_and_distill_on_cuda(tmp_path):
 
 
 def test_ddp_takes_nccl_only_for_a_model_on_cuda():
-    from edgecnn.train.loop import DDP_BACKENDS
+    from edgecnn.train.ddp import DDP_BACKENDS
 
     assert DDP_BACKENDS["cuda"] == "nccl" and DDP_BACKENDS["cpu"] == "gloo"

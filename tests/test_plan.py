@@ -12,7 +12,8 @@ from _cli import run_cli
 
 from edgecnn.errors import BadArgumentError
 from edgecnn.plan import Budget, Candidate, PlanOptions, Slot, choose, enumerate_slots
-from edgecnn.plan.context import layer_times, probe_model, profile_probe, tag_onnx
+from edgecnn.plan.context import probe_model, profile_probe
+from edgecnn.plan.tagging import layer_times, tag_onnx
 from edgecnn.runtime import available, get_backend
 from edgecnn.transforms import convert, convert_exact, load_converted, save_with_recipe
 from edgecnn.zoo import load_model
@@ -91,14 +92,14 @@ def test_the_prediction_is_a_fresh_timing_of_the_choice_not_the_check_that_picke
     """Among checked choices, the least-error one within the aim is the one whose check came out fast
     (ResNet-50 plans checked at 2.3x ran 2.0x end to end). So it is timed again: where the new time
     misses the request the next is tried, and the prediction is the new time, not the check."""
-    from edgecnn.plan.api import _confirm
+    from edgecnn.plan.api import Measured, _confirm
 
     budget = Budget(original_ms=48.0, layers_ms=40.0, target_ms=22.5)  # the aim; the request is 24
-    measured = [  # (checked ms, error, picks, layer times)
-        (20.0, 1.0, [1, 0], {}),
-        (22.0, 0.5, [2, 0], {}),
-        (18.0, 2.0, [1, 1], {}),
-        (30.0, 0.1, [0, 1], {}),  # least error, but its check missed the aim
+    measured = [  # checked ms, error, picks, layer times
+        Measured(20.0, 1.0, [1, 0], {}),
+        Measured(22.0, 0.5, [2, 0], {}),
+        Measured(18.0, 2.0, [1, 1], {}),
+        Measured(30.0, 0.1, [0, 1], {}),  # least error, but its check missed the aim
     ]
     retimed = []
 
@@ -112,54 +113,76 @@ def test_the_prediction_is_a_fresh_timing_of_the_choice_not_the_check_that_picke
     noop = lambda *a: None  # noqa: E731
     new = {(2, 0): 26.0, (1, 0): 23.0, (1, 1): 19.0}
     wall, best = _confirm(measured, budget, 24.0, retime(new), noop)
-    assert (wall, best[2]) == (23.0, [1, 0])  # [2, 0] re-timed at 26 ms missed 24 ms
+    assert (wall, best.picks) == (23.0, [1, 0])  # [2, 0] re-timed at 26 ms missed 24 ms
     assert retimed == [[2, 0], [1, 0]]
 
     retimed.clear()
     with caplog.at_level("WARNING"):
         wall, best = _confirm(measured, budget, 24.0, retime(dict.fromkeys(new, 25.0) | {(1, 1): 24.5}), noop)
-    assert (wall, best[2]) == (24.5, [1, 1])  # none met it: the fastest re-timed, with a warning
+    assert (wall, best.picks) == (24.5, [1, 1])  # none met it: the fastest re-timed, with a warning
     assert retimed == [[2, 0], [1, 0], [1, 1]] and "no checked choice met the target" in caplog.text
 
     retimed.clear()
     wall, best = _confirm(measured[3:], budget, 24.0, retime({(0, 1): 21.0}), noop)
-    assert (wall, best[2]) == (21.0, [0, 1]) and retimed == [[0, 1]]  # none within: the fastest
+    assert (wall, best.picks) == (21.0, [0, 1]) and retimed == [[0, 1]]  # none within: the fastest
 
 
 def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
-    """The planner's check and compress's end-to-end timing both take each model's median block: a
-    burst in which one model runs 4x faster (what int8 in OpenVINO did here, and fp32 did not) moves
-    neither, where the lowest block would have made a 2.5x student look 10x."""
+    """The planner's check and compress's end-to-end timing share one paired timer that takes each
+    model's median block: a burst in which one model runs 4x faster (what int8 in OpenVINO did here,
+    and fp32 did not) moves neither, where the lowest block would have made a 2.5x student look 10x."""
     from types import SimpleNamespace
 
     import edgecnn.bench.latency
-    import edgecnn.plan.latency
+    import edgecnn.runtime
     from edgecnn.compress import CompressOptions, _time_both
     from edgecnn.plan.context import Reference
 
-    def scripted():  # block medians: the original 10 ms, the student 4 ms with a 1 ms burst
-        blocks = {"original": iter([10.0] * 99), "student": iter([4.0, 4.0, 1.0, *[4.0] * 96])}
-        return lambda name: next(blocks[name])
+    blocks = {"original": iter([10.0] * 99), "student": iter([4.0, 4.0, 1.0, *[4.0] * 96])}
+    timed = []
 
-    script = scripted()
-    monkeypatch.setattr(edgecnn.plan.latency, "_median", lambda r, x, s, n: script(r))
-    reference = Reference(None, (3, 8, 8), None, seconds=0.01)
-    reference.runner = "original"  # built: the scripted timer tells the two apart by name
-    assert reference.ratio("student", rounds=7) == pytest.approx(0.4)
+    def time_calls(fn, *, min_seconds, **_):  # block medians by the name the runner answers
+        name = fn()
+        if min_seconds == 0:  # a warm-up
+            return SimpleNamespace(median_ms=float("nan"))
+        timed.append(name)
+        return SimpleNamespace(median_ms=next(blocks[name]))
 
-    script = scripted()
-    calls = []
+    class Named:
+        def __init__(self, name):
+            self.name = name
 
-    def time_calls(fn, **_):
-        calls.append(fn)
-        return SimpleNamespace(median_ms=script("original" if len(calls) % 2 else "student"))
+        def run(self, x):
+            return self.name
 
     monkeypatch.setattr(edgecnn.bench.latency, "time_calls", time_calls)
+    reference = Reference(None, (3, 8, 8), None, seconds=0.01)
+    reference.runner = Named("original")  # built
+    assert reference.ratio(Named("student"), rounds=7) == pytest.approx(0.4)
+    assert timed == ["student", "original"] * 7
+
+    blocks = {"original": iter([10.0] * 99), "student": iter([4.0, 4.0, 1.0, *[4.0] * 96])}
+    timed.clear()
+    runners = iter([Named("original"), Named("student")])
+    monkeypatch.setattr(edgecnn.runtime, "get_runner", lambda *a, **k: next(runners))
     opts = CompressOptions(runtime="torch", measure_seconds=1.0, measure_rounds=3)
-    net = torch.nn.Conv2d(3, 4, 3).eval()
-    original, student = _time_both(net, net, {"original": None, "student": None}, (3, 8, 8), opts)
-    assert len(calls) == 2 * 6  # 3 rounds of 2 blocks of 0.5 s, alternating the two
+    original, student = _time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
+    assert timed == ["original", "student"] * 6  # 3 rounds of 2 blocks of 0.5 s, alternating the two
     assert (original, student) == (10.0, 4.0)
+
+
+def test_paired_timer_reports_the_spread_of_its_rounds():
+    from edgecnn.bench.latency import PairedTimes, time_paired
+
+    times = PairedTimes(((10.0, 12.0, 30.0), (5.0, 5.0, 6.0)))
+    assert times.ratio() == pytest.approx(12.0 / 5.0) and times.spread() == (2.0, 5.0)
+    calls = [0, 0]
+
+    def fn(i):
+        calls[i] += 1
+
+    real = time_paired([lambda: fn(0), lambda: fn(1)], batch=1, rounds=3, block_s=0.0, warmup_s=(0.0, 0.01))
+    assert [len(b) for b in real.blocks] == [3, 3] and min(calls) >= 30 and calls[1] > calls[0]
 
 
 @pytest.mark.parametrize(
@@ -211,8 +234,10 @@ def test_every_layer_is_found_in_the_runtimes_profile(runtime, tmp_path):
     slots = enumerate_slots(model, torch.zeros(1, 3, 32, 32))
     names = [s.name for s in slots]
     assert names[0] == "conv1" and names[-1] == "fc" and len(names) == 21
-    times = profile_probe(probe_model(model, slots, 0), names, (3, 32, 32), get_backend(runtime), runs=3)
-    assert all(times[n] > 0 for n in names), [n for n in names if not times[n]]
+    times = profile_probe(
+        probe_model(model, slots, 0), names, (3, 32, 32), get_backend(runtime), runs=3
+    ).layers
+    assert times.keys() == set(names) and all(times[n] > 0 for n in names), [n for n in names if not times[n]]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -228,8 +253,8 @@ def test_int8_probes_time_every_layer_and_int8_is_faster_in_context(runtime):
     images = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
     int8 = Quantized(backend.int8_scheme("auto"), images)
     probe = probe_model(model, slots, 0)
-    fp32 = profile_probe(probe, names, (3, 64, 64), backend, runs=10)
-    q = profile_probe(probe, names, (3, 64, 64), backend, runs=10, int8=int8)
+    fp32 = profile_probe(probe, names, (3, 64, 64), backend, runs=10).layers
+    q = profile_probe(probe, names, (3, 64, 64), backend, runs=10, int8=int8).layers
     assert all(q[n] > 0 for n in names), [n for n in names if not q[n]]
     last = [n for n in names if n.startswith("layer4") and "downsample" not in n]
     assert sum(q[n] for n in last) < sum(fp32[n] for n in last)
@@ -537,7 +562,7 @@ def test_a_pipeline_asked_too_much_compresses_for_what_this_machine_reaches(monk
 
     import edgecnn.compress
     from edgecnn.errors import OutOfReachError
-    from edgecnn.pipeline import PipelineOptions, _compress_within_reach
+    from edgecnn.pipeline import PipelineOptions, _compress_within_reach, _Hooks
 
     def fake(best):
         def compress(model, co, **kw):
@@ -553,17 +578,15 @@ def test_a_pipeline_asked_too_much_compresses_for_what_this_machine_reaches(monk
         asked, said = [], []
         monkeypatch.setattr(edgecnn.compress, "compress", fake(best))
         out = SimpleNamespace(out_dir=tmp_path)
-        assert (
-            _compress_within_reach(
-                "resnet18", None, "onnxruntime", (32, 32), opts, out, said.append, None, None
-            )
-            == made
+        made_here = _compress_within_reach(
+            "resnet18", None, "onnxruntime", (32, 32), opts, out, _Hooks(said.append)
         )
+        assert made_here == made
         assert asked == calls
     assert said == [] and asked == [3.0]
     monkeypatch.setattr(edgecnn.compress, "compress", fake(1.4))
     asked, said = [], []
-    _compress_within_reach("resnet18", None, "onnxruntime", (32, 32), opts, out, said.append, None, None)
+    _compress_within_reach("resnet18", None, "onnxruntime", (32, 32), opts, out, _Hooks(said.append))
     assert said == ["3.0x is out of reach on onnxruntime here (1.40x at best): compressing for 1.358x"]
 
 

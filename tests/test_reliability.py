@@ -328,3 +328,43 @@ def test_a_full_disk_while_saving_results_leaves_neither_file(tmp_path, monkeypa
     r = cli(*args, "-o", str(results / "r.json"), cwd=tmp_path, monkeypatch=monkeypatch)
     assert_one_line_error(r, 1, "No space left on device")
     assert list(results.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00\x9f\xff binary garbage",
+        b"[]",
+        b'{"format": "edgecnn-latency/4", "entries": {"k": "fast"}}',
+        b'{"format": "edgecnn-latency/4", "entries": {"k": {"layers": {"conv1": -1.0}, "ratio": null}}}',
+        b'{"format": "something else", "entries": {}}',
+    ],
+    ids=["binary", "list", "string-value", "negative-ms", "foreign"],
+)
+def test_a_corrupt_latency_cache_is_named_moved_aside_and_rebuilt(tmp_path, caplog, body):
+    """A cache file that does not parse or validate costs a re-measure, never a failed plan: it is
+    named in a warning, moved to <name>.bad, and the next save writes a good one."""
+    import torch
+
+    from edgecnn.plan.latency import LatencyTable
+
+    first = LatencyTable("torch", cache_dir=tmp_path, seconds=0.01, min_iters=3)
+    first.path.write_bytes(body)
+    with caplog.at_level("WARNING", logger="edgecnn"):
+        table = LatencyTable("torch", cache_dir=tmp_path, seconds=0.01, min_iters=3)
+    assert table.entries == {} and str(table.path) in caplog.text and "unreadable" in caplog.text
+    assert not table.path.exists() and table.path.with_name(table.path.name + ".bad").read_bytes() == body
+    ms = table.latency(torch.nn.Conv2d(3, 4, 3), (3, 8, 8))
+    table.save()
+    again = LatencyTable("torch", cache_dir=tmp_path, seconds=0.01, min_iters=3)
+    assert ms > 0 and list(again.entries.values()) == [ms] and again.hits == 0
+
+
+def test_an_older_latency_cache_format_is_replaced_without_a_warning(tmp_path, caplog):
+    from edgecnn.plan.latency import LatencyTable
+
+    path = LatencyTable("torch", cache_dir=tmp_path).path
+    path.write_text(json.dumps({"format": "edgecnn-latency/3", "entries": {"k": 1.0}}))
+    with caplog.at_level("WARNING", logger="edgecnn"):
+        assert LatencyTable("torch", cache_dir=tmp_path).entries == {}
+    assert "unreadable" not in caplog.text and path.exists()

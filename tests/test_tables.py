@@ -1,6 +1,7 @@
 """The backend and precision tables, and the layering rules they make possible, checked on the source."""
 
 import ast
+import re
 import shutil
 from pathlib import Path
 
@@ -82,21 +83,69 @@ def _imports(tree, path):
             yield module, [a.name for a in node.names]
 
 
-def _package_of(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:2]) if len(parts) > 2 else ".".join(parts)
+README = PACKAGE.parent / "README.md"
 
 
-def test_no_module_imports_a_private_name_of_another_package():
+def _layer_order() -> dict[str, int]:
+    """The README's "Import order:" line as {top-level module: rank}; lower ranks sit below."""
+    text = " ".join(README.read_text().split())
+    line = re.search(r"Import order: (.*?<- cli)\b", text).group(1)
+    ranks = {}
+    for rank, group in enumerate(line.split("<-")):
+        for name in re.split(r"[,/]", group):
+            ranks[name.strip()] = rank
+    return ranks
+
+
+def _top(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _back_arrows(order: dict[str, int]) -> list[str]:
     found = []
     for path, tree in _modules():
-        own = _package_of(path)
-        for module, names in _imports(tree, path):
-            if not module.startswith("edgecnn.") or module.startswith(own + ".") or module == own:
+        own = _top(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+        for module, _ in _imports(tree, path):
+            other = _top(module)
+            if not module.startswith("edgecnn") or other in ("", own) or own == "__main__":
                 continue
-            private = [n for n in [*module.split("."), *names] if n.startswith("_") and n != "__version__"]
-            if private:
-                found.append(f"{path.relative_to(PACKAGE)} imports {private} from {module}")
+            if other not in order or own not in order:
+                found.append(f"{path.relative_to(PACKAGE)}: {own}/{other} not in the README's order")
+            elif order[other] >= order[own]:
+                found.append(f"{path.relative_to(PACKAGE)} ({own}) imports {module} (not below it)")
+    return found
+
+
+def test_every_import_follows_the_readme_import_order():
+    """Every edgecnn module imports only layers strictly below its own, in the README's order."""
+    order = _layer_order()
+    assert order["errors"] == 0 and order["cli"] == max(order.values()) and len(order) > 15
+    found = _back_arrows(order)
+    assert not found, "\n".join(sorted(set(found)))
+
+
+def test_the_import_order_check_finds_a_back_arrow():
+    order = _layer_order()
+    swapped = {**order, "transforms": order["analysis"], "analysis": order["transforms"]}
+    assert any("imports edgecnn.analysis" in f for f in _back_arrows(swapped))
+
+
+def _is_module(dotted: str) -> bool:
+    path = PACKAGE.parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_no_module_imports_a_private_name_of_another_module():
+    """Private names stay in their module, inside a package too (a package's own _modules are its own)."""
+    found = [
+        f"{path.relative_to(PACKAGE)} imports {name} from {module}"
+        for path, tree in _modules()
+        for module, names in _imports(tree, path)
+        if module.startswith("edgecnn")
+        for name in names
+        if name.startswith("_") and name != "__version__" and not _is_module(f"{module}.{name}")
+    ]
     assert not found, "\n".join(found)
 
 

@@ -275,7 +275,7 @@ def test_ddp_picks_its_backend_by_where_the_model_runs(monkeypatch):
     model on CUDA, each rank on its LOCAL_RANK's GPU."""
     import torch.distributed as dist
 
-    from edgecnn.train import loop
+    from edgecnn.train import ddp
 
     seen = []
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -284,8 +284,8 @@ def test_ddp_picks_its_backend_by_where_the_model_runs(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.append(f"cuda:{i}"))
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: seen.append(backend))
-    loop._distributed("cpu")
-    loop._distributed("cuda")
+    ddp.distributed("cpu")
+    ddp.distributed("cuda")
     assert seen == ["gloo", "cuda:1", "nccl"]
 
 
@@ -324,7 +324,7 @@ def test_fine_tuning_freezes_the_backbone_first_and_trains_it_slower(splits):
 def test_device_choice_and_data_workers(tmp_path, splits):
     """--device auto trains on CUDA when torch sees a GPU, else the CPU; asking for CUDA or --amp
     without one is a one-line error before any work; --workers decode in other processes."""
-    from edgecnn.train.loop import resolve_device
+    from edgecnn.train.options import resolve_device
 
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == "cpu"

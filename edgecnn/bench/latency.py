@@ -7,7 +7,7 @@ kernel selection, so they are run and discarded for a fixed time, not a fixed co
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -79,6 +79,60 @@ def time_calls(
         if (len(times) >= min_iters and spent >= min_seconds) or spent >= max_seconds:
             break
     return LatencyStats.from_times(times, batch, warm)
+
+
+def typical_ms(block_medians: Sequence[float]) -> float:
+    """A model's typical time over interleaved blocks: the median of their block medians, not the
+    lowest (a burst that speeds up one model only would decide the ratio;
+    benchmarks/results/check_vs_end_to_end_2core_cpu.txt)."""
+    return float(np.median(block_medians))
+
+
+@dataclass(frozen=True)
+class PairedTimes:
+    """Block medians (ms) of each callable, timed in alternation."""
+
+    blocks: tuple[tuple[float, ...], ...]
+
+    def typical_ms(self, i: int) -> float:
+        return typical_ms(self.blocks[i])
+
+    def ratio(self, i: int = 0, j: int = 1) -> float:
+        """Typical time of `i` over that of `j`."""
+        return self.typical_ms(i) / self.typical_ms(j)
+
+    def spread(self, i: int = 0, j: int = 1) -> tuple[float, float]:
+        """The lowest and highest ratio of one round's blocks (how much the machine moved)."""
+        rounds = [a / b for a, b in zip(self.blocks[i], self.blocks[j], strict=True)]
+        return min(rounds), max(rounds)
+
+
+def time_paired(
+    fns: Sequence[Callable[[], object]],
+    *,
+    batch: int,
+    rounds: int,
+    block_s: float,
+    warmup_s: float | Sequence[float] = 0.5,
+    block_warmup_s: float = 0.0,
+    min_iters: int = 10,
+) -> PairedTimes:
+    """Time `fns` in `rounds` rounds of one block each (about `block_s` seconds, at least `min_iters`
+    calls), alternating, so drift and bursts of load on a shared machine hit every side alike. Each
+    callable is warmed for `warmup_s` (one figure, or one per callable) before its first block: a fresh
+    artifact's first calls run slow."""
+    warm = [warmup_s] * len(fns) if isinstance(warmup_s, int | float) else list(warmup_s)
+    for fn, seconds in zip(fns, warm, strict=True):
+        if seconds > 0:
+            time_calls(fn, batch=batch, warmup_s=seconds, min_iters=1, min_seconds=0.0)
+    blocks: list[list[float]] = [[] for _ in fns]
+    for _ in range(max(1, rounds)):
+        for i, fn in enumerate(fns):
+            stats = time_calls(
+                fn, batch=batch, warmup_s=block_warmup_s, min_iters=min_iters, min_seconds=block_s
+            )
+            blocks[i].append(stats.median_ms)
+    return PairedTimes(tuple(tuple(b) for b in blocks))
 
 
 def measure(runner, x: np.ndarray, **kwargs) -> LatencyStats:

@@ -11,6 +11,7 @@ import typer
 from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, handle_errors
 from edgecnn.cli._progress import reporting
+from edgecnn.train.options import USES
 
 
 @handle_errors
@@ -38,7 +39,7 @@ def compress(
     ] = 2,
     lr: Annotated[
         float, typer.Option(help="Peak learning rate of the distillation (a fine-tune: keep it low).")
-    ] = 0.005,
+    ] = USES["compress"]["lr"],
     calib_images: Annotated[
         int | None, typer.Option(help="Images that score each candidate's error (default: 64, or all).")
     ] = None,
@@ -70,6 +71,12 @@ def compress(
     ] = None,
     input_size: o.InputSize = None,
     device: Annotated[str, typer.Option(help="Device the runtime runs on.")] = "cpu",
+    train_device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the student distils: auto, cpu or cuda (default: cuda when --device is a GPU)."
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
     batch: Annotated[int, typer.Option(help="Batch size the latency is planned for.")] = 1,
     duration: Annotated[
@@ -110,6 +117,7 @@ def compress(
         lr=lr,
         input_size=input_size,
         device=device,
+        train_device=train_device,
         threads=threads,
         batch=batch,
         use_cache=cache,

@@ -13,6 +13,7 @@ from edgecnn.artifacts import check_writable
 from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, handle_errors
 from edgecnn.cli._progress import reporting
+from edgecnn.train.options import USES
 
 Data = Annotated[str, typer.Option(help="An image folder (class subfolders) or 'digits' (bundled MNIST).")]
 Epochs = Annotated[int, typer.Option(help="Epochs.")]
@@ -55,7 +56,7 @@ def train(
     data: Data = "digits",
     epochs: Epochs = 3,
     batch_size: BatchSize = 64,
-    lr: Lr = 0.05,
+    lr: Lr = USES["train"]["lr"],
     optimizer: Optimizer = "sgd",
     val_fraction: ValFraction = 0.1,
     test_data: TestData = None,
@@ -162,7 +163,7 @@ def distill(
     ] = None,
     epochs: Epochs = 2,
     batch_size: BatchSize = 64,
-    lr: Lr = 0.02,
+    lr: Lr = USES["distill"]["lr"],
     optimizer: Optimizer = "sgd",
     temperature: Annotated[float, typer.Option(help="KD temperature T.")] = 4.0,
     alpha: Annotated[float, typer.Option(help="Weight of the KD term (1 - alpha: cross-entropy).")] = 0.9,

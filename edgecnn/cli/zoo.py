@@ -70,8 +70,13 @@ def inspect(
     """Per-layer table: output shape, weights, bias, MACs and activations, with totals."""
     from edgecnn.analysis import format_shape, inspect_model
 
+    source = model
+    if model.endswith(".safetensors"):  # a model file: its own classes and size
+        from edgecnn.transforms import load_source
+
+        source, weights = load_source(model, weights), None
     stats = inspect_model(
-        model,
+        source,
         input_size=input_size,
         weights=weights,
         num_classes=num_classes,

@@ -268,6 +268,16 @@ def recorded_split(recipe: dict | None) -> SplitSpec | None:
     return SplitSpec.from_dict(data) if data else None
 
 
+def splits_for(data, preprocess, *recipes: dict | None, val_fraction: float = 0.1, seed: int = 0) -> Splits:
+    """The split the first of `recipes` records, when `data` is not given or names those images (the
+    test images training held out stay held out); else `data` (the digits when None) split afresh."""
+    for recipe in recipes:
+        split = recorded_split(recipe)
+        if split is not None and (data is None or split.same_data(data)):
+            return load_splits(split, preprocess, recorded=True)
+    return load_splits(data or DIGITS, preprocess, val_fraction=val_fraction, seed=seed)
+
+
 def held_out_images(data: str | None, preprocess, recipe: dict | None = None) -> ImageDataset | None:
     """The images a model is scored on: the test split its file records when `data` is not given or
     names the data it was trained on (never its training images), else `data`'s own test images (the

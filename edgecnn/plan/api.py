@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -159,56 +160,19 @@ def make_plan(
 
     opts = options.validate()
     progress = on_progress or (lambda stage, done, total: None)
-    example = torch.zeros(1, *input_shape)
-    slots = enumerate_slots(model, example, opts.grid, include=opts.include, exclude=opts.exclude)
-    table = LatencyTable(
-        opts.runtime,
-        device=opts.device,
-        threads=opts.threads,
-        batch=opts.batch,
-        cache_dir=opts.cache_dir,
-        use_cache=opts.use_cache,
-        seconds=opts.layer_seconds,
+    slots = enumerate_slots(
+        model, torch.zeros(1, *input_shape), opts.grid, include=opts.include, exclude=opts.exclude
     )
-    progress("timing the original model", 0, 1)
-    original_ms = table.latency(model, input_shape, seconds=opts.model_seconds)
-    if table.backend.node_profiler:  # every candidate timed inside the model by the runtime's profiler
-        from edgecnn.plan.context import context_latencies
-
-        context_latencies(
-            model, slots, input_shape, table, on_probe=lambda k, n: progress("profiling probe models", k, n)
-        )
-    else:  # each candidate alone at its layer's input shape
-        todo = [(s, c) for s in slots for c in s.candidates]
-        for i, (slot, cand) in enumerate(todo):
-            progress("timing each candidate alone", i + 1, len(todo))
-            cand.latency_ms = table.latency(cand.block, slot.in_shape)
+    setting = dict(device=opts.device, threads=opts.threads, batch=opts.batch, seconds=opts.layer_seconds)
+    table = LatencyTable(opts.runtime, cache_dir=opts.cache_dir, use_cache=opts.use_cache, **setting)
     batches = list(calibration)
-    scheme = table.backend.int8_scheme("auto") if opts.int8 else None
-    int8 = None
-    if opts.int8:
-        import numpy as np
-
-        from edgecnn.plan.context import Quantized, context_latencies
-
-        for slot in slots:
-            slot.candidates += [c.in_precision("int8") for c in slot.candidates]
-        int8 = Quantized(scheme, np.concatenate(batches)[:16])
-        context_latencies(
-            model,
-            slots,
-            input_shape,
-            table,
-            int8=int8,
-            on_probe=lambda k, n: progress("profiling int8 probe models", k, n),
-        )
-    table.save()
+    original_ms, int8 = _time_candidates(model, slots, input_shape, table, batches, opts, progress)
     images = score(
         slots,
         model,
         batches,
         on_batch=lambda i: progress("scoring candidates on calibration images", i, len(batches)),
-        activations=scheme or "s8",
+        activations=int8.activations if int8 else "s8",
     )
     request_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
     budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), request_ms)
@@ -217,55 +181,76 @@ def make_plan(
     after = {s.name: s.candidates[j].latency_ms for s, j in zip(slots, picks, strict=True)}
     predicted = None
     if table.backend.node_profiler:
+        check = _Check(model, slots, input_shape, table, budget, int8, progress, request_ms)
         confirm_rounds = max(7, math.ceil(opts.confirm_seconds / opts.check_seconds))
-        picks, after, predicted = _verify(
-            model,
-            slots,
-            picks,
-            input_shape,
-            table,
-            budget,
-            int8,
-            progress,
-            opts.check_seconds,
-            request_ms,
-            confirm_rounds=confirm_rounds,
-        )
+        best = check.run(picks, opts.check_seconds, confirm_rounds)
+        picks, after, predicted = best.picks, best.times, best.wall_ms
         table.save()
+    log.info("latency table: %d measured, %d from cache", table.misses, table.hits)
     layers = [
-        LayerChoice(
-            s.name,
-            s.candidates[j].label,
-            s.candidates[j].kind,
-            s.candidates[j].value,
-            before[s.name],
-            after[s.name],
-            s.candidates[j].error,
-            s.keep.macs,
-            s.candidates[j].macs,
-            s.candidates[j].precision,
-        )
+        _layer_choice(s, s.candidates[j], before[s.name], after[s.name])
         for s, j in zip(slots, picks, strict=True)
     ]
     chosen_ms = sum(layer.latency_after_ms for layer in layers)
-    log.info("latency table: %d measured, %d from cache", table.misses, table.hits)
     return Plan(
-        opts.runtime,
-        opts.device,
-        opts.threads,
-        opts.batch,
-        tuple(input_shape),
+        *(opts.runtime, opts.device, opts.threads, opts.batch, tuple(input_shape)),
         original_ms,
         request_ms,
         predicted if predicted is not None else budget.predict(chosen_ms),
         layers,
         images,
-        table.misses,
-        table.hits,
-        scheme,
-        0.0 if predicted is None else predicted - (original_ms - sum(before.values()) + chosen_ms),
-        budget.target_ms,
+        *(table.misses, table.hits),
+        int8.activations if int8 else None,
+        context_ms=0.0 if predicted is None else predicted - (original_ms - sum(before.values()) + chosen_ms),
+        aim_ms=budget.target_ms,
     )
+
+
+def _layer_choice(slot, chosen, before_ms: float, after_ms: float) -> LayerChoice:
+    return LayerChoice(
+        slot.name,
+        chosen.label,
+        chosen.kind,
+        chosen.value,
+        before_ms,
+        after_ms,
+        chosen.error,
+        slot.keep.macs,
+        chosen.macs,
+        chosen.precision,
+    )
+
+
+def _time_candidates(model, slots, input_shape, table, batches, opts: PlanOptions, progress):
+    """Time the original and every candidate on the runtime: inside the model by its profiler where it
+    has one, else each alone at its layer's input shape. With --int8, each candidate in int8 too.
+    Returns (original ms, the int8 setting or None); the table is saved."""
+    progress("timing the original model", 0, 1)
+    original_ms = table.latency(model, input_shape, seconds=opts.model_seconds)
+    if table.backend.node_profiler:
+        from edgecnn.plan.context import context_latencies
+
+        context_latencies(
+            model, slots, input_shape, table, on_probe=lambda k, n: progress("profiling probe models", k, n)
+        )
+    else:
+        todo = [(s, c) for s in slots for c in s.candidates]
+        for i, (slot, cand) in enumerate(todo):
+            progress("timing each candidate alone", i + 1, len(todo))
+            cand.latency_ms = table.latency(cand.block, slot.in_shape)
+    int8 = None
+    if opts.int8:
+        import numpy as np
+
+        from edgecnn.plan.context import Quantized, context_latencies
+
+        for slot in slots:
+            slot.candidates += [c.in_precision("int8") for c in slot.candidates]
+        int8 = Quantized(table.backend.int8_scheme("auto"), np.concatenate(batches)[:16])
+        on_probe = lambda k, n: progress("profiling int8 probe models", k, n)  # noqa: E731
+        context_latencies(model, slots, input_shape, table, int8=int8, on_probe=on_probe)
+    table.save()
+    return original_ms, int8
 
 
 def choose_with_headroom(slots, budget: Budget, headroom: float) -> list[int]:
@@ -287,102 +272,100 @@ def choose_with_headroom(slots, budget: Budget, headroom: float) -> list[int]:
         return picks
 
 
-def _verify(
-    model,
-    slots,
-    picks,
-    input_shape,
-    table,
-    budget,
-    int8,
-    progress,
-    seconds,
-    request_ms,
-    rounds: int = 4,
-    confirm_rounds: int = 12,
-):
-    """Profile and time the model a choice builds, choose again with what it showed, and return the
-    best choice so measured: (picks, {layer: ms}, whole-model ms). Best: least error among the
-    measured choices within the budget (the aim, else the request), else the fastest measured. The
-    prediction is then the chosen model's own measured time, taken as a ratio to the original timed
-    in the same rounds (times original_ms); what the whole cost beyond its layers' sum (ResNet-50
-    with 20 layers swapped ran 10-16% slower than that sum predicted) is charged to the next choice.
+@dataclass
+class Measured:
+    """A choice timed whole in the model: its time, summed error, picks and per-layer times."""
 
-    What a layer's chosen candidate costs there beyond its probe time is a property of the context
-    (an fp32 stem before int8 layers made ONNX Runtime run the MaxPool after it 4.5 ms slower, whatever
-    the stem's rank), so the difference is carried to every candidate of that layer in the same
-    precision. Mixing precisions can cost more than either (layout changes at every boundary in ONNX
-    Runtime), so an int8 plan also settles a choice among int8 candidates alone."""
-    from edgecnn.plan.context import Reference, choice_latencies, confirm_ratio
+    wall_ms: float
+    error: float
+    picks: list[int]
+    times: dict[str, float]
 
-    probed = {id(c): c.latency_ms for s in slots for c in s.candidates}
-    measured: list[tuple[float, float, list[int], dict]] = []  # (whole ms, error, picks, layer times)
 
-    def measure_choice(picks):
-        times, ratio = choice_latencies(model, slots, picks, input_shape, table, reference, int8=int8)
-        wall = ratio * budget.original_ms  # the original, timed with it, stands for original_ms
-        for slot, j in zip(slots, picks, strict=True):
+class _Check:
+    """Profile and time the model a choice builds, choose again with what it showed, and settle on the
+    best choice so measured. Best: least error among the measured choices within the budget (the aim,
+    else the request), else the fastest measured. The prediction is the chosen model's own time, as a
+    ratio to the original timed in the same rounds; what the whole cost beyond its layers' sum is
+    charged to the next choice.
+
+    What a layer's chosen candidate costs there beyond its probe time is a property of the context,
+    so the difference is carried to every candidate of that layer in the same precision. Mixing
+    precisions can cost more than either (layout changes at every boundary in ONNX Runtime), so an
+    int8 plan also settles a choice among int8 candidates alone."""
+
+    def __init__(self, model, slots, input_shape, table, budget, int8, progress, request_ms):
+        self.model, self.slots, self.shape, self.table = model, slots, input_shape, table
+        self.budget, self.int8, self.progress, self.request_ms = budget, int8, progress, request_ms
+        self.probed = {id(c): c.latency_ms for s in slots for c in s.candidates}
+        self.measured: list[Measured] = []
+        self.reference = None
+
+    def run(self, picks, seconds: float, confirm_rounds: int, rounds: int = 4) -> Measured:
+        from edgecnn.plan.context import Reference, confirm_ratio
+
+        setting = dict(seconds=seconds, **self.table.setting)
+        self.reference = Reference(self.model, self.shape, self.table.backend, **setting)
+        shipped = Reference(self.model, self.shape, self.table.backend, shipped=True, **setting)
+        try:
+            self.settle([s.candidates for s in self.slots], "", rounds, picks)
+            if self.int8 is not None:
+                try:
+                    self.settle([s.in_precision("int8") for s in self.slots], "all-int8", rounds)
+                except BadArgumentError:  # out of reach in int8 alone, even by its probes
+                    pass
+            # The original itself (every layer kept, in fp32) is never the answer to "make it
+            # faster": timed against itself it can only "meet" a target by a noisy second.
+            changed = [m for m in self.measured if not _unchanged(self.slots, m.picks)] or self.measured
+
+            def retime(picks) -> float:
+                args = (self.model, self.slots, picks, self.shape, self.table, shipped)
+                return self.budget.original_ms * confirm_ratio(*args, int8=self.int8, rounds=confirm_rounds)
+
+            wall, best = _confirm(changed, self.budget, self.request_ms, retime, self.progress)
+        finally:
+            self.reference.close()
+            shipped.close()
+        return dataclasses.replace(best, wall_ms=wall)
+
+    def measure(self, picks) -> None:
+        from edgecnn.plan.context import choice_latencies
+
+        args = (self.model, self.slots, picks, self.shape, self.table, self.reference)
+        times, ratio = choice_latencies(*args, int8=self.int8)
+        wall = ratio * self.budget.original_ms  # the original, timed with it, stands for original_ms
+        for slot, j in zip(self.slots, picks, strict=True):
             chosen = slot.candidates[j]
-            shift = times[slot.name] - probed[id(chosen)]
+            shift = times[slot.name] - self.probed[id(chosen)]
             for c in slot.in_precision(chosen.precision):
-                c.latency_ms = max(0.0, probed[id(c)] + shift)
+                c.latency_ms = max(0.0, self.probed[id(c)] + shift)
         # The budget now predicts this choice's measured whole time, and charges the next choice the
         # same overhead beyond its layers.
-        budget.overhead_ms += wall - budget.predict(sum(times.values()))
-        error = sum(s.candidates[j].error for s, j in zip(slots, picks, strict=True))
-        measured.append((wall, error, list(picks), times))
+        self.budget.overhead_ms += wall - self.budget.predict(sum(times.values()))
+        error = sum(s.candidates[j].error for s, j in zip(self.slots, picks, strict=True))
+        self.measured.append(Measured(wall, error, list(picks), times))
 
-    def settle(pool, label, picks=None):
+    def settle(self, pool, label: str, rounds: int, picks=None) -> None:
         """Measure, re-choose among `pool` (per slot, the candidates allowed), until it stands. Each
-        pool starts from its probes: what a mixed-precision choice cost (layout changes at every
-        fp32/int8 boundary) says nothing about an all-int8 one, and charged to it would rule it out
-        unmeasured."""
-        budget.overhead_ms = 0.0
+        pool starts from its probes: what a mixed-precision choice cost says nothing about an all-int8
+        one, and charged to it would rule it out unmeasured."""
+        self.budget.overhead_ms = 0.0
         for cands in pool:
             for c in cands:
-                c.latency_ms = probed[id(c)]
+                c.latency_ms = self.probed[id(c)]
         if picks is None:
-            picks = _choose_among(slots, pool, budget)
+            picks = _choose_among(self.slots, pool, self.budget)
+        stage = " ".join(filter(None, ("checking the", label, "choice in context")))
         for r in range(rounds):
-            progress(" ".join(filter(None, ("checking the", label, "choice in context"))), r + 1, rounds)
-            measure_choice(picks)
+            self.progress(stage, r + 1, rounds)
+            self.measure(picks)
             try:
-                again = _choose_among(slots, pool, budget)
+                again = _choose_among(self.slots, pool, self.budget)
             except BadArgumentError:  # what it showed puts the budget out of reach
                 return
             if again == picks:
                 return
             picks = again
-
-    reference = Reference(model, input_shape, table.backend, seconds=seconds, **table.setting)
-    shipped = Reference(model, input_shape, table.backend, seconds=seconds, shipped=True, **table.setting)
-    try:
-        settle([s.candidates for s in slots], "", picks)
-        if int8 is not None:
-            try:
-                settle([s.in_precision("int8") for s in slots], "all-int8")
-            except BadArgumentError:  # out of reach in int8 alone, even by its probes
-                pass
-        # The original itself (every layer kept, in fp32) is never the answer to "make it faster":
-        # timed against itself it can only "meet" a target by a noisy second (a 1 ms ResNet-18 on a
-        # shared host).
-        changed = [m for m in measured if not _unchanged(slots, m[2])] or measured
-        wall, best = _confirm(
-            changed,
-            budget,
-            request_ms,
-            lambda picks: (
-                budget.original_ms
-                * confirm_ratio(
-                    model, slots, picks, input_shape, table, shipped, int8=int8, rounds=confirm_rounds
-                )
-            ),
-            progress,
-        )
-    finally:
-        reference.close()
-        shipped.close()
-    return best[2], best[3], wall
 
 
 def _confirm(measured, budget, request_ms, retime, progress, most: int = 3):
@@ -391,17 +374,19 @@ def _confirm(measured, budget, request_ms, retime, progress, most: int = 3):
     re-timed (with a warning). The order: least error among those whose check met the aim (else the
     request), then the fastest checked; at most `most` of them. The new time, not the check, is the
     plan's prediction: the check is what the choice was picked by, so it is biased fast."""
-    within = [m for m in measured if m[0] <= budget.target_ms] or [m for m in measured if m[0] <= request_ms]
-    order = [*sorted(within, key=lambda m: m[1]), min(measured, key=lambda m: m[0])]
+    within = [m for m in measured if m.wall_ms <= budget.target_ms] or [
+        m for m in measured if m.wall_ms <= request_ms
+    ]
+    order = [*sorted(within, key=lambda m: m.error), min(measured, key=lambda m: m.wall_ms)]
     seen: dict[tuple, tuple[float, tuple]] = {}
     for m in order:
-        if len(seen) == most or tuple(m[2]) in seen:
+        if len(seen) == most or tuple(m.picks) in seen:
             continue
         progress("confirming the choice's speed", len(seen) + 1, most)
-        wall = seen[tuple(m[2])] = (retime(m[2]), m)
+        wall = seen[tuple(m.picks)] = (retime(m.picks), m)
         log.info(
             "choice checked at %.2fx, re-timed at %.2fx",
-            budget.original_ms / m[0],
+            budget.original_ms / m.wall_ms,
             budget.original_ms / wall[0],
         )
         if wall[0] <= request_ms:

@@ -21,19 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.plan.tagging import layer_times, tag_onnx, tagged_nodes
+
 log = logging.getLogger(__name__)
-
-SEP = "|"  # tag separator in node and tensor names: "layer1.0.conv1|/inner/.../Conv"
-RATIO = "(whole / original)"  # profile_probe's key for the whole probe's time over the original's
-
-
-def typical_ms(block_medians: list[float]) -> float:
-    """A model's typical time over interleaved blocks: the median of their medians. Not the lowest:
-    on this shared 2-core VM an int8 ResNet-50 in OpenVINO ran 14-18 ms most of the time with
-    bursts at 9 ms that fp32 did not share (3.7-3.9x over fp32, 5.0-5.4x in a burst), so the lowest
-    block said 5.4x in one run and 3.8x in the next, and a plan checked in a burst missed its target
-    end to end."""
-    return float(np.median(block_medians))
 
 
 class Reference:
@@ -52,21 +42,22 @@ class Reference:
         self._work = self.runner = None
 
     def ratio(self, runner, rounds: int = 7) -> float:
-        """The median of `runner`'s block medians over the original's, in interleaved rounds (the
-        statistic compress's end-to-end timing takes, `typical_ms`)."""
-        from edgecnn.plan.latency import _median
+        """`runner`'s typical time over the original's, timed in alternating blocks (the statistic of
+        compress's end-to-end timing). The fresh `runner` is warmed first: unwarmed, it times slow."""
+        from edgecnn.bench.latency import time_paired
 
-        if self.runner is None:
+        warm_reference = self.runner is None
+        if warm_reference:
             self._build()
-            _median(self.runner, self.x, self.seconds, 10)  # warm-up, discarded
-        # A fresh artifact's first calls run slow: unwarmed, a ResNet-50 int8 student at 64x64 in
-        # OpenVINO checked 3.3x, warmed 3.5-4.0x, and the plan over-compressed to make up for it.
-        _median(runner, self.x, self.seconds, 10)
-        blocks: list[list[float]] = [[], []]
-        for _ in range(rounds):
-            for i, r in enumerate((runner, self.runner)):
-                blocks[i].append(_median(r, self.x, self.seconds, 10))
-        return typical_ms(blocks[0]) / typical_ms(blocks[1])
+        times = time_paired(
+            [lambda: runner.run(self.x), lambda: self.runner.run(self.x)],
+            batch=self.shape[0],
+            rounds=rounds,
+            block_s=self.seconds,
+            warmup_s=(self.seconds, self.seconds if warm_reference else 0.0),
+            block_warmup_s=min(0.1, self.seconds),
+        )
+        return times.ratio()
 
     def _build(self) -> None:
         from edgecnn.export.onnx import export_onnx
@@ -86,50 +77,6 @@ class Reference:
         self.runner = None
         if self._work is not None:
             self._work.cleanup()
-
-
-def tag_onnx(path: Path, layers: list[str]) -> dict[str, str]:
-    """Prefix each node's name and output tensors with the layer (of `layers`) it belongs to
-    (`export.layers.assign` decides which).
-
-    Returns {graph output name: layer}: a runtime may name the op that produces a graph output after
-    the output (OpenVINO does), which no renaming inside the graph can change."""
-    import onnx
-
-    from edgecnn.export.layers import assign
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    outputs = {o.name for o in graph.output}
-    renamed: dict[str, str] = {}
-    identities, aliases = [], {}
-    for node, tag in assign(graph, layers):
-        node.input[:] = [renamed.get(i, i) for i in node.input]
-        if tag is None:
-            continue
-        node.name = f"{tag}{SEP}{node.name}"
-        for k, out in enumerate(node.output):
-            if not out:
-                continue
-            renamed[out] = node.output[k] = f"{tag}{SEP}{out}"
-            if out in outputs:  # the graph's output keeps its name through an Identity
-                identities.append(onnx.helper.make_node("Identity", [node.output[k]], [out]))
-                aliases[out] = tag
-    graph.node.extend(identities)
-    onnx.save(model, str(path))
-    return aliases
-
-
-def layer_times(node_times: dict[str, float], layers: list[str], aliases=None) -> dict[str, float]:
-    """Milliseconds per layer: the sum over nodes whose name starts with the layer's tag (or is an
-    alias of it)."""
-    out = dict.fromkeys(layers, 0.0)
-    for name, ms in node_times.items():
-        # The tag is the last word before the separator: ONNX Runtime names a fused node "fused <name>".
-        tag = name.split(SEP, 1)[0].split()[-1] if SEP in name else (aliases or {}).get(name)
-        if tag in out:
-            out[tag] += ms
-    return out
 
 
 def probe_model(model, slots, k: int, precision: str = "fp32"):
@@ -157,13 +104,20 @@ class Quantized:
         ]
 
 
-def tagged_nodes(path, layers) -> list[str]:
-    """Names of the nodes of a tagged ONNX that belong to `layers` (the tag before the separator)."""
-    import onnx
+@dataclass(frozen=True)
+class ProbeTimes:
+    """What one probe showed: ms per layer from the runtime's profiler, and the whole probe's time
+    over the original's (None when it was not timed whole)."""
 
-    wanted = set(layers)
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return [n.name for n in graph.node if SEP in n.name and n.name.split(SEP, 1)[0].split()[-1] in wanted]
+    layers: dict[str, float]
+    ratio: float | None = None
+
+    def to_entry(self) -> dict:
+        return {"layers": self.layers, "ratio": self.ratio}
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> ProbeTimes:
+        return cls(dict(entry["layers"]), entry["ratio"])
 
 
 def profile_probe(
@@ -181,53 +135,60 @@ def profile_probe(
     reference: Reference | None = None,
     profile: bool = True,
     rounds: int = 7,
-):
+) -> ProbeTimes:
     """Milliseconds per layer of `layers` inside `probe`, run in `backend` with its profiler;
-    int8: a `Quantized` makes it an int8 Q/DQ probe (the tags survive quantization: Q/DQ nodes are
-    named after the tensors they quantize), but for `fp32_layers` (a mixed-precision plan).
+    int8: a `Quantized` makes it an int8 Q/DQ probe, but for `fp32_layers` (a mixed-precision plan).
     reference: the same artifact is also timed whole, without the profiler, interleaved with the
-    original in `rounds` rounds, and the ratio is returned under the key RATIO (what a deployment
-    sees: per-node times leave out the dispatch between nodes, and the profiler's own cost).
-    profile=False: only that ratio, of the model exported as export ships it (onnxslim: a ResNet-18
-    student at 32x32 ran 9% faster simplified in ONNX Runtime) against a `reference` that is too."""
-    from edgecnn.export.onnx import INPUT_NAME, export_onnx
-    from edgecnn.export.quantize import quantize_qdq
-    from edgecnn.plan.latency import artifact_from_onnx
+    original in `rounds` rounds, for the ratio (what a deployment sees: per-node times leave out the
+    dispatch between nodes, and the profiler's own cost).
+    profile=False: only that ratio, of the model exported as export ships it (onnxslim) against a
+    `reference` that is too."""
     from edgecnn.runtime import get_runner
 
     shape = (batch, *input_shape)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     precision = "int8" if int8 else "fp32"
     with tempfile.TemporaryDirectory(prefix="edgecnn-probe-") as work:
-        onnx_path = Path(work) / "probe.onnx"
-        export_onnx(probe, onnx_path, input_shape=shape, simplify=not profile)
-        aliases = tag_onnx(onnx_path, layers)
-        if int8:
-            q_path = Path(work) / "probe.int8.onnx"
-            calib = int8.batches(batch)[:8]
-            quantize_qdq(
-                onnx_path,
-                q_path,
-                calib,
-                input_name=INPUT_NAME,
-                activations=int8.activations,
-                fp32_layers=tuple(fp32_layers),
-                nodes_of=tagged_nodes,
-            )
-            onnx_path = q_path
-        artifact = artifact_from_onnx(onnx_path, shape, backend, Path(work), precision)
+        artifact, aliases = _probe_artifact(
+            probe, layers, shape, backend, Path(work), int8, fp32_layers, profile
+        )
         options = {"device": device, "threads": threads, "profile": True, **backend.options_for(precision)}
-        times = {}
+        times, ratio = {}, None
         if profile:
             runner = get_runner(backend.runtime, artifact, **options)
             times = layer_times(runner.node_times(x, runs=runs), layers, aliases)
             del runner  # release the artifact's files before the folder goes
         if reference is not None:
-            options["profile"] = False
-            plain = get_runner(backend.runtime, artifact, **options)
-            times[RATIO] = reference.ratio(plain, rounds)
+            plain = get_runner(backend.runtime, artifact, **{**options, "profile": False})
+            ratio = reference.ratio(plain, rounds)
             del plain
-    return times
+    return ProbeTimes(times, ratio)
+
+
+def _probe_artifact(probe, layers, shape, backend, work: Path, int8, fp32_layers, profile: bool):
+    """(the backend's artifact of the tagged probe, output aliases): simplified as export ships it
+    unless it is profiled (simplifying would merge the tagged nodes); int8 Q/DQ when `int8`."""
+    from edgecnn.export.onnx import INPUT_NAME, export_onnx
+    from edgecnn.export.quantize import quantize_qdq
+    from edgecnn.plan.latency import artifact_from_onnx
+
+    onnx_path = work / "probe.onnx"
+    export_onnx(probe, onnx_path, input_shape=shape, simplify=not profile)
+    aliases = tag_onnx(onnx_path, layers)
+    if int8:
+        q_path = work / "probe.int8.onnx"
+        calib = int8.batches(shape[0])[:8]
+        quantize_qdq(
+            onnx_path,
+            q_path,
+            calib,
+            input_name=INPUT_NAME,
+            activations=int8.activations,
+            fp32_layers=tuple(fp32_layers),
+            nodes_of=tagged_nodes,
+        )
+        onnx_path = q_path
+    return artifact_from_onnx(onnx_path, shape, backend, work, "int8" if int8 else "fp32"), aliases
 
 
 def context_latencies(
@@ -243,19 +204,15 @@ def context_latencies(
             on_probe(k + 1, count)
         probe = probe_model(model, slots, k, precision)
         key = table.key(probe, input_shape) + ":in-context" + (f":int8-{int8.activations}" if int8 else "")
-        if key in table.entries:
-            table.hits += 1
-            times = table.entries[key]
-        else:
-            table.misses += 1
-            times = table.entries[key] = profile_probe(
-                probe,
-                names,
-                input_shape,
-                table.backend,
-                int8=int8,
-                **table.setting,
+        entry = table.get(key)
+        if entry is None:
+            entry = table.put(
+                key,
+                profile_probe(
+                    probe, names, input_shape, table.backend, int8=int8, **table.setting
+                ).to_entry(),
             )
+        times = ProbeTimes.from_entry(entry).layers
         for slot in slots:
             cands = slot.in_precision(precision)
             if k < len(cands):
@@ -272,8 +229,8 @@ def choice_latencies(
     slot) builds, in its mixed precision: per layer, what a probe of uniform candidates cannot show
     (ONNX Runtime ran a MaxPool after an fp32 stem 4.5 ms slower once the layers after it were int8);
     whole, the same artifact's wall-clock time as a ratio to the original's (`Reference`)."""
-    times = dict(_time_choice(model, slots, picks, input_shape, table, reference, int8, ":ratio"))
-    return times, times.pop(RATIO)
+    times = _time_choice(model, slots, picks, input_shape, table, reference, int8, ":ratio")
+    return times.layers, times.ratio
 
 
 def confirm_ratio(
@@ -304,12 +261,12 @@ def confirm_ratio(
         profile=False,
         rounds=rounds,
     )
-    return times[RATIO]
+    return times.ratio
 
 
 def _time_choice(
     model, slots, picks, input_shape, table, reference, int8, suffix, *, profile=True, rounds=7
-) -> dict:
+) -> ProbeTimes:
     """`profile_probe` of the model `picks` builds, in its mixed precision, cached in `table` under a
     key that ends in `suffix`."""
     from edgecnn.runtime import is_baseline
@@ -325,11 +282,9 @@ def _time_choice(
     key = table.key(probe, input_shape) + ":in-context" + suffix
     if quantized:
         key += f":int8-{int8.activations}:fp32-" + hashlib.sha1(",".join(fp32).encode()).hexdigest()[:12]
-    if key in table.entries:
-        table.hits += 1
-    else:
-        table.misses += 1
-        table.entries[key] = profile_probe(
+    entry = table.get(key)
+    if entry is None:
+        times = profile_probe(
             probe,
             [s.name for s in slots],
             input_shape,
@@ -341,4 +296,5 @@ def _time_choice(
             rounds=rounds,
             **table.setting,
         )
-    return table.entries[key]
+        entry = table.put(key, times.to_entry())
+    return ProbeTimes.from_entry(entry)

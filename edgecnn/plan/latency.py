@@ -9,6 +9,7 @@ a machine, and every repeated layer geometry within one, does no timing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "edgecnn-latency/3"  # 2: checks warm each artifact up first; 3: median blocks
+# 2: checks warm each artifact up first; 3: median blocks; 4: probes store {"layers", "ratio"}
+CACHE_FORMAT = "edgecnn-latency/4"
 
 
 def block_signature(block) -> list:
@@ -41,8 +43,24 @@ def block_signature(block) -> list:
     return out
 
 
+def _valid_entry(value) -> bool:
+    """A block's ms, or a probe's {"layers": {name: ms}, "ratio": whole / original or None}."""
+
+    def ms(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+
+    if isinstance(value, dict):
+        layers, ratio = value.get("layers"), value.get("ratio")
+        return (
+            isinstance(layers, dict)
+            and all(isinstance(k, str) and ms(v) for k, v in layers.items())
+            and (ratio is None or (ms(ratio) and ratio > 0))
+        )
+    return ms(value)
+
+
 def default_cache_dir() -> Path:
-    from edgecnn.train.api import cache_dir
+    from edgecnn.artifacts import cache_dir
 
     return cache_dir() / "latency"
 
@@ -73,15 +91,45 @@ class LatencyTable:
         self.machine = fp["id"]
         name = f"{self.machine}-{runtime}-{device}-t{threads or 0}-b{batch}.json"
         self.path = Path(cache_dir or default_cache_dir()) / name if use_cache else None
-        self.entries: dict[str, float] = {}
+        self.entries: dict[str, float | dict] = self._load() if self.path else {}
         self.hits = self.misses = 0
-        if self.path and self.path.is_file():
-            try:
-                body = json.loads(self.path.read_text())
-                if body.get("format") == CACHE_FORMAT:
-                    self.entries = body["entries"]
-            except (OSError, json.JSONDecodeError, KeyError):
-                log.warning("latency cache %s is unreadable; measuring again", self.path)
+
+    def _load(self) -> dict:
+        """The cached entries; a file that does not parse or validate is moved aside (named in a
+        warning) and the table starts empty, so one bad file costs a re-measure, never a failure."""
+        if not self.path.is_file():
+            return {}
+        try:
+            body = json.loads(self.path.read_text())
+            if not isinstance(body, dict) or body.get("format") != CACHE_FORMAT:
+                if isinstance(body, dict) and str(body.get("format", "")).startswith("edgecnn-latency/"):
+                    return {}  # an older format: replaced on the next save
+                raise ValueError("not an edgecnn latency cache")
+            entries = body["entries"]
+            if not isinstance(entries, dict) or not all(_valid_entry(v) for v in entries.values()):
+                raise ValueError("an entry is not a latency")
+            return entries
+        except (OSError, UnicodeDecodeError, ValueError, KeyError) as e:
+            aside = self.path.with_name(self.path.name + ".bad")
+            with contextlib.suppress(OSError):  # not movable: the next save replaces it
+                self.path.replace(aside)
+            log.warning(
+                "latency cache %s is unreadable (%s): moved to %s; measuring again", self.path, e, aside
+            )
+            return {}
+
+    def get(self, key: str):
+        """The cached entry under `key` (counted as a hit), else None."""
+        value = self.entries.get(key)
+        if value is not None:
+            self.hits += 1
+        return value
+
+    def put(self, key: str, value):
+        """Store what was just measured under `key` (counted as a measurement); returns it."""
+        self.misses += 1
+        self.entries[key] = value
+        return value
 
     @property
     def setting(self) -> dict:
@@ -96,10 +144,9 @@ class LatencyTable:
     def latency(self, block, in_shape, *, seconds: float | None = None) -> float:
         """Median milliseconds of one call of `block` on a batch of `in_shape` inputs."""
         key = self.key(block, in_shape)
-        if key in self.entries:
-            self.hits += 1
-            return self.entries[key]
-        self.misses += 1
+        cached = self.get(key)
+        if cached is not None:
+            return cached
         ms = measure(
             block,
             (self.batch, *in_shape),
@@ -109,8 +156,7 @@ class LatencyTable:
             seconds=seconds or self.seconds,
             min_iters=self.min_iters,
         )
-        self.entries[key] = ms
-        return ms
+        return self.put(key, ms)
 
     def save(self) -> None:
         if self.path is None:

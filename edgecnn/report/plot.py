@@ -51,7 +51,7 @@ class Point:
 
 def _points(runs: list[BenchRun]) -> tuple[list[Point], list[str]]:
     """The successful rows as points, and the key's lines (number: what it stands for)."""
-    from edgecnn.report.tables import _base
+    from edgecnn.report.tables import variant_base
 
     keys: dict[tuple, int] = {}
     points = []
@@ -59,7 +59,7 @@ def _points(runs: list[BenchRun]) -> tuple[list[Point], list[str]]:
         for r in run.rows:
             if r.error or not r.latency:
                 continue
-            base = _base(r).removeprefix(f"{r.model}.")  # "resnet18.original" -> "original"
+            base = variant_base(r).removeprefix(f"{r.model}.")  # "resnet18.original" -> "original"
             what = (run.label if len(runs) > 1 else "", r.model, base, r.batch)
             key = keys.setdefault(what, len(keys) + 1)
             points.append(Point(r, key, r.latency["median_ms"] / max(r.batch, 1)))

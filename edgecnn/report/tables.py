@@ -28,7 +28,7 @@ def _macs(n) -> str:
     return f"{n / 1e9:.2f} G" if n >= 1e8 else f"{n / 1e6:.2f} M"
 
 
-def _base(row: BenchRow) -> str:
+def variant_base(row: BenchRow) -> str:
     """The variant without its precision and file suffix: rows of one model in different precisions
     share it ("int8u8" / "fp32" -> "", "a.int8.onnx" / "a.onnx" -> "a")."""
     from edgecnn.runtime import INT8_ACTIVATIONS, PRECISIONS, artifact_suffixes, precision_tag
@@ -44,13 +44,13 @@ def slower_than_fp32(run: BenchRun) -> list[tuple[BenchRow, BenchRow]]:
     from edgecnn.runtime import is_baseline
 
     fp32 = {
-        (r.model, _base(r), r.runtime, r.device, r.batch, r.threads): r
+        (r.model, variant_base(r), r.runtime, r.device, r.batch, r.threads): r
         for r in run.rows
         if is_baseline(r.precision) and r.latency
     }
     out = []
     for r in run.rows:
-        ref = fp32.get((r.model, _base(r), r.runtime, r.device, r.batch, r.threads))
+        ref = fp32.get((r.model, variant_base(r), r.runtime, r.device, r.batch, r.threads))
         if (
             not is_baseline(r.precision)
             and r.latency

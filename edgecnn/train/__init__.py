@@ -1,9 +1,13 @@
 """Training and distillation: one loop (progress, atomic checkpoints, resume, early stop, DDP)."""
 
-from edgecnn.train.distillation import DistillOptions, DistillResult, distill, is_main_process
-from edgecnn.train.loop import EpochLog, TrainOptions, TrainResult, evaluate_top1, fit
+from edgecnn.train.ddp import is_main_process
+from edgecnn.train.distillation import DistillOptions, DistillResult, distill
+from edgecnn.train.evaluate import evaluate_top1
+from edgecnn.train.loop import EpochLog, TrainResult, fit
+from edgecnn.train.options import USES, TrainOptions, train_options
 
 __all__ = [
+    "USES",
     "DistillOptions",
     "DistillResult",
     "EpochLog",
@@ -13,4 +17,5 @@ __all__ = [
     "evaluate_top1",
     "fit",
     "is_main_process",
+    "train_options",
 ]

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 from edgecnn.data.splits import Splits, load_splits  # noqa: F401  (the train API's own)
-from edgecnn.train.loop import TrainOptions, evaluate_top1, fit
+from edgecnn.train.evaluate import evaluate_top1
+from edgecnn.train.loop import fit
+from edgecnn.train.options import TrainOptions, train_options
 
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """$EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn."""
-    if os.environ.get("EDGECNN_CACHE"):
-        return Path(os.environ["EDGECNN_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn"
 
 
 def train_model(
@@ -139,6 +133,7 @@ def reference_model(
     Returns (Model, info dict with test top-1 and where the weights live)."""
     import json
 
+    from edgecnn.artifacts import cache_dir
     from edgecnn.transforms import load_converted
     from edgecnn.zoo import card_for
 
@@ -153,7 +148,7 @@ def reference_model(
         info = json.loads(info_path.read_text())
         log.info("reference %s from cache %s", name, path)
         return load_converted(path), info
-    opts = TrainOptions(epochs=epochs, batch_size=batch_size, seed=seed, lr=lr, device=device)
+    opts = train_options("train", epochs=epochs, batch_size=batch_size, seed=seed, lr=lr, device=device)
     loaded, result, test_top1 = train_model(
         name, data, opts, input_size=size, on_step=on_step, on_epoch=on_epoch
     )

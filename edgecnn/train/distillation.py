@@ -8,12 +8,15 @@ student saved with the recipe that rebuilds it.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecnn.errors import UnknownNameError
-from edgecnn.train.loop import TrainOptions, TrainResult, evaluate_top1, fit, make_loader
+from edgecnn.train.ddp import is_main_process
+from edgecnn.train.evaluate import evaluate_top1
+from edgecnn.train.loader import make_loader
+from edgecnn.train.loop import TrainResult, fit
+from edgecnn.train.options import TrainOptions, train_options
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,7 @@ INITS = ("weights", "random")
 
 @dataclass
 class DistillOptions:
-    train: TrainOptions = field(default_factory=lambda: TrainOptions(epochs=2, lr=0.02, feature_steps=100))
+    train: TrainOptions = field(default_factory=lambda: train_options("distill"))
     val_fraction: float = 0.1  # share of the training images held out for early stopping
     bn_batches: int = 20  # batches that re-estimate BN statistics before any step (0: keep them)
     init: str = "weights"  # "random": the same architecture re-initialised (the baseline to beat)
@@ -53,11 +56,6 @@ class DistillResult:
             "test_set": self.test_set,
             "output": str(self.path) if self.path else None,
         }
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun (or a plain single process): the one that saves and reports."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def distill(
@@ -96,7 +94,7 @@ def distill(
     if splits is None:
         splits = _splits(teacher, recipe, data, preprocess, opts)
     _check_classes(teacher, recipe, splits)
-    from edgecnn.train.loop import resolve_device
+    from edgecnn.train.options import resolve_device
 
     device = opts.train.device = resolve_device(opts.train.device)
     teacher_top1 = evaluate_top1(teacher_model, splits.test, device=device)
@@ -152,14 +150,12 @@ def _module(model):
 def _splits(teacher, recipe: dict, data, preprocess, opts: DistillOptions):
     """The split recorded in the student's file (convert copies the teacher's), else the teacher's,
     when `data` is not given or names the same images; else `data` split afresh."""
-    from edgecnn.data import DIGITS
-    from edgecnn.data.splits import load_splits, recorded_split
+    from edgecnn.data.splits import splits_for
 
-    for source in (recipe, getattr(teacher, "recipe", None)):
-        split = recorded_split(source)
-        if split is not None and (data is None or split.same_data(data)):
-            return load_splits(split, preprocess, recorded=True)
-    return load_splits(data or DIGITS, preprocess, val_fraction=opts.val_fraction, seed=opts.train.seed)
+    teacher_recipe = getattr(teacher, "recipe", None)
+    return splits_for(
+        data, preprocess, recipe, teacher_recipe, val_fraction=opts.val_fraction, seed=opts.train.seed
+    )
 
 
 def _check_classes(teacher, recipe: dict, splits) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,86 +18,14 @@ from pathlib import Path
 
 from edgecnn.card import logits
 from edgecnn.errors import BadArgumentError
+from edgecnn.train.checkpoint import load_checkpoint, save_checkpoint
+from edgecnn.train.ddp import distributed
+from edgecnn.train.evaluate import evaluate_top1
+from edgecnn.train.loader import check_labels, make_loader, num_classes
+from edgecnn.train.losses import Features, feature_loss, kd_loss
+from edgecnn.train.options import TrainOptions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainOptions:
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 0.05
-    optimizer: str = "sgd"  # sgd (momentum 0.9, nesterov) or adam
-    weight_decay: float = 5e-4
-    patience: int | None = None  # early stop after this many epochs without a better val top-1
-    seed: int = 0
-    checkpoint: Path | None = None  # written atomically after every epoch
-    resume: bool = False
-    max_steps: int | None = None  # per epoch; for smoke tests
-    # distillation
-    temperature: float = 4.0
-    alpha: float = 0.9
-    feature_steps: int = 0  # steps of per-layer feature reconstruction at the start
-    feature_weight: float = 1.0
-    eval_every: int | None = None  # steps between val evaluations recorded in `curve`
-    device: str = "cpu"  # "cpu", "cuda" or "auto" (CUDA when there is one)
-    amp: bool = False  # CUDA mixed precision: bf16 autocast where the GPU has it, else fp16 + loss scaling
-    workers: int = 0  # DataLoader worker processes (0: decode in the training process)
-    # fine-tuning: the fresh classifier head (module names); every other parameter is pretrained
-    head: tuple[str, ...] = ()
-    freeze_epochs: int = 0  # epochs that train the head alone before the backbone joins in
-    backbone_lr_scale: float = 1.0  # the pretrained layers' learning rate, as a share of --lr
-
-    def validate(self) -> TrainOptions:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise BadArgumentError("--epochs, --batch-size and --lr must be positive")
-        if self.optimizer not in ("sgd", "adam"):
-            from edgecnn.errors import UnknownNameError
-
-            raise UnknownNameError("optimizer", self.optimizer, ("sgd", "adam"))
-        if not 0 <= self.alpha <= 1 or self.temperature <= 0:
-            raise BadArgumentError("--alpha must be in [0, 1] and --temperature positive")
-        self.device = resolve_device(self.device)
-        if self.amp and self.device != "cuda":
-            raise BadArgumentError(
-                "--amp is CUDA mixed precision: use it with --device cuda (or auto on a GPU)"
-            )
-        if self.workers < 0:
-            raise BadArgumentError(f"--workers must be >= 0, got {self.workers}")
-        if self.freeze_epochs < 0 or not 0 < self.backbone_lr_scale <= 1:
-            raise BadArgumentError("--freeze-epochs must be >= 0 and --backbone-lr-scale in (0, 1]")
-        if (self.freeze_epochs or self.backbone_lr_scale != 1) and not self.head:
-            raise BadArgumentError(
-                "--freeze-epochs and --backbone-lr-scale go with pretrained --weights (a new head to train)"
-            )
-        if self.freeze_epochs >= self.epochs:
-            raise BadArgumentError(
-                f"--freeze-epochs {self.freeze_epochs} leaves no epoch of --epochs {self.epochs} to train "
-                "the backbone"
-            )
-        return self
-
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str) -> str:
-    """ "auto" -> CUDA when torch sees a GPU, else the CPU; "cuda" without one is a one-line error."""
-    if device not in DEVICES:
-        from edgecnn.errors import UnknownNameError
-
-        raise UnknownNameError("device", device, DEVICES)
-    if device == "cpu":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        from edgecnn.errors import MissingBackendError
-
-        raise MissingBackendError("--device cuda: torch sees no CUDA device here (torch.cuda.is_available())")
-    return "cpu"
 
 
 @dataclass
@@ -135,164 +62,6 @@ class TrainResult:
         )
 
 
-DDP_BACKENDS = {"cuda": "nccl", "cpu": "gloo"}  # device type -> the collective backend it needs
-
-
-def _distributed(device: str = "cpu"):
-    """The process group under torchrun (None otherwise), with the backend for where the model runs:
-    nccl only for a model on CUDA (a CPU model on a GPU machine needs gloo), each rank on its own
-    local GPU."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or not dist.is_available():
-        return None
-    if not dist.is_initialized():
-        import torch
-
-        kind = torch.device(device).type
-        if kind == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(DDP_BACKENDS.get(kind, "gloo"))
-    return dist
-
-
-class _Readable:
-    """A dataset whose undecodable images come out as None (logged once each) instead of raising:
-    one zero-byte PNG must not end a training run; the batch goes on without it."""
-
-    def __init__(self, dataset):
-        self.dataset, self.warned = dataset, set()
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        try:
-            return self.dataset[index]
-        except OSError as e:  # PIL raises OSError subclasses for truncated/corrupt files
-            if index not in self.warned:
-                self.warned.add(index)
-                log.warning("skipping unreadable image #%d of %s: %s", index, self.dataset.source, e)
-            return None
-
-
-def _collate(items):
-    """The default collation of the readable items; None when none of the batch was readable."""
-    from torch.utils.data import default_collate
-
-    items = [item for item in items if item is not None]
-    return default_collate(items) if items else None
-
-
-def make_loader(
-    dataset, batch_size: int, *, shuffle: bool, seed: int, dist=None, workers: int = 0, pin=False
-):
-    """A seeded DataLoader (a DistributedSampler under torchrun); shuffled loaders drop the last batch.
-    Unreadable images are skipped; a batch with none readable comes out as None. workers decode in
-    parallel processes; pin: page-locked batches, so copies to a GPU overlap compute."""
-    import torch
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if dist else None
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        _Readable(dataset),
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        generator=gen,
-        drop_last=shuffle,
-        collate_fn=_collate,
-        num_workers=workers,
-        pin_memory=pin,
-        persistent_workers=workers > 0,
-    )
-
-
-def evaluate_top1(model, dataset, *, batch_size: int = 256, device: str = "cpu") -> float:
-    """Top-1 (percent) of a torch model over a dataset, in eval mode."""
-    import torch
-
-    was_training = model.training
-    model.eval().to(device)
-    correct = total = 0
-    with torch.inference_mode():
-        for batch in make_loader(dataset, batch_size, shuffle=False, seed=0):
-            if batch is None:
-                continue
-            x, y = batch
-            out = logits(model(x.to(device)))
-            correct += int((out.argmax(1).cpu() == y).sum())
-            total += len(y)
-    model.train(was_training)
-    return 100.0 * correct / max(total, 1)
-
-
-class _Features:
-    """Forward hooks capturing outputs of the named layers (student swaps vs teacher originals)."""
-
-    def __init__(self, model, names):
-        modules = dict(model.named_modules())
-        missing = [n for n in names if n not in modules]
-        if missing:
-            raise BadArgumentError(f"layer '{missing[0]}' not found for feature reconstruction")
-        self.outputs: dict = {}
-        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
-
-    def _hook(self, name):
-        def hook(module, args, out):
-            self.outputs[name] = out
-
-        return hook
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    import torch
-
-    from edgecnn.artifacts import atomic_output
-
-    with atomic_output(path, force=True) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_checkpoint(path: Path) -> dict:
-    import torch
-
-    from edgecnn.errors import WeightsError
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign file
-        raise WeightsError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
-
-
-def kd_loss(out, t_out, y, opts: TrainOptions):
-    """Hinton KD: KL at temperature T (scaled by T^2) weighted alpha, plus (1 - alpha) cross-entropy."""
-    import torch.nn.functional as F
-
-    T = opts.temperature
-    kd = F.kl_div(
-        F.log_softmax(out / T, 1), F.log_softmax(t_out / T, 1), reduction="batchmean", log_target=True
-    )
-    return opts.alpha * kd * T * T + (1 - opts.alpha) * F.cross_entropy(out, y)
-
-
-def feature_loss(s_feats: _Features, t_feats: _Features, layers: list[str]):
-    """Mean over layers of the student/teacher output MSE, normalised by the teacher's energy."""
-    import torch.nn.functional as F
-
-    total = 0
-    for n in layers:
-        target = t_feats.outputs[n].detach()
-        total = total + F.mse_loss(s_feats.outputs[n], target) / target.pow(2).mean().clamp_min(1e-8)
-    return total / len(layers)
-
-
 class _Session:
     """The state of one `fit` call: model, optimiser, schedule, hooks; one method per job."""
 
@@ -300,15 +69,15 @@ class _Session:
         import torch
 
         self.opts, self.model, self.teacher, self.val_set = opts, model, teacher, val_set
-        self.dist = _distributed(opts.device)
+        self.dist = distributed(opts.device)
         self.rank = self.dist.get_rank() if self.dist else 0
         self.device = opts.device
         model.to(self.device)
         if teacher is not None:
             teacher.to(self.device).eval()
             n_s, n_t = (
-                _num_classes(model, train_set, self.device),
-                _num_classes(teacher, train_set, self.device),
+                num_classes(model, train_set, self.device),
+                num_classes(teacher, train_set, self.device),
             )
             if n_s != n_t:
                 raise BadArgumentError(f"teacher has {n_t} classes and student {n_s}; they must match")
@@ -351,8 +120,8 @@ class _Session:
         self.layers = (
             feature_layers if feature_layers and teacher is not None and opts.feature_steps > 0 else None
         )
-        self.s_feats = _Features(model, self.layers) if self.layers else None
-        self.t_feats = _Features(teacher, self.layers) if self.layers else None
+        self.s_feats = Features(model, self.layers) if self.layers else None
+        self.t_feats = Features(teacher, self.layers) if self.layers else None
         self.global_step = 0
         if opts.freeze_epochs and self.dist:
             raise BadArgumentError("--freeze-epochs is not supported under torchrun; leave it out there")
@@ -466,7 +235,7 @@ class _Session:
         """Restore from the checkpoint: (first epoch to run, best weights so far)."""
         from edgecnn.errors import WeightsError
 
-        state = _load_checkpoint(Path(self.opts.checkpoint))
+        state = load_checkpoint(Path(self.opts.checkpoint))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -491,7 +260,7 @@ class _Session:
         return start_epoch, state.get("best_model")
 
     def checkpoint(self, epoch: int, result: TrainResult, best_state) -> None:
-        _save_checkpoint(
+        save_checkpoint(
             Path(self.opts.checkpoint),
             {
                 "model": self.model.state_dict(),
@@ -589,47 +358,3 @@ def fit(
             )
     model.eval()
     return result
-
-
-def check_labels(model, datasets) -> None:
-    """Every label of the data is one of the model's outputs, checked before any training (a label
-    file with 999 for a 3-class model would otherwise stop training at its first batch)."""
-    datasets = [d for d in datasets if d is not None and len(d)]
-    if not datasets:
-        return
-    device = next(model.parameters()).device  # wherever the caller put it: training moves it later
-    outputs = _num_classes(model, datasets[0], device)
-    for dataset in datasets:
-        labels = dataset.label_values()
-        if labels is None or not len(labels):
-            continue
-        if int(labels.min()) < 0:
-            raise BadArgumentError(
-                f"{dataset.source} has unlabelled images; training needs class subfolders or a labels file"
-            )
-        if int(labels.max()) >= outputs:
-            raise BadArgumentError(
-                f"{dataset.source} has label {int(labels.max())} but the model has {outputs} outputs "
-                f"(labels 0..{outputs - 1}); check the labels file or --num-classes"
-            )
-
-
-def _first_readable(dataset):
-    for i in range(len(dataset)):
-        try:
-            return dataset[i]
-        except OSError:
-            continue
-    dataset.require_readable("training")  # raises: none can be read
-
-
-def _num_classes(model, dataset, device) -> int:
-    import torch
-
-    x, _ = _first_readable(dataset)
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.as_tensor(x)[None].to(device))
-    model.train(was)
-    return logits(out).shape[1]
