@@ -64,14 +64,15 @@ def refit_effect(ref, plan, splits, size, distill_epochs: int) -> dict:
     """The plan's student built twice (plain, refit) from the same calibration images as compress;
     test top-1 of each after BN re-estimation, and of the plain one after compress's distillation
     (compress itself distilled the refit one)."""
-    from edgecnn.compress import CompressOptions, _calibration
+    from edgecnn.compress import CompressOptions
+    from edgecnn.compress.recovery import calibration_batches
     from edgecnn.train import DistillOptions, TrainOptions, distill, evaluate_top1
     from edgecnn.train.distillation import recalibrate_bn
     from edgecnn.transforms import convert_exact
     from edgecnn.transforms.refit import refit
 
     opts = CompressOptions()  # compress's defaults: the same calibration images, seed and budget
-    batches = _calibration(splits, opts)
+    batches = calibration_batches(splits, opts)
     swapped = [layer.name for layer in plan.layers if layer.kind != "keep"]
     row = {}
     for name in ("plain", "refit"):
@@ -107,7 +108,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    from edgecnn.compress import CompressOptions, _calibration, compress
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.compress.recovery import calibration_batches
     from edgecnn.data import Preprocess
     from edgecnn.errors import EdgeCNNError
     from edgecnn.plan.latency import measure
@@ -142,7 +144,7 @@ def main() -> int:
                 t0 = time.time()
                 ref, info = reference_model(model, "digits", input_size=size, epochs=args.epochs, lr=args.lr)
                 splits = load_splits("digits", Preprocess.for_model(ref.card, input_size=size))
-                calib = _calibration(splits, CompressOptions())
+                calib = calibration_batches(splits, CompressOptions())
                 common = dict(
                     runtime=args.runtime,
                     data="digits",

@@ -49,7 +49,8 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
 
     from edgecnn.bench.fingerprint import machine_fingerprint
-    from edgecnn.compress import CompressOptions, _time_both, compress
+    from edgecnn.compress import CompressOptions, compress
+    from edgecnn.compress.measure import time_both
     from edgecnn.runtime import available
 
     rows = []
@@ -86,7 +87,7 @@ def main() -> int:
                 )
                 r = compress(args.model, opts)
                 swapped = sum(layer.kind != "keep" for layer in r.plan.layers)
-                again = _time_both(None, None, r.artifacts, (3, args.size, args.size), opts)
+                again = time_both(None, None, r.artifacts, (3, args.size, args.size), opts)
                 row = {
                     "runtime": runtime,
                     "precision": "int8" if int8 else "fp32",

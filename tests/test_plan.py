@@ -135,7 +135,8 @@ def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
 
     import edgecnn.bench.latency
     import edgecnn.runtime
-    from edgecnn.compress import CompressOptions, _time_both
+    from edgecnn.compress import CompressOptions
+    from edgecnn.compress.measure import time_both
     from edgecnn.plan.context import Reference
 
     blocks = {"original": iter([10.0] * 99), "student": iter([4.0, 4.0, 1.0, *[4.0] * 96])}
@@ -166,7 +167,7 @@ def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
     runners = iter([Named("original"), Named("student")])
     monkeypatch.setattr(edgecnn.runtime, "get_runner", lambda *a, **k: next(runners))
     opts = CompressOptions(runtime="torch", measure_seconds=1.0, measure_rounds=3)
-    original, student = _time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
+    original, student = time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
     assert timed == ["original", "student"] * 6  # 3 rounds of 2 blocks of 0.5 s, alternating the two
     assert (original, student) == (10.0, 4.0)
 
@@ -663,11 +664,9 @@ def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp
     the artifact then agrees with PyTorch on the held-out digits."""
     import numpy as np
 
-    from edgecnn.compress import CompressOptions, _export
+    from edgecnn.compress import quantize_with_accuracy_control
     from edgecnn.data import Preprocess, open_dataset
-    from edgecnn.export import read_manifest
-    from edgecnn.plan import Plan
-    from edgecnn.plan.api import LayerChoice
+    from edgecnn.export import ExportOptions, read_manifest
     from edgecnn.plan.sensitivity import int8_sensitivity
     from edgecnn.transforms import load_model_file, load_source, save_with_recipe
     from edgecnn.transforms.io import model_recipe
@@ -682,22 +681,19 @@ def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp
     path = save_with_recipe(loaded.module, model_recipe(loaded, (32, 32)), tmp_path / "l5.safetensors")
 
     layers = ["features.0", "features.3", "classifier.1", "classifier.3", "classifier.5"]
-    choices = [LayerChoice(n, "keep int8", "keep", None, 1.0, 0.5, 0.0, 1, 1, "int8") for n in layers]
-    plan = Plan("onnxruntime", "cpu", None, 1, (1, 32, 32), 5.0, 2.5, 2.5, choices, 64, 0, 0, "u8")
     train = open_dataset("digits", Preprocess.for_model(loaded.card), split="train")
     batches = [np.stack([train[i][0] for i in range(j, j + 16)]) for j in range(0, 64, 16)]
     ranked = int8_sensitivity(loaded.module, layers, batches, "u8")
     assert ranked[0][0] == "classifier.5" and ranked[0][1] > 10 * ranked[1][1]
-    opts = CompressOptions(int8=True, input_size=(32, 32), out_dir=tmp_path / "out")
+    eo = ExportOptions(
+        targets=("onnx",), out_dir=tmp_path / "out", input_size=(32, 32), precision="int8", calib="digits"
+    )
     with caplog.at_level("WARNING"):
-        paths, back = _export(
-            loaded, load_model_file(path), tmp_path / "out", opts, lambda *a: None, plan,
-            calib="digits", batches=batches,
-        )  # fmt: skip
+        target, back = quantize_with_accuracy_control(load_model_file(path), eo, layers, batches, "u8")
     assert "the int8 student failed its check against PyTorch (images:" in caplog.text
     assert back == ["classifier.5"]
-    manifest = read_manifest(paths["student"])
-    assert manifest["quantization"]["fp32_layers"] == ["classifier.5"]
+    manifest = read_manifest(target.path)
+    assert target.ok and manifest["quantization"]["fp32_layers"] == ["classifier.5"]
     images = next(p for p in manifest["parity"] if p["inputs"].startswith("images"))
     assert images["passed"] and images["top1_agreement"] >= 0.9 and images["images"] >= 50
 
@@ -708,7 +704,8 @@ def test_a_distillation_that_diverges_starts_again_from_the_built_student_at_a_l
     """The first distillation's loss goes infinite after it scrambled the student; compress warns,
     restores the student as built and distills it again at a quarter of the lr, which recovers it."""
     import edgecnn.train
-    from edgecnn.compress import CompressOptions, _recover
+    from edgecnn.compress import CompressOptions
+    from edgecnn.compress.recovery import recover
     from edgecnn.data import Preprocess
     from edgecnn.errors import DivergedError
     from edgecnn.plan import Plan
@@ -734,7 +731,7 @@ def test_a_distillation_that_diverges_starts_again_from_the_built_student_at_a_l
     monkeypatch.setattr(edgecnn.train, "distill", distill)
     opts = CompressOptions(distill_epochs=1, input_size=(32, 32))
     with caplog.at_level("WARNING", logger="edgecnn"):
-        _, (teacher_top1, top1), _, _ = _recover(
+        _, (teacher_top1, top1), _, _ = recover(
             loaded, plan, (32, 32), splits, [], opts, lambda *a: None, None, None
         )
     assert [lr for lr, _ in calls] == [opts.lr, opts.lr / 4]

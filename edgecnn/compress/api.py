@@ -1,0 +1,287 @@
+"""`compress`: plan on the runtime, recover the student, export both, and measure them together."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgecnn.compress.options import CompressOptions
+from edgecnn.errors import BadArgumentError
+from edgecnn.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressResult:
+    model: str
+    runtime: str
+    plan: Plan
+    student_path: str
+    artifacts: dict[str, str | None]  # "original" / "student" -> the timed artifact (None: torch)
+    original_ms: float  # end-to-end, measured in this run
+    student_ms: float
+    macs: tuple[int, int]  # before, after
+    params: tuple[int, int]
+    size_bytes: tuple[int | None, int | None]
+    top1: tuple[float, float]  # test top-1 before, after
+    test_set: str
+    distill_epochs: int
+    report: str | None = None  # the JSON written beside the student
+    refit: list = field(default_factory=list)  # RefitReport per swapped layer (unless --no-refit)
+    # int8 layers the plan chose that the student's artifact runs in fp32: without them it failed its
+    # check against PyTorch (most harmful first)
+    int8_given_back: list[str] = field(default_factory=list)
+
+    @property
+    def measured_speedup(self) -> float:
+        return self.original_ms / self.student_ms
+
+    @property
+    def prediction_error(self) -> float:
+        """(predicted - measured) / measured of the student's latency, the prediction in the plan's ms."""
+        return (self.plan.predicted_ms - self.student_ms) / self.student_ms
+
+    @property
+    def predicted_ms_here(self) -> float:
+        """The plan's predicted speed-up applied to the original as timed in this measurement: the
+        prediction on the same footing as the student's time (a shared machine's speed drifts
+        between planning and measuring; ResNet-50 ran 46-57 ms here from one minute to the next)."""
+        return self.original_ms / self.plan.predicted_speedup
+
+    @property
+    def prediction_error_here(self) -> float:
+        return (self.predicted_ms_here - self.student_ms) / self.student_ms
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["plan"] = self.plan.to_dict()
+        d.update(
+            measured_speedup=self.measured_speedup,
+            prediction_error=self.prediction_error,
+            predicted_ms_here=self.predicted_ms_here,
+            prediction_error_here=self.prediction_error_here,
+        )
+        return d
+
+
+def compress(
+    model,
+    options: CompressOptions | None = None,
+    *,
+    weights: str | None = None,
+    loaded=None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    on_step=None,
+    on_epoch=None,
+) -> CompressResult:
+    """Compress `model` for `options.runtime` to the requested budget: a `Model` (a module with its
+    card), a model file, or a zoo name (with `weights`, or an already built `loaded` Model)."""
+    from edgecnn.compress.measure import artifact_size, time_both
+    from edgecnn.compress.recovery import calibration_batches, recover
+
+    opts = (options or CompressOptions()).validate()
+    loaded, card, size, opts = _source(model, weights, loaded, opts)
+    out, student_path = _destinations(card, opts)
+    progress = on_progress or (lambda stage, done, total: None)
+    progress("loading model and data", 0, 1)
+    splits, recorded, opts = _data(card, size, loaded, opts)
+    if loaded is None:  # the classifier gets as many outputs as the data has classes
+        from edgecnn.transforms import load_source
+
+        loaded = load_source(card.name, weights, num_classes=len(splits.classes))
+    elif loaded.num_classes != len(splits.classes):
+        raise BadArgumentError(
+            f"{card.name} has {loaded.num_classes} classes and {splits.source} has {len(splits.classes)}"
+        )
+    batches = calibration_batches(splits, opts)
+    plan = _plan(loaded, size, batches, opts, progress)
+    student, top1, test_set, refits = recover(
+        loaded, plan, size, splits, batches, opts, progress, on_step, on_epoch
+    )
+    header = {**student.recipe, "class_names": list(splits.classes), "data": recorded}
+    header["trained"] = {"compressed_for": opts.runtime, "test_top1": top1[1], "test_set": test_set}
+    student_model = _save_student(student.model, header, student_path, loaded, opts)
+    original = dataclasses.replace(loaded, path=None)  # its artifacts are named by its card, as planned
+    artifacts, given_back = _export(
+        original, student_model, out, opts, progress, plan, calib=splits.source, batches=batches
+    )
+    progress(f"timing the original and the student in {opts.runtime}", 0, 1)
+    original_ms, student_ms = time_both(
+        loaded.module, student.model, artifacts, (loaded.in_chans, *size), opts
+    )
+    result = CompressResult(
+        *(card.name, opts.runtime, plan, str(student_path)),
+        {k: str(v) if v else None for k, v in artifacts.items()},
+        *(original_ms, student_ms),
+        (student.macs_before, student.macs_after),
+        (student.params_before, student.params_after),
+        tuple(artifact_size(artifacts[k]) for k in ("original", "student")),
+        *(top1, test_set, opts.distill_epochs),
+        refit=refits,
+        int8_given_back=given_back,
+    )
+    result.report = str(_write_report(result, out))
+    return result
+
+
+def _source(model, weights, loaded, opts: CompressOptions):
+    """(the Model when one is given or read from a file, else None; its card; the input size; the
+    options with that size when a model file fixes it)."""
+    from edgecnn.card import Model
+    from edgecnn.transforms import load_source
+    from edgecnn.zoo import card_for
+
+    if loaded is None and (isinstance(model, Model) or str(model).endswith(".safetensors")):
+        loaded = load_source(model, weights)  # its card: classes, size, and the split it records
+    card = loaded.card if loaded is not None else card_for(model)
+    size = card.check_input_size(opts.input_size)
+    if opts.input_size is None and loaded is not None:  # every artifact at its size
+        opts = dataclasses.replace(opts, input_size=size)
+    return loaded, card, size, opts
+
+
+def _destinations(card, opts: CompressOptions) -> tuple[Path, Path]:
+    """(output folder, student file), every output checked writable before any work: an int8 plan
+    has a folder of its own, so its report never replaces the fp32 plan's."""
+    from edgecnn.artifacts import check_writable
+
+    tag = f"{opts.runtime}{'-int8' if opts.int8 else ''}"
+    out = Path(opts.out_dir or Path("export") / card.name / f"compress-{tag}")
+    student_path = out / f"{card.name}.compressed-{tag}.safetensors"
+    for path in _outputs(card, student_path, out, opts):  # nothing is replaced without --force
+        check_writable(path, force=opts.force)
+    return out, student_path
+
+
+def _data(card, size, loaded, opts: CompressOptions):
+    """(splits, the split as recorded in the student's file, options with the calibration count):
+    the model file's own split when --data names the same images, else --data split afresh."""
+    from edgecnn.compress.recovery import calib_count
+    from edgecnn.data import Preprocess
+    from edgecnn.data.splits import record, splits_for
+
+    preprocess = Preprocess.for_model(card, input_size=size)
+    splits = splits_for(opts.data, preprocess, loaded.recipe if loaded is not None else None, seed=opts.seed)
+    recorded = record(splits)  # the whole split, before --test-images narrows what is scored here
+    if opts.test_images is not None:
+        from edgecnn.data.dataset import Subset
+
+        splits.test = Subset(splits.test, range(min(opts.test_images, len(splits.test))), "first")
+    opts = dataclasses.replace(opts, calib_images=calib_count(opts, len(splits.train)))
+    if len(splits.train) < opts.calib_images:
+        raise BadArgumentError(
+            f"{splits.source} has {len(splits.train)} training images; compress scores candidates on "
+            f"--calib-images {opts.calib_images} (give more images or a smaller --calib-images)"
+        )
+    return splits, recorded, opts
+
+
+def _save_student(module, header: dict, path: Path, loaded, opts: CompressOptions):
+    """The student's file (it says what it was made and scored on, as train's does), and the Model
+    exported from memory as that file describes it."""
+    from edgecnn.artifacts import sha256_file
+    from edgecnn.card import Model, WeightsInfo
+    from edgecnn.transforms import card_of, save_with_recipe
+
+    save_with_recipe(module, header, path, force=opts.force)
+    weights = WeightsInfo("converted", str(path.resolve()), sha256_file(path), "compress")
+    return Model(module, card_of(header), weights, loaded.base, header, str(path))
+
+
+def _plan(loaded, size, batches, opts: CompressOptions, progress) -> Plan:
+    from edgecnn.plan import make_plan
+    from edgecnn.transforms import convert
+
+    folded = convert(loaded, fold_bn=True, input_size=size).model.eval()  # what the runtime runs
+    return make_plan(folded, (loaded.in_chans, *size), batches, opts.plan_options(), on_progress=progress)
+
+
+def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
+    """Every file compress writes: the student, its report, and both artifacts with their manifests."""
+    from edgecnn.export import ExportOptions, planned_paths
+    from edgecnn.runtime import file_label, get_backend
+
+    paths = [student_path, out / "compress.json"]
+    backend = get_backend(opts.runtime)
+    if backend.target is not None:
+        eo = ExportOptions(
+            targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size
+        )
+        (original,) = planned_paths(card, eo).values()
+        # The student's recipe holds the input size, so its name has no size label (as export names it).
+        batch = f".b{opts.batch}" if opts.batch != 1 else ""
+        label = file_label(opts.precision, backend.int8_scheme("auto"))
+        stem = student_path.name.removesuffix(".safetensors")
+        student = out / f"{stem}{batch}{label}{backend.suffixes[0]}"
+        for artifact in (original, student):
+            paths += [*backend.files(artifact), artifact.with_name(artifact.name + ".json")]
+    return paths
+
+
+def _export(
+    original,
+    student,
+    out: Path,
+    opts: CompressOptions,
+    progress,
+    plan: Plan,
+    *,
+    calib=None,
+    batches=(),
+) -> tuple[dict, list[str]]:
+    """The original's (fp32) and the student's (the plan's precision: int8 but for its fp32 layers,
+    calibrated on the data's training images, checked on images held out from them) artifacts for
+    the runtime, each verified against PyTorch, and the int8 layers given back to fp32 because the
+    student failed its check without that (`quantize_with_accuracy_control`)."""
+    from edgecnn.compress.int8 import quantize_with_accuracy_control
+    from edgecnn.errors import ExportError
+    from edgecnn.export import ExportOptions, export
+    from edgecnn.runtime import get_backend, is_baseline
+
+    backend = get_backend(opts.runtime)
+    if backend.target is None:  # the runtime runs the modules themselves
+        return {"original": None, "student": None}, []
+    common = dict(
+        targets=(backend.target,),
+        out_dir=out,
+        batch=opts.batch,
+        input_size=opts.input_size,
+        force=opts.force,
+        verify=opts.verify,
+    )
+    student_eo = ExportOptions(
+        **common,
+        precision=opts.precision,
+        calib=calib if opts.int8 else None,
+        calib_size=opts.calib_size,
+        int8_fp32_layers=tuple(plan.fp32_layers()),
+    )
+    jobs = (("original", original, ExportOptions(**common)), ("student", student, student_eo))
+    paths, given_back = {}, []
+    for name, source, eo in jobs:
+        progress(f"exporting the {name} for {opts.runtime}", 0, 1)
+        if name == "student" and opts.int8:
+            int8_layers = [layer.name for layer in plan.layers if not is_baseline(layer.precision)]
+            target, given_back = quantize_with_accuracy_control(
+                source, eo, int8_layers, batches, plan.int8_activations, on_progress=progress
+            )
+        else:
+            (target,) = export(source, eo).targets
+        if not target.ok:
+            raise ExportError(f"exporting the {name} for {opts.runtime} failed: {target.error}")
+        paths[name] = Path(target.path)
+    return paths, given_back
+
+
+def _write_report(result: CompressResult, out: Path) -> Path:
+    from edgecnn.artifacts import atomic_output
+
+    path = out / "compress.json"
+    with atomic_output(path, force=True) as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    return path
