@@ -116,7 +116,7 @@ def main() -> int:
     from edgecnn.runtime import get_backend
     from edgecnn.train import DistillOptions, TrainOptions, distill
     from edgecnn.train.api import load_splits, reference_model
-    from edgecnn.transforms import convert, convert_exact, load_converted
+    from edgecnn.transforms import convert, convert_exact, load_model_file
     from edgecnn.transforms.refit import refit
 
     size = (args.size, args.size)
@@ -171,7 +171,7 @@ def main() -> int:
                 # One function times the original, the latency-aware student and every uniform ratio.
                 original = folded_copy(ref.module, size)
                 t_orig = ms(original)
-                t_la = ms(folded_copy(load_converted(la.student_path).module, size))
+                t_la = ms(folded_copy(load_model_file(la.student_path).module, size))
                 folded = convert(ref, fold_bn=True, input_size=size).model.eval()
                 uniform = []
                 for ratio in RATIOS:

@@ -90,28 +90,22 @@ def _macs(module, inp, out) -> int:
     return 0
 
 
-def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str = "model") -> ModelStats:
-    """Run one image of `input_size` (H, W) through `model` and collect per-layer statistics."""
-    import torch
+class _Collector:
+    """Forward hooks that record each layer's output shape, parameters (a reused module's once),
+    MACs and activations."""
 
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    x = torch.zeros(1, in_chans, *input_size, device=device, dtype=dtype)
+    def __init__(self):
+        self.layers: list[LayerStats] = []
+        self.seen: set[int] = set()
 
-    layers: list[LayerStats] = []
-    seen: set[int] = set()
-    handles = []
-
-    def hook(mod_name):
+    def hook(self, mod_name: str):
         def fn(module, args, out):
-            inp = _first_tensor(args)
-            out_t = _first_tensor(out)
+            inp, out_t = _first_tensor(args), _first_tensor(out)
             if out_t is None:
                 return
             weight = bias = 0
-            if id(module) not in seen:  # parameters of a reused module are counted once
-                seen.add(id(module))
+            if id(module) not in self.seen:  # parameters of a reused module are counted once
+                self.seen.add(id(module))
                 for pname, p in module.named_parameters(recurse=False):
                     if pname == "bias":
                         bias += p.numel()
@@ -120,7 +114,7 @@ def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str 
             macs = _macs(module, inp, out_t) if inp is not None else 0
             acts = out_t.numel() // out_t.shape[0] if out_t.dim() > 1 else out_t.numel()
             same_size = inp is not None and inp.numel() == out_t.numel()
-            layers.append(
+            self.layers.append(
                 LayerStats(
                     name=mod_name,
                     type=type(module).__name__,
@@ -135,11 +129,23 @@ def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str 
 
         return fn
 
+
+def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str = "model") -> ModelStats:
+    """Run one image of `input_size` (H, W) through `model` and collect per-layer statistics."""
+    import torch
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = torch.zeros(1, in_chans, *input_size, device=device, dtype=dtype)
+
+    collect = _Collector()
+    handles = []
     for mod_name, module in model.named_modules():
         if mod_name and (
             not any(module.children()) or next(module.parameters(recurse=False), None) is not None
         ):
-            handles.append(module.register_forward_hook(hook(mod_name)))
+            handles.append(module.register_forward_hook(collect.hook(mod_name)))
     was_training = model.training
     model.eval()
     try:
@@ -150,6 +156,7 @@ def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str 
             h.remove()
         model.train(was_training)
 
+    layers = collect.layers
     params = sum(p.numel() for p in model.parameters())
     macs = sum(layer.macs for layer in layers)
     acts = x[0].numel() + sum(layer.activations for layer in layers if layer.counted)

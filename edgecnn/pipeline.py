@@ -323,10 +323,9 @@ WORTH = 1.02
 
 
 def _compress_within_reach(model, ref, runtime, size, opts: PipelineOptions, result, hooks: _Hooks):
-    """compress for `opts.speedup`, or, where that is out of reach on this machine (ResNet-18 at
-    32x32 left one 2-core host 1.17x: dispatch, not compute), for 97% of the best reachable, said
-    out loud: a pipeline that has trained its reference should not end there. None when even that is
-    under WORTH."""
+    """compress for `opts.speedup`, or, where that is out of reach on this machine (a small model at
+    a small size is bound by dispatch, not compute), for 97% of the best reachable, said out loud: a
+    pipeline that has trained its reference should not end there. None when even that is under WORTH."""
     from edgecnn.compress import CompressOptions, compress
     from edgecnn.errors import OutOfReachError
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgecnn.transforms import SwapOptions, convert, convert_exact, load_converted, lowrank, save_converted
+from edgecnn.transforms import SwapOptions, convert, convert_exact, load_model_file, lowrank, save_converted
 from edgecnn.transforms.lowrank import SWAP
 from edgecnn.zoo import load_model
 
@@ -93,7 +93,7 @@ def test_zoo_models_convert_with_consistent_totals_and_reload(name, tmp_path):
     assert swapped and result.macs_after < result.macs_before
     assert result.macs_before - result.macs_after == sum(c.macs_before - c.macs_after for c in swapped)
     path = save_converted(result, tmp_path / "m.safetensors")
-    back = load_converted(path)
+    back = load_model_file(path)
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(_out(back.module, x), _out(result.model, x))
     assert [t["name"] for t in back.recipe["transforms"]] == ["fold_bn", "lowrank"]

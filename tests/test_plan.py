@@ -15,7 +15,7 @@ from edgecnn.plan import Budget, Candidate, PlanOptions, Slot, choose, enumerate
 from edgecnn.plan.context import probe_model, profile_probe
 from edgecnn.plan.tagging import layer_times, tag_onnx
 from edgecnn.runtime import available, get_backend
-from edgecnn.transforms import convert, convert_exact, load_converted, save_with_recipe
+from edgecnn.transforms import convert, convert_exact, load_model_file, save_with_recipe
 from edgecnn.zoo import load_model
 
 EDGECNN = [sys.executable, "-m", "edgecnn"]
@@ -345,7 +345,7 @@ def test_the_plan_builds_a_reloadable_student(tmp_path):
     assert student.recipe["transforms"] == steps and student.macs_after < student.macs_before
     assert len(student.model.layer4[1].conv2) == 3 and student.model.layer4[1].bn2 is not None  # BN kept
     path = save_with_recipe(student.model, student.recipe, tmp_path / "s.safetensors")
-    back = load_converted(path)
+    back = load_model_file(path)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(back.module(x), student.model(x))
@@ -371,7 +371,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     from edgecnn.data.digits import CLASSES
     from edgecnn.data.splits import SplitSpec
     from edgecnn.transforms import save_with_recipe
-    from edgecnn.transforms.io import model_recipe
+    from edgecnn.transforms.model_file import model_recipe
 
     out, cache = tmp_path / "out", shared_cache
     torch.manual_seed(0)
@@ -428,7 +428,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     )
     assert all(0 <= t <= 100 for t in d["top1"]) and d["macs"][1] < d["macs"][0]
     assert d["measured_speedup"] == pytest.approx(d["original_ms"] / d["student_ms"])
-    student = load_converted(d["student_path"])
+    student = load_model_file(d["student_path"])
     chosen = {layer["kind"] for layer in plan["layers"]} - {"keep"}
     assert chosen and {t["name"] for t in student.recipe["transforms"]} == chosen
     assert student.num_classes == 10  # as many outputs as the data has classes
@@ -669,7 +669,7 @@ def test_an_int8_student_that_fails_its_check_runs_its_most_harmful_layers_in_fp
     from edgecnn.export import ExportOptions, read_manifest
     from edgecnn.plan.sensitivity import int8_sensitivity
     from edgecnn.transforms import load_model_file, load_source, save_with_recipe
-    from edgecnn.transforms.io import model_recipe
+    from edgecnn.transforms.model_file import model_recipe
 
     loaded = load_source("lenet5", str(lenet_weights))
     fc3, fc5 = loaded.module.classifier[3], loaded.module.classifier[5]

@@ -16,7 +16,7 @@ from edgecnn.transforms import (
     bottleneck,
     convert,
     fold_bn,
-    load_converted,
+    load_model_file,
     save_converted,
     separable,
 )
@@ -227,7 +227,7 @@ def test_convert_resnet50_energy_report_and_reload(tmp_path):
     assert result.params_after < result.params_before and result.macs_after < result.macs_before
     assert 0 < result.output_error < 1
     path = save_converted(result, tmp_path / "r50.safetensors")
-    back = load_converted(path)
+    back = load_model_file(path)
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(_out(back.module, x), _out(result.model, x))
     assert back.recipe["transforms"][0]["name"] == "fold_bn" and back.weights.source == "converted"
@@ -276,7 +276,7 @@ def test_loading_a_plain_safetensors_file_as_converted_fails(tmp_path):
     path = tmp_path / "plain.safetensors"
     save_file({"a": torch.zeros(1)}, str(path))
     with pytest.raises(WeightsError, match="not an edgecnn model file"):
-        load_converted(path)
+        load_model_file(path)
 
 
 def test_cli_convert_json_and_errors(tmp_path):

@@ -36,6 +36,11 @@ Force = Annotated[bool, typer.Option(help="Overwrite existing output files.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+# the flags swap_options takes, as every command that converts names its parameters
+SWAP_FLAGS = ("separable", "bottleneck", "lowrank", "rank", "rank_ratio", "energy", "include", "exclude")
+SWAP_FLAGS += ("min_mac_saving", "max_error")
+
+
 def swap_options(
     *,
     separable,

@@ -21,96 +21,90 @@ def _csv(value: str, cast=str) -> tuple:
         raise BadArgumentError(f"expected a comma-separated list, got {value!r}") from None
 
 
+Items = Annotated[list[str], typer.Argument(help="Zoo model names, converted .safetensors or artifacts.")]
+Runtime = Annotated[
+    str, typer.Option("--runtime", "-r", help="Comma-separated: torch, onnxruntime, openvino, tensorrt.")
+]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated: fp32, fp16, bf16, tf32, int8. Eager torch: fp32 and bf16 on the CPU, "
+        "also fp16 and tf32 on CUDA; artifacts: fp32, fp16, int8."
+    ),
+]
+Device = Annotated[str, typer.Option(help="cpu or cuda.")]
+Batch = Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")]
+Threads = Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")]
+Data = Annotated[str | None, typer.Option(help="Top-1/top-5 on an image folder or 'digits' (test split).")]
+Accuracy = Annotated[
+    bool,
+    typer.Option(
+        "--accuracy/--no-accuracy", help="Without --data: top-1 of a model file on its own test split."
+    ),
+]
+DataLimit = Annotated[int | None, typer.Option(help="Evaluate at most this many images.")]
+Calib = Annotated[str | None, typer.Option(help="Calibration images for int8 artifacts.")]
+CalibSize = Annotated[int, typer.Option(help="Calibration images to use (as in export).")]
+Int8Activations = Annotated[
+    str, typer.Option(help="int8 activations: auto (each runtime's fast one), s8 or u8.")
+]
+Warmup = Annotated[float, typer.Option(help="Warm-up seconds.")]
+Iterations = Annotated[int, typer.Option(help="Minimum timed iterations.")]
+Duration = Annotated[float, typer.Option(help="Minimum timed seconds.")]
+Memory = Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory in a subprocess.")]
+Hint = Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the PyTorch model.")]
+CudaGraph = Annotated[
+    bool, typer.Option("--cuda-graph", help="With --device cuda: PyTorch replays a captured CUDA graph.")
+]
+ExportDir = Annotated[Path | None, typer.Option(help="Where artifacts are made/reused.")]
+Verify = Annotated[
+    bool, typer.Option("--verify/--no-verify", help="Verify artifacts made on the fly against PyTorch.")
+]
+Output = Annotated[Path | None, typer.Option("-o", "--output", help="Write results JSON (+ .csv).")]
+Markdown = Annotated[bool, typer.Option("--markdown", help="Print a markdown table.")]
+
+
 @handle_errors
 def bench(
-    items: Annotated[list[str], typer.Argument(help="Zoo model names, converted .safetensors or artifacts.")],
-    runtime: Annotated[
-        str, typer.Option("--runtime", "-r", help="Comma-separated: torch, onnxruntime, openvino, tensorrt.")
-    ] = "torch,onnxruntime,openvino",
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated: fp32, fp16, bf16, tf32, int8. Eager torch: fp32 and bf16 on the CPU, "
-            "also fp16 and tf32 on CUDA; artifacts: fp32, fp16, int8."
-        ),
-    ] = "fp32",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1",
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
-    data: Annotated[
-        str | None, typer.Option(help="Top-1/top-5 on an image folder or 'digits' (test split).")
-    ] = None,
-    accuracy: Annotated[
-        bool,
-        typer.Option(
-            "--accuracy/--no-accuracy", help="Without --data: top-1 of a model file on its own test split."
-        ),
-    ] = True,
-    data_limit: Annotated[int | None, typer.Option(help="Evaluate at most this many images.")] = None,
-    calib: Annotated[str | None, typer.Option(help="Calibration images for int8 artifacts.")] = None,
-    calib_size: Annotated[int, typer.Option(help="Calibration images to use (as in export).")] = 100,
-    int8_activations: Annotated[
-        str, typer.Option(help="int8 activations: auto (each runtime's fast one), s8 or u8.")
-    ] = "auto",
+    items: Items,
+    runtime: Runtime = "torch,onnxruntime,openvino",
+    precision: Precision = "fp32",
+    device: Device = "cpu",
+    batch: Batch = "1",
+    threads: Threads = None,
+    data: Data = None,
+    accuracy: Accuracy = True,
+    data_limit: DataLimit = None,
+    calib: Calib = None,
+    calib_size: CalibSize = 100,
+    int8_activations: Int8Activations = "auto",
     weights: o.Weights = None,
     num_classes: o.NumClasses = None,
     in_chans: o.InChans = None,
     input_size: o.InputSize = None,
-    warmup: Annotated[float, typer.Option(help="Warm-up seconds.")] = 1.0,
-    iterations: Annotated[int, typer.Option(help="Minimum timed iterations.")] = 30,
-    duration: Annotated[float, typer.Option(help="Minimum timed seconds.")] = 3.0,
-    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory in a subprocess.")] = True,
-    hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the PyTorch model.")] = False,
-    cuda_graph: Annotated[
-        bool, typer.Option("--cuda-graph", help="With --device cuda: PyTorch replays a captured CUDA graph.")
-    ] = False,
-    export_dir: Annotated[Path | None, typer.Option(help="Where artifacts are made/reused.")] = None,
-    verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Verify artifacts made on the fly against PyTorch.")
-    ] = True,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write results JSON (+ .csv).")
-    ] = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print a markdown table.")] = False,
+    warmup: Warmup = 1.0,
+    iterations: Iterations = 30,
+    duration: Duration = 3.0,
+    memory: Memory = True,
+    hint: Hint = "latency",
+    compile: Compile = False,
+    cuda_graph: CudaGraph = False,
+    export_dir: ExportDir = None,
+    verify: Verify = True,
+    output: Output = None,
+    markdown: Markdown = False,
     as_json: o.AsJson = False,
     force: o.Force = False,
 ) -> None:
     """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes.
 
     Exits 1 when every row failed; when some did, the last line says how many."""
-    from edgecnn.bench import BenchOptions, save
     from edgecnn.bench import bench as run_bench
+    from edgecnn.bench import save
     from edgecnn.bench.schema import check_outputs
-    from edgecnn.report.tables import markdown as to_markdown
-    from edgecnn.report.tables import rich_table
 
-    opts = BenchOptions(
-        runtimes=_csv(runtime),
-        precisions=_csv(precision),
-        device=device,
-        batches=_csv(batch, int),
-        threads=threads,
-        data=data,
-        accuracy=accuracy,
-        data_limit=data_limit,
-        calib=calib,
-        calib_size=calib_size,
-        int8_activations=int8_activations,
-        weights=weights,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        input_size=input_size,
-        warmup_s=warmup,
-        min_iters=iterations,
-        min_seconds=duration,
-        memory=memory,
-        hint=hint,
-        compile=compile,
-        cuda_graph=cuda_graph,
-        export_dir=str(export_dir) if export_dir else None,
-        verify=verify,
-    )
+    opts = _bench_options(locals())
     if output:  # before any measurement: nothing is replaced without --force
         check_outputs(output, force=force)
     with reporting("benchmarking") as rep:
@@ -118,22 +112,7 @@ def bench(
             list(items), opts, on_step=rep.step, on_row=lambda row, done, total: rep.count(done, total)
         )
     say = err_console.print if as_json else console.print  # --json: stdout is the JSON alone
-    if as_json:
-        import json
-
-        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
-    elif markdown:
-        typer.echo(to_markdown(result))
-    else:
-        width = table_width()
-        console.print(rich_table(result, width=width), width=width)
-        for images, dataset in sorted(
-            {(r.accuracy["images"], r.accuracy["dataset"]) for r in result.rows if r.accuracy}
-        ):
-            say(f"top-1 on {images} test images from {dataset}", highlight=False)
-        if result.settings.get("not_measured"):
-            left = ", ".join(result.settings["not_measured"])
-            say(f"not measured: {left} (the runtime cannot run that precision; another one here does)")
+    _show(result, as_json, markdown, say)
     if output:
         json_path, csv_path = save(result, output, force=force)
         say(f"wrote {json_path} and {csv_path}", highlight=False)
@@ -142,6 +121,50 @@ def bench(
         raise fail(f"every row failed ({failed}); the reasons are under the table", 1)
     if failed:
         say(f"{failed} of {len(result.rows)} rows failed (see the status column)", highlight=False)
+
+
+def _bench_options(p: dict):
+    """BenchOptions from the command's parameters, by name."""
+    from edgecnn.bench import BenchOptions
+
+    same = ("device", "threads", "data", "accuracy", "data_limit", "calib", "calib_size", "int8_activations")
+    same += ("weights", "num_classes", "in_chans", "input_size", "memory", "hint", "compile", "cuda_graph")
+    return BenchOptions(
+        runtimes=_csv(p["runtime"]),
+        precisions=_csv(p["precision"]),
+        batches=_csv(p["batch"], int),
+        warmup_s=p["warmup"],
+        min_iters=p["iterations"],
+        min_seconds=p["duration"],
+        export_dir=str(p["export_dir"]) if p["export_dir"] else None,
+        verify=p["verify"],
+        **{k: p[k] for k in same},
+    )
+
+
+def _show(result, as_json: bool, markdown: bool, say) -> None:
+    """The run as JSON, a markdown table, or the terminal table with which test images and what was
+    not measured."""
+    from edgecnn.report.tables import markdown as to_markdown
+    from edgecnn.report.tables import rich_table
+
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    if markdown:
+        typer.echo(to_markdown(result))
+        return
+    width = table_width()
+    console.print(rich_table(result, width=width), width=width)
+    for images, dataset in sorted(
+        {(r.accuracy["images"], r.accuracy["dataset"]) for r in result.rows if r.accuracy}
+    ):
+        say(f"top-1 on {images} test images from {dataset}", highlight=False)
+    if result.settings.get("not_measured"):
+        left = ", ".join(result.settings["not_measured"])
+        say(f"not measured: {left} (the runtime cannot run that precision; another one here does)")
 
 
 @handle_errors

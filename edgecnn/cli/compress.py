@@ -13,84 +13,90 @@ from edgecnn.cli._common import console, handle_errors
 from edgecnn.cli._progress import reporting
 from edgecnn.train.options import USES
 
+Data = Annotated[
+    str | None,
+    typer.Option(
+        help="Image folder or 'digits': error scores, BN statistics, distillation, test (default: "
+        "a model file's own split, else digits)."
+    ),
+]
+Runtime = Annotated[
+    str, typer.Option("--runtime", "-r", help="Where it must be fast: onnxruntime, openvino, torch.")
+]
+Speedup = Annotated[float | None, typer.Option(help="Target speed-up over the original (> 1; default 2).")]
+LatencyMs = Annotated[float | None, typer.Option(help="Target latency in ms (instead of --speedup).")]
+DistillEpochs = Annotated[int, typer.Option(help="Distillation epochs; 0: plan, build, BN, export only.")]
+Lr = Annotated[float, typer.Option(help="Peak learning rate of the distillation (a fine-tune: keep it low).")]
+CalibImages = Annotated[
+    int | None, typer.Option(help="Images that score each candidate's error (default: 64, or all).")
+]
+TestImages = Annotated[
+    int | None, typer.Option(help="Score top-1 on the first N test images (default: all of them).")
+]
+Int8 = Annotated[
+    bool,
+    typer.Option("--int8", help="Plan precision too: each layer int8 (the runtime's fast scheme) or fp32."),
+]
+CalibSize = Annotated[int, typer.Option(help="Images calibrating the int8 export.")]
+Refit = Annotated[
+    bool,
+    typer.Option(
+        "--refit/--no-refit",
+        help="Least-squares refit of each swapped layer's last factor on real images, judged on "
+        "held-out ones.",
+    ),
+]
+Headroom = Annotated[
+    float | None,
+    typer.Option(
+        help="Aim this fraction faster than asked, for timing noise between runs "
+        "(0: aim at the target itself; default 0.05, 0.10 with --int8).",
+        show_default=False,
+    ),
+]
+Device = Annotated[str, typer.Option(help="Device the runtime runs on.")]
+TrainDevice = Annotated[
+    str | None,
+    typer.Option(help="Where the student distils: auto, cpu or cuda (default: cuda when --device is a GPU)."),
+]
+Threads = Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")]
+Batch = Annotated[int, typer.Option(help="Batch size the latency is planned for.")]
+Duration = Annotated[float, typer.Option(help="Timed seconds per model and round of the final measurement.")]
+Cache = Annotated[
+    bool, typer.Option("--cache/--no-cache", help="Reuse latencies measured before on this machine.")
+]
+Output = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="Folder (default export/<model>/compress-<runtime>[-int8]/)."),
+]
+
 
 @handle_errors
 def compress(
     model: o.Source,
     weights: o.Weights = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="Image folder or 'digits': error scores, BN statistics, distillation, test (default: "
-            "a model file's own split, else digits)."
-        ),
-    ] = None,
-    runtime: Annotated[
-        str, typer.Option("--runtime", "-r", help="Where it must be fast: onnxruntime, openvino, torch.")
-    ] = "onnxruntime",
-    speedup: Annotated[
-        float | None, typer.Option(help="Target speed-up over the original (> 1; default 2).")
-    ] = None,
-    latency_ms: Annotated[
-        float | None, typer.Option(help="Target latency in ms (instead of --speedup).")
-    ] = None,
-    distill_epochs: Annotated[
-        int, typer.Option(help="Distillation epochs; 0: plan, build, BN, export only.")
-    ] = 2,
-    lr: Annotated[
-        float, typer.Option(help="Peak learning rate of the distillation (a fine-tune: keep it low).")
-    ] = USES["compress"]["lr"],
-    calib_images: Annotated[
-        int | None, typer.Option(help="Images that score each candidate's error (default: 64, or all).")
-    ] = None,
-    test_images: Annotated[
-        int | None, typer.Option(help="Score top-1 on the first N test images (default: all of them).")
-    ] = None,
-    int8: Annotated[
-        bool,
-        typer.Option(
-            "--int8", help="Plan precision too: each layer int8 (the runtime's fast scheme) or fp32."
-        ),
-    ] = False,
-    calib_size: Annotated[int, typer.Option(help="Images calibrating the int8 export.")] = 100,
-    refit: Annotated[
-        bool,
-        typer.Option(
-            "--refit/--no-refit",
-            help="Least-squares refit of each swapped layer's last factor on real images, judged on "
-            "held-out ones.",
-        ),
-    ] = True,
-    headroom: Annotated[
-        float | None,
-        typer.Option(
-            help="Aim this fraction faster than asked, for timing noise between runs "
-            "(0: aim at the target itself; default 0.05, 0.10 with --int8).",
-            show_default=False,
-        ),
-    ] = None,
+    data: Data = None,
+    runtime: Runtime = "onnxruntime",
+    speedup: Speedup = None,
+    latency_ms: LatencyMs = None,
+    distill_epochs: DistillEpochs = 2,
+    lr: Lr = USES["compress"]["lr"],
+    calib_images: CalibImages = None,
+    test_images: TestImages = None,
+    int8: Int8 = False,
+    calib_size: CalibSize = 100,
+    refit: Refit = True,
+    headroom: Headroom = None,
     input_size: o.InputSize = None,
-    device: Annotated[str, typer.Option(help="Device the runtime runs on.")] = "cpu",
-    train_device: Annotated[
-        str | None,
-        typer.Option(
-            help="Where the student distils: auto, cpu or cuda (default: cuda when --device is a GPU)."
-        ),
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the runtime's).")] = None,
-    batch: Annotated[int, typer.Option(help="Batch size the latency is planned for.")] = 1,
-    duration: Annotated[
-        float, typer.Option(help="Timed seconds per model and round of the final measurement.")
-    ] = 3.0,
+    device: Device = "cpu",
+    train_device: TrainDevice = None,
+    threads: Threads = None,
+    batch: Batch = 1,
+    duration: Duration = 3.0,
     include: o.Include = None,
     exclude: o.Exclude = None,
-    cache: Annotated[
-        bool, typer.Option("--cache/--no-cache", help="Reuse latencies measured before on this machine.")
-    ] = True,
-    output: Annotated[
-        Path | None,
-        typer.Option("-o", "--output", help="Folder (default export/<model>/compress-<runtime>[-int8]/)."),
-    ] = None,
+    cache: Cache = True,
+    output: Output = None,
     force: o.Force = False,
     as_json: o.AsJson = False,
 ) -> None:
@@ -98,36 +104,9 @@ def compress(
 
     Prints the per-layer choice, then predicted vs measured latency, MACs, params, size and test top-1.
     """
-    from edgecnn.compress import CompressOptions
     from edgecnn.compress import compress as run_compress
 
-    if speedup is None and latency_ms is None:
-        speedup = 2.0
-    opts = CompressOptions(
-        runtime=runtime,
-        speedup=speedup,
-        latency_ms=latency_ms,
-        data=data,
-        calib_images=calib_images,
-        test_images=test_images,
-        int8=int8,
-        calib_size=calib_size,
-        refit=refit,
-        distill_epochs=distill_epochs,
-        lr=lr,
-        input_size=input_size,
-        device=device,
-        train_device=train_device,
-        threads=threads,
-        batch=batch,
-        use_cache=cache,
-        include=tuple(include or ()),
-        exclude=tuple(exclude or ()),
-        out_dir=output,
-        force=force,
-        measure_seconds=duration,
-        headroom=headroom,
-    ).validate()
+    opts = _compress_options(locals())
     with reporting(f"compressing {model}") as rep:
         result = run_compress(
             model,
@@ -141,6 +120,24 @@ def compress(
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
     _print(result)
+
+
+def _compress_options(p: dict):
+    """CompressOptions from the command's parameters, by name, validated."""
+    from edgecnn.compress import CompressOptions
+
+    same = ("runtime", "latency_ms", "data", "calib_images", "test_images", "int8", "calib_size", "refit")
+    same += ("distill_epochs", "lr", "input_size", "device", "train_device", "threads", "batch", "force")
+    return CompressOptions(
+        speedup=2.0 if p["speedup"] is None and p["latency_ms"] is None else p["speedup"],
+        use_cache=p["cache"],
+        include=tuple(p["include"] or ()),
+        exclude=tuple(p["exclude"] or ()),
+        out_dir=p["output"],
+        measure_seconds=p["duration"],
+        headroom=p["headroom"],
+        **{k: p[k] for k in same},
+    ).validate()
 
 
 def _print(result) -> None:

@@ -40,53 +40,63 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+Model = Annotated[str, typer.Argument(help="Zoo model name, or a .safetensors from `edgecnn convert`.")]
+Target = Annotated[str, typer.Option("--target", "-t", help="Comma-separated: onnx, openvino, tensorrt.")]
+Precision = Annotated[str, typer.Option(help="fp32, fp16 or int8 (Q/DQ; needs --calib).")]
+Calib = Annotated[
+    str | None,
+    typer.Option(help="Calibration images for int8: a folder of images, or 'digits' (bundled MNIST)."),
+]
+CalibSize = Annotated[int, typer.Option(help="Calibration images to use.")]
+CalibMethod = Annotated[str, typer.Option(help="minmax, entropy or percentile.")]
+Int8Activations = Annotated[
+    str,
+    typer.Option(help="auto (each target's fast one: u8 for onnx, s8 for openvino and tensorrt), s8 or u8."),
+]
+Data = Annotated[
+    str | None,
+    typer.Option(help="Real images for the parity check (default: held out from --calib)."),
+]
+Batch = Annotated[int, typer.Option(help="Static batch size (optimum batch with --dynamic-batch).")]
+DynamicBatch = Annotated[bool, typer.Option("--dynamic-batch", help="Symbolic batch axis.")]
+MaxBatch = Annotated[int, typer.Option(help="TensorRT profile maximum for --dynamic-batch.")]
+Opset = Annotated[int, typer.Option(help="ONNX opset.")]
+Exporter = Annotated[str, typer.Option(help="torchscript (works for the whole zoo) or dynamo.")]
+Simplify = Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxslim.")]
+Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Check each artifact against PyTorch.")]
+Workspace = Annotated[float, typer.Option(help="TensorRT builder workspace in GiB.")]
+Output = Annotated[Path | None, typer.Option("-o", "--output", help="Folder (default export/<model>/).")]
+FoldBn = Annotated[
+    bool,
+    typer.Option(
+        "--fold-bn/--no-fold-bn",
+        help="Fold BatchNorm into convs in PyTorch first (ONNX Runtime and OpenVINO fold it themselves).",
+    ),
+]
+
+
 @handle_errors
 def export(
-    model: Annotated[str, typer.Argument(help="Zoo model name, or a .safetensors from `edgecnn convert`.")],
-    target: Annotated[
-        str, typer.Option("--target", "-t", help="Comma-separated: onnx, openvino, tensorrt.")
-    ] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (Q/DQ; needs --calib).")] = "fp32",
-    calib: Annotated[
-        str | None,
-        typer.Option(help="Calibration images for int8: a folder of images, or 'digits' (bundled MNIST)."),
-    ] = None,
-    calib_size: Annotated[int, typer.Option(help="Calibration images to use.")] = 100,
-    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
-    int8_activations: Annotated[
-        str,
-        typer.Option(
-            help="auto (each target's fast one: u8 for onnx, s8 for openvino and tensorrt), s8 or u8."
-        ),
-    ] = "auto",
-    data: Annotated[
-        str | None,
-        typer.Option(help="Real images for the parity check (default: held out from --calib)."),
-    ] = None,
-    batch: Annotated[int, typer.Option(help="Static batch size (optimum batch with --dynamic-batch).")] = 1,
-    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Symbolic batch axis.")] = False,
-    max_batch: Annotated[int, typer.Option(help="TensorRT profile maximum for --dynamic-batch.")] = 32,
+    model: Model,
+    target: Target = "onnx",
+    precision: Precision = "fp32",
+    calib: Calib = None,
+    calib_size: CalibSize = 100,
+    calib_method: CalibMethod = "minmax",
+    int8_activations: Int8Activations = "auto",
+    data: Data = None,
+    batch: Batch = 1,
+    dynamic_batch: DynamicBatch = False,
+    max_batch: MaxBatch = 32,
     input_size: o.InputSize = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    exporter: Annotated[
-        str, typer.Option(help="torchscript (works for the whole zoo) or dynamo.")
-    ] = "torchscript",
-    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxslim.")] = True,
-    verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Check each artifact against PyTorch.")
-    ] = True,
-    workspace: Annotated[float, typer.Option(help="TensorRT builder workspace in GiB.")] = 2.0,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Folder (default export/<model>/).")
-    ] = None,
+    opset: Opset = 17,
+    exporter: Exporter = "torchscript",
+    simplify: Simplify = True,
+    verify: Verify = True,
+    workspace: Workspace = 2.0,
+    output: Output = None,
     weights: o.Weights = None,
-    fold_bn: Annotated[
-        bool,
-        typer.Option(
-            "--fold-bn/--no-fold-bn",
-            help="Fold BatchNorm into convs in PyTorch first (ONNX Runtime and OpenVINO fold it themselves).",
-        ),
-    ] = False,
+    fold_bn: FoldBn = False,
     separable: o.Separable = False,
     bottleneck: o.Bottleneck = False,
     lowrank: o.Lowrank = False,
@@ -107,43 +117,9 @@ def export(
 
     Exits 1 when any target fails to export or to verify.
     """
-    from edgecnn.export import ExportOptions
     from edgecnn.export import export as run_export
 
-    sep, bot, low = o.swap_options(
-        separable=separable,
-        bottleneck=bottleneck,
-        lowrank=lowrank,
-        rank=rank,
-        rank_ratio=rank_ratio,
-        energy=energy,
-        include=include,
-        exclude=exclude,
-        min_mac_saving=min_mac_saving,
-        max_error=max_error,
-    )
-    swaps = dict(separable=sep, bottleneck=bot, lowrank=low)
-    convert = dict(fold_bn=fold_bn, **swaps) if (fold_bn or any(swaps.values())) else None
-    options = ExportOptions(
-        targets=tuple(t.strip() for t in target.split(",") if t.strip()),
-        precision=precision,
-        out_dir=output,
-        batch=batch,
-        dynamic_batch=dynamic_batch,
-        max_batch=max_batch,
-        input_size=input_size,
-        opset=opset,
-        exporter=exporter,
-        simplify=simplify,
-        calib=calib,
-        calib_size=calib_size,
-        calib_method=calib_method,
-        int8_activations=int8_activations,
-        data=data,
-        verify=verify,
-        force=force,
-        workspace_gib=workspace,
-    )
+    options, convert = _export_options(locals())
     with _terminate_as_interrupt(), reporting(f"exporting {model}") as rep:
         result = run_export(
             model,
@@ -155,12 +131,28 @@ def export(
             model_kwargs=parse_kv(model_arg),
             on_step=lambda msg: rep.step(f"{model}: {msg}"),
         )
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        _print(result)
+    typer.echo(json.dumps(result.to_dict(), indent=2)) if as_json else _print(result)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _export_options(p: dict):
+    """(ExportOptions, the conversion to make first or None) from the command's parameters, by name."""
+    from edgecnn.export import ExportOptions
+
+    sep, bot, low = o.swap_options(**{k: p[k] for k in o.SWAP_FLAGS})
+    swaps = dict(separable=sep, bottleneck=bot, lowrank=low)
+    convert = dict(fold_bn=p["fold_bn"], **swaps) if (p["fold_bn"] or any(swaps.values())) else None
+
+    same = ("precision", "batch", "dynamic_batch", "max_batch", "input_size", "opset", "exporter", "simplify")
+    same += ("calib", "calib_size", "calib_method", "int8_activations", "data", "verify", "force")
+    options = ExportOptions(
+        targets=tuple(t.strip() for t in p["target"].split(",") if t.strip()),
+        out_dir=p["output"],
+        workspace_gib=p["workspace"],
+        **{k: p[k] for k in same},
+    )
+    return options, convert
 
 
 def _parity_cells(t) -> list[str]:

@@ -11,64 +11,68 @@ from edgecnn.cli import _options as o
 from edgecnn.cli._common import console, handle_errors, table_width
 from edgecnn.cli._progress import reporting
 
+Model = Annotated[
+    str, typer.Argument(help="Zoo model name (a reference is trained), or a model file `train` wrote.")
+]
+Data = Annotated[
+    str | None,
+    typer.Option(help="An image folder or 'digits' (default: a model file's own split, else digits)."),
+]
+Epochs = Annotated[int, typer.Option(help="Epochs for the reference model (cached).")]
+DistillEpochs = Annotated[int, typer.Option(help="Distillation epochs per student.")]
+BatchSize = Annotated[int, typer.Option(help="Batch size of training and distillation.")]
+Device = Annotated[str, typer.Option(help="Where to train: auto (CUDA when there is a GPU), cpu, cuda.")]
+Separable = Annotated[bool, typer.Option("--separable/--no-separable", help="Separable student.")]
+Bottleneck = Annotated[bool, typer.Option("--bottleneck", help="Also a bottleneck student.")]
+Rank = Annotated[int, typer.Option(help="Separable multiplier T.")]
+RankRatio = Annotated[float, typer.Option(help="Bottleneck ranks as a fraction of C and N.")]
+Runtime = Annotated[
+    str, typer.Option("--runtime", "-r", help="Comma-separated runtimes to export to and benchmark.")
+]
+Int8 = Annotated[bool, typer.Option("--int8/--no-int8", help="Also INT8 artifacts.")]
+Speedup = Annotated[
+    float | None,
+    typer.Option(help="Students from `compress`: this much faster on each runtime that can plan."),
+]
+Duration = Annotated[
+    float, typer.Option("--duration", "--seconds", help="Minimum timed seconds per benchmark row.")
+]
+Memory = Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory per row.")]
+Output = Annotated[Path | None, typer.Option("-o", "--output", help="Default export/<model>/pipeline/")]
+
 
 @handle_errors
 def pipeline(
-    model: Annotated[
-        str, typer.Argument(help="Zoo model name (a reference is trained), or a model file `train` wrote.")
-    ] = "resnet18",
-    data: Annotated[
-        str | None,
-        typer.Option(help="An image folder or 'digits' (default: a model file's own split, else digits)."),
-    ] = None,
+    model: Model = "resnet18",
+    data: Data = None,
     input_size: o.InputSize = None,
-    epochs: Annotated[int, typer.Option(help="Epochs for the reference model (cached).")] = 3,
-    distill_epochs: Annotated[int, typer.Option(help="Distillation epochs per student.")] = 2,
-    batch_size: Annotated[int, typer.Option(help="Batch size of training and distillation.")] = 64,
-    device: Annotated[
-        str, typer.Option(help="Where to train: auto (CUDA when there is a GPU), cpu, cuda.")
-    ] = "auto",
-    separable: Annotated[bool, typer.Option("--separable/--no-separable", help="Separable student.")] = True,
-    bottleneck: Annotated[bool, typer.Option("--bottleneck", help="Also a bottleneck student.")] = False,
-    rank: Annotated[int, typer.Option(help="Separable multiplier T.")] = 2,
-    rank_ratio: Annotated[float, typer.Option(help="Bottleneck ranks as a fraction of C and N.")] = 0.5,
-    runtime: Annotated[
-        str, typer.Option("--runtime", "-r", help="Comma-separated runtimes to export to and benchmark.")
-    ] = "torch,onnxruntime,openvino",
-    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also INT8 artifacts.")] = True,
-    speedup: Annotated[
-        float | None,
-        typer.Option(help="Students from `compress`: this much faster on each runtime that can plan."),
-    ] = None,
-    duration: Annotated[
-        float, typer.Option("--duration", "--seconds", help="Minimum timed seconds per benchmark row.")
-    ] = 2.0,
-    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory per row.")] = True,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Default export/<model>/pipeline/")
-    ] = None,
+    epochs: Epochs = 3,
+    distill_epochs: DistillEpochs = 2,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    separable: Separable = True,
+    bottleneck: Bottleneck = False,
+    rank: Rank = 2,
+    rank_ratio: RankRatio = 0.5,
+    runtime: Runtime = "torch,onnxruntime,openvino",
+    int8: Int8 = True,
+    speedup: Speedup = None,
+    duration: Duration = 2.0,
+    memory: Memory = True,
+    output: Output = None,
 ) -> None:
     """Train or load the reference -> fold BN -> swap -> distill -> export -> benchmark -> table + plot."""
     from edgecnn.pipeline import PipelineOptions, run_pipeline
-    from edgecnn.report.tables import rich_table
 
+    same = ("data", "input_size", "epochs", "distill_epochs", "batch_size", "separable", "bottleneck", "rank")
+    same += ("rank_ratio", "int8", "speedup", "memory")
+    params = locals()
     opts = PipelineOptions(
-        data=data,
-        input_size=input_size,
-        epochs=epochs,
-        distill_epochs=distill_epochs,
-        batch_size=batch_size,
         train_device=device,
-        separable=separable,
-        bottleneck=bottleneck,
-        rank=rank,
-        rank_ratio=rank_ratio,
         runtimes=tuple(r.strip() for r in runtime.split(",") if r.strip()),
-        int8=int8,
-        speedup=speedup,
         seconds=duration,
-        memory=memory,
         out_dir=output,
+        **{k: params[k] for k in same},
     )
     with reporting(model) as rep:
         result = run_pipeline(
@@ -79,6 +83,14 @@ def pipeline(
             on_epoch=rep.on_epoch,
             on_progress=rep.on_progress,
         )
+    _print(result)
+
+
+def _print(result) -> None:
+    """The table, one line per student (speed-up on its runtime, MACs, top-1 against the original's),
+    the test images and the files written."""
+    from edgecnn.report.tables import rich_table
+
     width = table_width()
     console.print(rich_table(result.run, width=width), width=width)
     original = result.variants["original"].get("table_top1")

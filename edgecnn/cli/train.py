@@ -50,9 +50,22 @@ def progress_bars(title: str):
         yield rep.on_step, rep.on_epoch
 
 
+Model = Annotated[str, typer.Argument(help="Zoo model name.")]
+FreezeEpochs = Annotated[
+    int, typer.Option(help="With --weights: epochs that train the new head alone, backbone frozen.")
+]
+BackboneLrScale = Annotated[
+    float, typer.Option(help="With --weights: the pretrained layers' learning rate as a share of --lr.")
+]
+Labels = Annotated[Path | None, typer.Option(help="Labels file for a flat image folder.")]
+Output = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Default export/<model>/<model>.trained.safetensors")
+]
+
+
 @handle_errors
 def train(
-    model: Annotated[str, typer.Argument(help="Zoo model name.")],
+    model: Model,
     data: Data = "digits",
     epochs: Epochs = 3,
     batch_size: BatchSize = 64,
@@ -64,16 +77,10 @@ def train(
     patience: Patience = None,
     input_size: o.InputSize = None,
     weights: o.Weights = None,
-    freeze_epochs: Annotated[
-        int, typer.Option(help="With --weights: epochs that train the new head alone, backbone frozen.")
-    ] = 0,
-    backbone_lr_scale: Annotated[
-        float, typer.Option(help="With --weights: the pretrained layers' learning rate as a share of --lr.")
-    ] = 1.0,
-    labels: Annotated[Path | None, typer.Option(help="Labels file for a flat image folder.")] = None,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Default export/<model>/<model>.trained.safetensors")
-    ] = None,
+    freeze_epochs: FreezeEpochs = 0,
+    backbone_lr_scale: BackboneLrScale = 1.0,
+    labels: Labels = None,
+    output: Output = None,
     resume: Resume = False,
     seed: Seed = 0,
     device: Device = "auto",
@@ -86,46 +93,47 @@ def train(
 
     Writes one model file (classes, input size, mean/std and the test split in its header) that every
     other command takes in place of the model name."""
-    from edgecnn.data.splits import resolve
-    from edgecnn.errors import BadArgumentError
-    from edgecnn.train import TrainOptions
     from edgecnn.train.api import save_model, train_model
 
-    out = output or Path("export") / model / f"{model}.trained.safetensors"
-    if out.suffix != ".safetensors":
-        raise BadArgumentError(f"trained weights are written as .safetensors, got {out.name}")
-    check_writable(out, force=force)
-    opts = TrainOptions(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        patience=patience,
-        seed=seed,
-        checkpoint=out.with_suffix(".ckpt"),
-        resume=resume,
-        freeze_epochs=freeze_epochs,
-        backbone_lr_scale=backbone_lr_scale,
-        device=device,
-        amp=amp,
-        workers=workers,
-        # validate() needs to know a head will be trained; train_model names its layers
-        head=("(the new head)",) if weights else (),
-    ).validate()
-    split = resolve(
-        data,
-        test_data=test_data,
-        test_fraction=test_fraction,
-        val_fraction=val_fraction,
-        seed=seed,
-        labels_file=str(labels) if labels else None,
-    )
+    out, opts, split = _train_options(locals())
     with progress_bars(f"training {model}") as (on_step, on_epoch):
         loaded, result, test_top1 = train_model(
             model, split, opts, input_size=input_size, weights=weights, on_step=on_step, on_epoch=on_epoch
         )
     save_model(loaded, out, force=True)
     out.with_suffix(".ckpt").unlink(missing_ok=True)  # saved: an interrupted run's checkpoint is spent
+    _print_trained(model, loaded, result, test_top1, out, as_json)
+
+
+def _train_options(p: dict):
+    """(output file, validated TrainOptions, the data split) from the command's parameters, checked
+    before any work."""
+    from edgecnn.data.splits import resolve
+    from edgecnn.errors import BadArgumentError
+    from edgecnn.train import train_options
+
+    model = p["model"]
+    out = p["output"] or Path("export") / model / f"{model}.trained.safetensors"
+    if out.suffix != ".safetensors":
+        raise BadArgumentError(f"trained weights are written as .safetensors, got {out.name}")
+    check_writable(out, force=p["force"])
+    same = ("epochs", "batch_size", "lr", "optimizer", "patience", "seed", "resume", "freeze_epochs")
+    same += ("backbone_lr_scale", "device", "amp", "workers")
+    opts = train_options(
+        "train",
+        checkpoint=out.with_suffix(".ckpt"),
+        # validate() needs to know a head will be trained; train_model names its layers
+        head=("(the new head)",) if p["weights"] else (),
+        **{k: p[k] for k in same},
+    ).validate()
+    split_args = dict(
+        test_data=p["test_data"], test_fraction=p["test_fraction"], val_fraction=p["val_fraction"]
+    )
+    labels = str(p["labels"]) if p["labels"] else None
+    return out, opts, resolve(p["data"], **split_args, seed=p["seed"], labels_file=labels)
+
+
+def _print_trained(model: str, loaded, result, test_top1: float, out: Path, as_json: bool) -> None:
     test_set = loaded.recipe["trained"]["test_set"]
     if as_json:
         meta = {
@@ -145,39 +153,46 @@ def train(
     )
 
 
+Teacher = Annotated[
+    str,
+    typer.Argument(help="Teacher: the model file `train` wrote, or a zoo name with --teacher-weights."),
+]
+Student = Annotated[Path, typer.Argument(help="Student: a converted .safetensors from `edgecnn convert`.")]
+TeacherWeights = Annotated[
+    str | None, typer.Option(help="The teacher's trained weights, for a zoo name teacher.")
+]
+DistillData = Annotated[
+    str | None,
+    typer.Option(help="Images to distill on (default: the split the model files record, else digits)."),
+]
+Temperature = Annotated[float, typer.Option(help="KD temperature T.")]
+Alpha = Annotated[float, typer.Option(help="Weight of the KD term (1 - alpha: cross-entropy).")]
+FeatureSteps = Annotated[
+    int, typer.Option(help="Steps matching each swapped layer's output to the teacher's first.")
+]
+Init = Annotated[str, typer.Option(help="'weights' (the converter's SVD/Tucker init) or 'random'.")]
+DistillOutput = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Default: <student>.distilled.safetensors")
+]
+
+
 @handle_errors
 def distill(
-    teacher: Annotated[
-        str,
-        typer.Argument(help="Teacher: the model file `train` wrote, or a zoo name with --teacher-weights."),
-    ],
-    student: Annotated[
-        Path, typer.Argument(help="Student: a converted .safetensors from `edgecnn convert`.")
-    ],
-    teacher_weights: Annotated[
-        str | None, typer.Option(help="The teacher's trained weights, for a zoo name teacher.")
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(help="Images to distill on (default: the split the model files record, else digits)."),
-    ] = None,
+    teacher: Teacher,
+    student: Student,
+    teacher_weights: TeacherWeights = None,
+    data: DistillData = None,
     epochs: Epochs = 2,
     batch_size: BatchSize = 64,
     lr: Lr = USES["distill"]["lr"],
     optimizer: Optimizer = "sgd",
-    temperature: Annotated[float, typer.Option(help="KD temperature T.")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="Weight of the KD term (1 - alpha: cross-entropy).")] = 0.9,
-    feature_steps: Annotated[
-        int, typer.Option(help="Steps matching each swapped layer's output to the teacher's first.")
-    ] = 100,
-    init: Annotated[
-        str, typer.Option(help="'weights' (the converter's SVD/Tucker init) or 'random'.")
-    ] = "weights",
+    temperature: Temperature = 4.0,
+    alpha: Alpha = 0.9,
+    feature_steps: FeatureSteps = 100,
+    init: Init = "weights",
     val_fraction: ValFraction = 0.1,
     patience: Patience = None,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Default: <student>.distilled.safetensors")
-    ] = None,
+    output: DistillOutput = None,
     resume: Resume = False,
     seed: Seed = 0,
     device: Device = "auto",
@@ -190,43 +205,11 @@ def distill(
 
     Runs on several processes / machines unchanged: torchrun --nproc-per-node 2 -m edgecnn distill ...
     """
-    from edgecnn.errors import BadArgumentError
-    from edgecnn.train import DistillOptions, TrainOptions, is_main_process
     from edgecnn.train import distill as run_distill
-    from edgecnn.transforms import load_converted, load_source
+    from edgecnn.train import is_main_process
 
-    out = output or student.with_name(student.name.removesuffix(".safetensors") + ".distilled.safetensors")
-    opts = DistillOptions(
-        train=TrainOptions(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            temperature=temperature,
-            alpha=alpha,
-            feature_steps=feature_steps,
-            patience=patience,
-            seed=seed,
-            checkpoint=out.with_suffix(".ckpt"),
-            resume=resume,
-            device=device,
-            amp=amp,
-            workers=workers,
-        ),
-        val_fraction=val_fraction,
-        init=init,
-    ).validate()
-    check_writable(out, force=force)
-    if not teacher.endswith(".safetensors") and teacher_weights is None:
-        raise BadArgumentError(
-            f"a teacher needs trained weights: give the model file `edgecnn train` wrote, or {teacher} "
-            "--teacher-weights FILE"
-        )
-    stu = load_converted(student)
-    if teacher.endswith(".safetensors"):  # its own classes: distill() says if they differ
-        teach = load_source(teacher, teacher_weights)
-    else:
-        teach = load_source(teacher, teacher_weights, num_classes=stu.num_classes, in_chans=stu.in_chans)
+    out, opts = _distill_options(locals())
+    teach, stu = _distill_models(teacher, teacher_weights, student)
     with progress_bars(f"distilling into {student.name}") as (on_step, on_epoch):
         result = run_distill(
             teach, stu, data, opts, output=out, force=force, on_step=on_step, on_epoch=on_epoch
@@ -243,3 +226,35 @@ def distill(
         f"kept {result.training.kept}); saved {out}",
         highlight=False,
     )
+
+
+def _distill_options(p: dict):
+    """(output file, validated DistillOptions) from the command's parameters, checked before work."""
+    from edgecnn.train import DistillOptions, train_options
+
+    student = p["student"]
+    out = p["output"] or student.with_name(
+        student.name.removesuffix(".safetensors") + ".distilled.safetensors"
+    )
+    same = ("epochs", "batch_size", "lr", "optimizer", "temperature", "alpha", "feature_steps", "patience")
+    same += ("seed", "resume", "device", "amp", "workers")
+    train = train_options("distill", checkpoint=out.with_suffix(".ckpt"), **{k: p[k] for k in same})
+    opts = DistillOptions(train=train, val_fraction=p["val_fraction"], init=p["init"]).validate()
+    check_writable(out, force=p["force"])
+    return out, opts
+
+
+def _distill_models(teacher: str, teacher_weights, student: Path):
+    """(teacher Model, student Model): a zoo-name teacher needs its trained weights."""
+    from edgecnn.errors import BadArgumentError
+    from edgecnn.transforms import load_model_file, load_source
+
+    if not teacher.endswith(".safetensors") and teacher_weights is None:
+        raise BadArgumentError(
+            f"a teacher needs trained weights: give the model file `edgecnn train` wrote, or {teacher} "
+            "--teacher-weights FILE"
+        )
+    stu = load_model_file(student)
+    if teacher.endswith(".safetensors"):  # its own classes: distill() says if they differ
+        return load_source(teacher, teacher_weights), stu
+    return load_source(teacher, teacher_weights, num_classes=stu.num_classes, in_chans=stu.in_chans), stu

@@ -50,7 +50,7 @@ class CompressResult:
     def predicted_ms_here(self) -> float:
         """The plan's predicted speed-up applied to the original as timed in this measurement: the
         prediction on the same footing as the student's time (a shared machine's speed drifts
-        between planning and measuring; ResNet-50 ran 46-57 ms here from one minute to the next)."""
+        between planning and measuring)."""
         return self.original_ms / self.plan.predicted_speedup
 
     @property

@@ -28,8 +28,7 @@ class CompressOptions:
     distill_epochs: int = 2  # 0: plan, build, re-estimate BN and export only
     bn_batches: int = 20  # batches of 64 training images that re-estimate BN statistics
     test_images: int | None = None  # score top-1 on the first N test images (None: all of them)
-    # A fine-tune of trained weights: 0.02 (distill's default) sent ResNet-50 students at 64x64 to
-    # chance or to an infinite loss; 0.005 took them to within 1 point of the teacher in 2 epochs.
+    # A fine-tune of a close student: at distill's lr it could fall to chance or diverge
     lr: float = USES["compress"]["lr"]
     batch_size: int = 64  # distillation
     train_device: str | None = None  # where the student distils: cpu, cuda, auto; default: by --device
@@ -49,7 +48,7 @@ class CompressOptions:
     seed: int = 0
     int8: bool = False  # plan precision per layer too; the student is exported int8 (mixed)
     # least-squares refit of each swapped block's last factor before distilling: measured to help
-    # (ResNet-50 2x at 64x64: built 62.4% -> 90.7%, distilled 92.9% -> 94.1% of a 94.5% teacher)
+    # (benchmarks/results/compress_accuracy_resnet50_refit_default.md)
     refit: bool = True
     calib_size: int = 100  # images calibrating the int8 export
     check_seconds: float = 0.4  # the planner's whole-model checks, per model and round

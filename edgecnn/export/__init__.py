@@ -5,7 +5,7 @@ from edgecnn.export.api import export
 from edgecnn.export.manifest import check_files, read_manifest
 from edgecnn.export.options import CALIBRATION_METHODS, ExportOptions
 from edgecnn.export.parity import Parity
-from edgecnn.export.planning import planned_paths
+from edgecnn.export.paths_and_images import planned_paths
 from edgecnn.export.results import ExportResult, TargetResult
 
 __all__ = [

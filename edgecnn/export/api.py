@@ -19,7 +19,7 @@ from pathlib import Path
 from edgecnn.artifacts import sweep_stale, work_prefix
 from edgecnn.export.manifest import target_manifest
 from edgecnn.export.options import ExportOptions
-from edgecnn.export.planning import prepare
+from edgecnn.export.paths_and_images import prepare
 from edgecnn.export.results import ExportResult
 from edgecnn.export.targets import build_target, make_onnx
 from edgecnn.runtime import ensure_ready, get_target

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgecnn.artifacts import check_writable, sha256_file
 from edgecnn.errors import ExportError
 from edgecnn.export.parity import Parity, compare, run_all
-from edgecnn.export.planning import ExportJob
+from edgecnn.export.paths_and_images import ExportJob
 from edgecnn.export.results import TargetResult
 from edgecnn.lazy import import_string
 from edgecnn.runtime import Backend, get_precision, get_runner, get_target

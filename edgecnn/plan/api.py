@@ -18,8 +18,8 @@ from edgecnn.plan.scores import score
 log = logging.getLogger(__name__)
 
 HEADROOM = 0.05
-# An int8 student's speed-up moves more than an fp32 one's: ResNet-50 int8 plans in OpenVINO ran
-# end to end at 0.82-0.91 of their re-timed speed-up in three runs (ONNX Runtime 0.94-0.97).
+# An int8 student's speed-up moves more between runs than an fp32 one's
+# (benchmarks/results/compress_speed_openvino_int8_blocks.md).
 INT8_HEADROOM = 0.10
 
 
@@ -39,16 +39,13 @@ class PlanOptions:
     layer_seconds: float = 0.15  # timed seconds per candidate
     model_seconds: float = 2.0  # timed seconds for the whole original model
     check_seconds: float = 0.4  # per model and round when a choice is timed whole against the original
-    # Per model, the chosen model's re-timing against the original (the prediction), in rounds of
-    # check_seconds. This VM switches every 10-100 s between two speeds that a compact student feels
-    # more than the original (a ResNet-50 2x student in OpenVINO: 2.10x, then 1.90x, same pair), so a
-    # prediction timed in one and a measurement in the other differ by 10%: as long a timing as the
-    # measurement it predicts samples both alike.
+    # Per model, the chosen model's re-timing against the original (the prediction): as long as the
+    # measurement it predicts, so both sample a shared host's speed regimes alike
+    # (benchmarks/results/speed_regimes_openvino_2x_2core_cpu.txt).
     confirm_seconds: float = 6.0
     int8: bool = False  # precision in the plan too: each layer fp32 or int8 (the runtime's fast scheme)
     # Aim this fraction faster than asked (None: HEADROOM, INT8_HEADROOM with int8): a whole-model
-    # timing on a shared host moves between runs (ResNet-50 plans checked at 2.01x and 4.03x ran 1.89x
-    # and 3.87x end to end).
+    # timing on a shared host moves between runs (benchmarks/results/compress_speed_before_headroom.md).
     headroom: float | None = None
 
     @property
@@ -167,13 +164,8 @@ def make_plan(
     table = LatencyTable(opts.runtime, cache_dir=opts.cache_dir, use_cache=opts.use_cache, **setting)
     batches = list(calibration)
     original_ms, int8 = _time_candidates(model, slots, input_shape, table, batches, opts, progress)
-    images = score(
-        slots,
-        model,
-        batches,
-        on_batch=lambda i: progress("scoring candidates on calibration images", i, len(batches)),
-        activations=int8.activations if int8 else "s8",
-    )
+    on_batch = lambda i: progress("scoring candidates on calibration images", i, len(batches))  # noqa: E731
+    images = score(slots, model, batches, on_batch=on_batch, activations=int8.activations if int8 else "s8")
     request_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
     budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), request_ms)
     picks = choose_with_headroom(slots, budget, opts.aim_headroom)

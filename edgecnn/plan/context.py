@@ -1,8 +1,7 @@
 """In-context latencies: every candidate timed inside the whole model, by the runtime's own profiler.
 
 A block timed alone is not what it costs in the graph: fusions (conv + ReLU + add), layout changes
-and cache state differ, and on ResNet-50 (2-core x86, ONNX Runtime) plans from isolated timings
-missed the measured latency by 40-70%. Here probe model k swaps every layer to its k-th candidate
+and cache state differ. Here probe model k swaps every layer to its k-th candidate
 (the original for layers with fewer); the ONNX is tagged so that every node, and every output
 tensor, carries the name of the layer it belongs to (an untagged node such as a ReLU or an add
 inherits the tag of the node that feeds it, so a runtime's fused conv + ReLU node still carries its
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 class Reference:
     """The original model's artifact, timed interleaved with each checked choice, so a choice's whole
     time is measured as a ratio to it: drift and bursts of load on a shared machine hit both alike
-    (ResNet-50 in ONNX Runtime varied 46-57 ms between minutes here). Built on first use, so a plan
+    (benchmarks/results/check_vs_end_to_end_2core_cpu.txt). Built on first use, so a plan
     whose checks all come from the cache times nothing."""
 
     def __init__(
@@ -227,7 +226,7 @@ def choice_latencies(
 ) -> tuple[dict, float]:
     """({layer: ms}, whole time / original's) of the model the plan `picks` (a candidate index per
     slot) builds, in its mixed precision: per layer, what a probe of uniform candidates cannot show
-    (ONNX Runtime ran a MaxPool after an fp32 stem 4.5 ms slower once the layers after it were int8);
+    (a layer's cost changes with its neighbours' precision: layout changes at every boundary);
     whole, the same artifact's wall-clock time as a ratio to the original's (`Reference`)."""
     times = _time_choice(model, slots, picks, input_shape, table, reference, int8, ":ratio")
     return times.layers, times.ratio
@@ -247,8 +246,8 @@ def confirm_ratio(
     """The whole time / original's of the model `picks` builds, timed afresh in longer rounds than
     its check, exported as shipped (`reference` must be too). The check that picked a choice is not
     an estimate of it: among several choices timed on a shared host, the one picked (least error
-    within the budget) is the one whose timing came out fast, and ResNet-50 plans checked at 2.3x
-    ran 2.0x end to end. Cached like the check."""
+    within the budget) is biased towards the one whose timing came out fast
+    (benchmarks/results/compress_speed_confirm_run1.md). Cached like the check."""
     times = _time_choice(
         model,
         slots,

@@ -3,8 +3,8 @@ check against PyTorch gives layers back to fp32 (NNCF's accuracy control and Ten
 sensitive layers in higher precision" do the same).
 
 A plan scores each layer's int8 error at that layer's output; what a deployment sees is the logits,
-after every later layer has amplified or damped it (a distilled ResNet-50 student whose layers each
-lost under 8% in int8 agreed with itself on only 64% of held-out digits). So each int8 layer is
+after every later layer has amplified or damped it: layers that each lose little can together move
+the logits a lot. So each int8 layer is
 fake-quantized alone in the whole model, and ranked by how far the logits move.
 """
 

@@ -113,6 +113,7 @@ def _log_if_wide(ax, xs, ys, wide: float = 5.0) -> None:
 
 
 def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path:
+    """Two panels (MACs vs latency; latency vs top-1 with its Pareto front) and a key of the rows."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:  # before drawing: matplotlib would fail after the work
         raise BadArgumentError(f"plot writes {', '.join(FORMATS)} files, not '{path.name}'")
@@ -131,38 +132,8 @@ def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path
     fig = plt.figure(figsize=(13, 5.2 + 0.22 * key_rows))
     grid = fig.add_gridspec(2, 2, height_ratios=[5, 0.3 + 0.22 * key_rows])
     left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-
-    scored = [p for p in points if p.top1 is not None]
-    title = "latency vs top-1 (Pareto front: black outline)"
-    if scored:
-        xs, ys = [p.ms for p in scored], [p.top1 for p in scored]
-        front = pareto_front(list(zip(xs, ys, strict=True)))
-        _scatter(right, scored, xs, ys, colours, markers, set(front))
-        fx, fy = zip(*sorted((xs[i], ys[i]) for i in front), strict=True)
-        right.step(fx, fy, where="post", c="black", lw=1.5, ls="--", zorder=2)
-        _log_if_wide(right, xs, [])
-        right.set_xlabel("median latency per image (ms)")
-        right.set_ylabel("top-1 (%)")
-        right.set_title(title)
-        right.grid(alpha=0.3)
-    else:
-        _empty(right, title, "no top-1 in these results:\nbench with --data DIR (or --data digits)")
-
-    counted = [p for p in points if p.row.macs]
-    title = "MACs vs measured latency"
-    if counted:
-        xs, ys = [p.row.macs / 1e9 for p in counted], [p.ms for p in counted]
-        _scatter(left, counted, xs, ys, colours, markers)
-        _log_if_wide(left, xs, ys)
-        left.set_xlabel("GMACs per image")
-        left.set_ylabel("median latency per image (ms)")
-        left.set_title(title)
-        left.grid(alpha=0.3)
-    else:
-        _empty(
-            left, title, "no MAC counts: artifacts benched on their own\n(bench the model by name for MACs)"
-        )
-
+    scored = _accuracy_panel(right, points, colours, markers)
+    _macs_panel(left, points, colours, markers)
     handles = [Line2D([], [], ls="", marker="s", ms=9, c=c, label=rt) for rt, c in colours.items()]
     handles += [Line2D([], [], ls="", marker=m, ms=8, c="0.3", label=pr) for pr, m in markers.items()]
     if scored:
@@ -170,8 +141,7 @@ def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=9)
     text = fig.add_subplot(grid[1, :])
     text.axis("off")
-    half = [key[:key_rows], key[key_rows:]]
-    for col, lines in enumerate(half):
+    for col, lines in enumerate([key[:key_rows], key[key_rows:]]):
         text.text(
             0.02 + 0.5 * col, 1.0, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace"
         )
@@ -180,3 +150,38 @@ def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path
         fig.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=120)
     plt.close(fig)
     return path
+
+
+def _accuracy_panel(ax, points, colours, markers) -> bool:
+    """Latency vs top-1 with the Pareto front; whether any row had a top-1."""
+    scored = [p for p in points if p.top1 is not None]
+    title = "latency vs top-1 (Pareto front: black outline)"
+    if not scored:
+        _empty(ax, title, "no top-1 in these results:\nbench with --data DIR (or --data digits)")
+        return False
+    xs, ys = [p.ms for p in scored], [p.top1 for p in scored]
+    front = pareto_front(list(zip(xs, ys, strict=True)))
+    _scatter(ax, scored, xs, ys, colours, markers, set(front))
+    fx, fy = zip(*sorted((xs[i], ys[i]) for i in front), strict=True)
+    ax.step(fx, fy, where="post", c="black", lw=1.5, ls="--", zorder=2)
+    _log_if_wide(ax, xs, [])
+    ax.set_xlabel("median latency per image (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return True
+
+
+def _macs_panel(ax, points, colours, markers) -> None:
+    counted = [p for p in points if p.row.macs]
+    title = "MACs vs measured latency"
+    if not counted:
+        _empty(ax, title, "no MAC counts: artifacts benched on their own\n(bench the model by name for MACs)")
+        return
+    xs, ys = [p.row.macs / 1e9 for p in counted], [p.ms for p in counted]
+    _scatter(ax, counted, xs, ys, colours, markers)
+    _log_if_wide(ax, xs, ys)
+    ax.set_xlabel("GMACs per image")
+    ax.set_ylabel("median latency per image (ms)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)

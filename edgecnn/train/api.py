@@ -40,60 +40,52 @@ def train_model(
     (classes, input size, mean/std, the split), which `save_model` writes."""
     from edgecnn.data import Preprocess
     from edgecnn.data.splits import SplitSpec, record, resolve
-    from edgecnn.transforms.io import card_of, model_recipe
-    from edgecnn.zoo import card_for, load_model
-    from edgecnn.zoo.weights import classifier_heads
+    from edgecnn.transforms.model_file import card_of, model_recipe
+    from edgecnn.zoo import card_for
 
     card = card_for(name)
     size = card.check_input_size(input_size)
     preprocess = Preprocess.for_model(card, input_size=size)
-    split = (
-        data
-        if isinstance(data, SplitSpec)
-        else resolve(
-            data,
-            test_data=test_data,
-            test_fraction=test_fraction,
-            val_fraction=val_fraction,
-            seed=options.seed,
-            labels_file=labels_file,
-        )
-    )
-    splits = load_splits(split, preprocess)
-    import dataclasses
-
-    import torch
-
-    torch.manual_seed(options.seed)
-    # Weights of another class count (ImageNet's 1000) are fine-tuned: a fresh head for the data's.
-    loaded = load_model(
-        name, weights=weights, num_classes=len(splits.classes), reset_head=weights is not None
-    )
-    fine_tune = weights is not None and (options.freeze_epochs or options.backbone_lr_scale != 1)
-    head = tuple(classifier_heads(loaded.module, loaded.num_classes)) if fine_tune else ()
-    options = dataclasses.replace(options, head=head)
-    loaded.module.train()
+    if not isinstance(data, SplitSpec):
+        split_args = dict(test_data=test_data, test_fraction=test_fraction, val_fraction=val_fraction)
+        data = resolve(data, **split_args, seed=options.seed, labels_file=labels_file)
+    splits = load_splits(data, preprocess)
+    loaded, options = _built(name, weights, len(splits.classes), options)
     result = fit(loaded.module, splits.train, splits.val, options, on_step=on_step, on_epoch=on_epoch)
     test_top1 = evaluate_top1(loaded.module, splits.test, device=options.device)
     loaded.module.cpu()  # trained anywhere, handed back where everything else (export, files) works
     log.info("test top-1 %.2f%% on %s", test_top1, splits.test_set)
+    trained = {
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "test_top1": test_top1,
+        "test_set": splits.test_set,
+        "weights": loaded.weights.source if weights is None else str(weights),
+    }
+    stats = dict(mean=list(preprocess.mean), std=list(preprocess.std))
     loaded.recipe = model_recipe(
-        loaded,
-        size,
-        class_names=list(splits.classes),
-        mean=list(preprocess.mean),
-        std=list(preprocess.std),
-        data=record(splits),
-        trained={
-            "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "test_top1": test_top1,
-            "test_set": splits.test_set,
-            "weights": loaded.weights.source if weights is None else str(weights),
-        },
+        loaded, size, class_names=list(splits.classes), **stats, data=record(splits), trained=trained
     )
     loaded.card = card_of(loaded.recipe)  # trained: its classes, size and preprocessing
     return loaded, result, test_top1
+
+
+def _built(name: str, weights, classes: int, options: TrainOptions):
+    """The zoo model with `classes` outputs, in train mode, seeded; weights of another class count
+    (ImageNet's 1000) are fine-tuned with a fresh head, named in the options when it trains apart."""
+    import dataclasses
+
+    import torch
+
+    from edgecnn.zoo import load_model
+    from edgecnn.zoo.weights import classifier_heads
+
+    torch.manual_seed(options.seed)
+    loaded = load_model(name, weights=weights, num_classes=classes, reset_head=weights is not None)
+    fine_tune = weights is not None and (options.freeze_epochs or options.backbone_lr_scale != 1)
+    head = tuple(classifier_heads(loaded.module, loaded.num_classes)) if fine_tune else ()
+    loaded.module.train()
+    return loaded, dataclasses.replace(options, head=head)
 
 
 def save_model(loaded, path: Path, *, force: bool) -> Path:
@@ -134,7 +126,7 @@ def reference_model(
     import json
 
     from edgecnn.artifacts import cache_dir
-    from edgecnn.transforms import load_converted
+    from edgecnn.transforms import load_model_file
     from edgecnn.zoo import card_for
 
     size = tuple(input_size or card_for(name).input_size)
@@ -147,7 +139,7 @@ def reference_model(
     if path.is_file() and info_path.is_file():
         info = json.loads(info_path.read_text())
         log.info("reference %s from cache %s", name, path)
-        return load_converted(path), info
+        return load_model_file(path), info
     opts = train_options("train", epochs=epochs, batch_size=batch_size, seed=seed, lr=lr, device=device)
     loaded, result, test_top1 = train_model(
         name, data, opts, input_size=size, on_step=on_step, on_epoch=on_epoch
@@ -167,4 +159,4 @@ def reference_model(
 
     with atomic_output(info_path, force=True) as tmp:
         tmp.write_text(json.dumps(info, indent=2))
-    return load_converted(path), info
+    return load_model_file(path), info

@@ -81,14 +81,13 @@ def distill(
     """
     from edgecnn.artifacts import check_writable
     from edgecnn.data import Preprocess
-    from edgecnn.data.splits import record
-    from edgecnn.transforms import card_of, load_converted, save_with_recipe
+    from edgecnn.transforms import card_of, load_model_file, save_with_recipe
 
     opts = (options or DistillOptions()).validate()
     if output is not None:
         check_writable(output, force=force)
     if isinstance(student, str | Path):
-        student = load_converted(student)
+        student = load_model_file(student)
     recipe, student_model, teacher_model = student.recipe, _module(student), _module(teacher)
     preprocess = Preprocess.for_model(card_of(recipe))
     if splits is None:
@@ -98,15 +97,7 @@ def distill(
 
     device = opts.train.device = resolve_device(opts.train.device)
     teacher_top1 = evaluate_top1(teacher_model, splits.test, device=device)
-    if opts.init == "random":
-        reinitialise(student_model, opts.train.seed)
-    if opts.bn_batches:
-        recalibrate_bn(student_model, splits.train, batches=opts.bn_batches, seed=opts.train.seed)
-    layers = None
-    if opts.train.feature_steps:
-        teacher_modules = dict(teacher_model.named_modules())
-        layers = [n for n in swapped_layers(recipe) if n in teacher_modules]
-    student_model.train()
+    layers = _prepared(student_model, teacher_model, recipe, splits, opts)
     training = fit(
         student_model,
         splits.train,
@@ -120,24 +111,43 @@ def distill(
     student_top1 = evaluate_top1(student_model, splits.test, device=device)
     student_model.cpu(), teacher_model.cpu()  # trained anywhere, handed back on the CPU
     test_set = f"{len(splits.test)} images from {splits.test.source}"
-    recipe = {
-        **recipe,
-        "class_names": list(splits.classes),
-        "trained": {
-            "distilled_from": _name(teacher),
-            "epochs": len(training.history),
-            "best_epoch": training.best_epoch,
-            "test_top1": student_top1,
-            "teacher_test_top1": teacher_top1,
-            "test_set": test_set,
-        },
-    }
-    if splits.split is not None:
-        recipe["data"] = record(splits)
+    scores = {"test_top1": student_top1, "teacher_test_top1": teacher_top1, "test_set": test_set}
+    recipe = _distilled_recipe(recipe, teacher, splits, training, scores)
     result = DistillResult(student_model, recipe, training, teacher_top1, student_top1, test_set)
     if output is not None and is_main_process():
         result.path = save_with_recipe(student_model, recipe, output, force=True)
     return result
+
+
+def _prepared(student_model, teacher_model, recipe: dict, splits, opts: DistillOptions) -> list[str] | None:
+    """Ready the student to train (re-initialised if asked, BN re-estimated on the training images);
+    returns the swapped layers whose outputs are matched to the teacher's, when feature steps are on."""
+    if opts.init == "random":
+        reinitialise(student_model, opts.train.seed)
+    if opts.bn_batches:
+        recalibrate_bn(student_model, splits.train, batches=opts.bn_batches, seed=opts.train.seed)
+    student_model.train()
+    if not opts.train.feature_steps:
+        return None
+    teacher_modules = dict(teacher_model.named_modules())
+    return [n for n in swapped_layers(recipe) if n in teacher_modules]
+
+
+def _distilled_recipe(recipe: dict, teacher, splits, training, scores: dict) -> dict:
+    """The student's header after distillation: its classes, how it was trained and scored, and the
+    split (when one was made here)."""
+    from edgecnn.data.splits import record
+
+    trained = {
+        "distilled_from": _name(teacher),
+        "epochs": len(training.history),
+        "best_epoch": training.best_epoch,
+        **scores,
+    }
+    recipe = {**recipe, "class_names": list(splits.classes), "trained": trained}
+    if splits.split is not None:
+        recipe["data"] = record(splits)
+    return recipe
 
 
 def _module(model):

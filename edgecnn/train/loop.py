@@ -296,41 +296,19 @@ def fit(
     (MSE normalised by the teacher's energy) during the first `feature_steps` steps.
     on_step(epoch, step, steps, loss) and on_epoch(log) report progress (the CLI draws bars).
     """
-    import copy
-
     import torch
 
     opts = (options or TrainOptions()).validate()
     torch.manual_seed(opts.seed)
     session = _Session(model, train_set, val_set, opts, teacher, feature_layers)
     result = TrainResult(model)
-    start_epoch, best_state = 0, None
-    if opts.resume and opts.checkpoint and Path(opts.checkpoint).is_file():
-        start_epoch, best_state = session.resume(result)
-    elif opts.resume:
-        log.warning("--resume: no checkpoint at %s; training from the start", opts.checkpoint)
-    if start_epoch == 0 and val_set is not None:
-        result.initial_val_top1 = evaluate_top1(model, val_set, device=opts.device)
-        result.curve.append((0, result.initial_val_top1))
-        # The starting weights compete too: a fine-tune (a distilled student) that only got worse
-        # hands back what it was given (a ResNet-50 student once went from 90.9% to 17.0%).
-        result.best_val_top1, result.best_epoch = result.initial_val_top1, 0
-        best_state = copy.deepcopy(model.state_dict())
-    since_best = 0
+    (start_epoch, best_state), since_best = _start(session, model, val_set, opts, result), 0
     try:
         for epoch in range(start_epoch, opts.epochs):
             entry = session.epoch(epoch, result, on_step)
             result.history.append(entry)
-            val = entry.val_top1
-            if val is not None and (result.best_val_top1 is None or val > result.best_val_top1):
-                result.best_val_top1, result.best_epoch, since_best = val, epoch + 1, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                since_best += 1
-                if val is not None and val == result.best_val_top1:
-                    # A tie keeps the later, longer-trained weights (a small validation set ties
-                    # often: one run had kept epoch 1 of 12); patience still runs, so a plateau stops.
-                    result.best_epoch, best_state = epoch + 1, copy.deepcopy(model.state_dict())
+            best_state, improved = _keep_best(model, entry, result, best_state)
+            since_best = 0 if improved else since_best + 1
             if on_epoch and session.rank == 0:
                 on_epoch(entry)
             if opts.checkpoint and session.rank == 0:
@@ -343,18 +321,58 @@ def fit(
                 break
     finally:
         session.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        if result.best_epoch == 0:
-            log.warning(
-                "no epoch beat the starting weights (val top-1 %.2f%%): kept them; try a lower --lr",
-                result.best_val_top1,
-            )
-        else:
-            log.info(
-                "kept epoch %d: val top-1 %.2f%%, the best (the latest of any tie)",
-                result.best_epoch,
-                result.best_val_top1,
-            )
+    _restore_best(model, result, best_state)
     model.eval()
     return result
+
+
+def _start(session, model, val_set, opts: TrainOptions, result: TrainResult):
+    """(first epoch, best weights so far): resumed from the checkpoint when asked, else from the
+    start, whose weights compete too: a fine-tune that only got worse hands back what it was given
+    (a too-high lr can wreck a distilled student)."""
+    import copy
+
+    start_epoch, best_state = 0, None
+    if opts.resume and opts.checkpoint and Path(opts.checkpoint).is_file():
+        start_epoch, best_state = session.resume(result)
+    elif opts.resume:
+        log.warning("--resume: no checkpoint at %s; training from the start", opts.checkpoint)
+    if start_epoch == 0 and val_set is not None:
+        result.initial_val_top1 = evaluate_top1(model, val_set, device=opts.device)
+        result.curve.append((0, result.initial_val_top1))
+        result.best_val_top1, result.best_epoch = result.initial_val_top1, 0
+        best_state = copy.deepcopy(model.state_dict())
+    return start_epoch, best_state
+
+
+def _keep_best(model, entry: EpochLog, result: TrainResult, best_state):
+    """(the best validation weights so far, whether this epoch beat them). A tie keeps the later,
+    longer-trained weights (a small validation set ties often: one run had kept epoch 1 of 12) but
+    is no improvement, so patience still stops a plateau."""
+    import copy
+
+    val = entry.val_top1
+    if val is not None and (result.best_val_top1 is None or val > result.best_val_top1):
+        result.best_val_top1, result.best_epoch = val, entry.epoch
+        return copy.deepcopy(model.state_dict()), True
+    if val is not None and val == result.best_val_top1:
+        result.best_epoch = entry.epoch
+        return copy.deepcopy(model.state_dict()), False
+    return best_state, False
+
+
+def _restore_best(model, result: TrainResult, best_state) -> None:
+    if best_state is None:
+        return
+    model.load_state_dict(best_state)
+    if result.best_epoch == 0:
+        log.warning(
+            "no epoch beat the starting weights (val top-1 %.2f%%): kept them; try a lower --lr",
+            result.best_val_top1,
+        )
+    else:
+        log.info(
+            "kept epoch %d: val top-1 %.2f%%, the best (the latest of any tie)",
+            result.best_epoch,
+            result.best_val_top1,
+        )

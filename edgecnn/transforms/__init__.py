@@ -8,19 +8,18 @@ from edgecnn.transforms import lowrank as _lowrank_module
 from edgecnn.transforms import separable as _separable_module
 from edgecnn.transforms.base import LayerChange, Swap, SwapOptions, TransformReport
 from edgecnn.transforms.bottleneck import bottleneck
+from edgecnn.transforms.convert import ConvertResult, convert, convert_exact
 from edgecnn.transforms.fold_bn import fold_bn
-from edgecnn.transforms.io import (
+from edgecnn.transforms.lowrank import lowrank
+from edgecnn.transforms.model_file import (
     card_of,
     input_size_of,
-    load_converted,
     load_model_file,
     load_source,
     read_recipe,
     save_converted,
     save_with_recipe,
 )
-from edgecnn.transforms.lowrank import lowrank
-from edgecnn.transforms.pipeline import ConvertResult, convert, convert_exact
 from edgecnn.transforms.separable import separable
 
 # Swap kind -> its Swap (plan, build, eligible layers): what a planner chooses among per layer.
@@ -41,7 +40,6 @@ __all__ = [
     "convert_exact",
     "fold_bn",
     "input_size_of",
-    "load_converted",
     "load_model_file",
     "load_source",
     "lowrank",

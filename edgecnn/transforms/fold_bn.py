@@ -60,23 +60,31 @@ def _producers(model, example):
     finally:
         for h in handles:
             h.remove()
-    for name, m in model.named_modules():
-        if not isinstance(m, bn_types):
-            continue
-        prod = found.get(name)
-        if prod is None:
-            found[name] = "not used in the forward pass"
-        elif isinstance(prod, str):
-            continue
-        elif not isinstance(prod[1], (nn.Conv2d, nn.Linear)):
-            found[name] = f"it follows {type(prod[1]).__name__} '{prod[0]}', not a conv/linear layer"
-        elif calls.get(name, 0) > 1 or calls.get(prod[0], 0) > 1:
-            found[name] = "the BN or its conv is called more than once"
-        elif not m.track_running_stats or m.running_mean is None:
-            found[name] = "it has no running statistics (track_running_stats=False)"
-        elif isinstance(prod[1], nn.Conv2d) and m.num_features != prod[1].out_channels:
-            found[name] = "channel count differs from the conv's"
-    return found
+    return {
+        name: _verdict(name, m, found.get(name), calls)
+        for name, m in model.named_modules()
+        if isinstance(m, bn_types)
+    }
+
+
+def _verdict(bn_name: str, bn, prod, calls: dict[str, int]):
+    """(name, layer) when `bn` can fold into the layer `prod` that feeds it, else why not."""
+    from torch import nn
+
+    if prod is None:
+        return "not used in the forward pass"
+    if isinstance(prod, str):
+        return prod
+    name, layer = prod
+    if not isinstance(layer, (nn.Conv2d, nn.Linear)):
+        return f"it follows {type(layer).__name__} '{name}', not a conv/linear layer"
+    if calls.get(bn_name, 0) > 1 or calls.get(name, 0) > 1:
+        return "the BN or its conv is called more than once"
+    if not bn.track_running_stats or bn.running_mean is None:
+        return "it has no running statistics (track_running_stats=False)"
+    if isinstance(layer, nn.Conv2d) and bn.num_features != layer.out_channels:
+        return "channel count differs from the conv's"
+    return prod
 
 
 def _fold_into(layer, bn) -> None:

@@ -72,32 +72,37 @@ def load_model(
     except TypeError as e:
         raise BadArgumentError(f"bad option for {name}: {e}") from None
 
-    if weights is None:
-        info = WeightsInfo("random")
-        if device != "meta":  # a meta model has shapes only; no numbers come out of it
-            log.warning("%s has random weights: accuracy numbers are meaningless without --weights", name)
-    elif pretrained:
-        state, info = pretrained_state_dict(spec)
-        apply_state_dict(model, state, origin=str(info.detail), fresh_head=head, **_names(spec))
-        info = WeightsInfo(info.source, info.path, sha256_file(Path(info.path)), info.detail)
-        if hasattr(model, "transform_input"):  # torchvision's Inception-v3 weights expect this on
-            model.transform_input = True
-        if in_chans != spec.in_chans:
-            from edgecnn.zoo.torchvision_models import replace_first_conv
-
-            replace_first_conv(model, in_chans)
-    else:
-        path = Path(weights)
-        if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
-            raise WeightsError(
-                f"unsupported weights '{weights}': use '{PRETRAINED}' or a .pth/.pt/.safetensors file"
-            )
-        state = read_state_dict(path)
-        apply_state_dict(model, state, origin=str(path), fresh_head=head, **_names(spec))
-        info = WeightsInfo("file", str(path.resolve()), sha256_file(path))
+    info = _load_weights(model, spec, weights, head=head, in_chans=in_chans, meta=device == "meta")
     base = {"kind": ZOO, "name": spec.name, "kwargs": build_kwargs}
     card = spec.card(num_classes=num_classes, in_chans=in_chans)
     return Model(model.eval(), card, info, base)
+
+
+def _load_weights(model, spec: ModelSpec, weights, *, head, in_chans: int, meta: bool) -> WeightsInfo:
+    """Load `weights` (None, PRETRAINED or a file) into the built `model`; what was loaded, hashed."""
+    if weights is None:
+        if not meta:  # a meta model has shapes only; no numbers come out of it
+            log.warning(
+                "%s has random weights: accuracy numbers are meaningless without --weights", spec.name
+            )
+        return WeightsInfo("random")
+    if str(weights) == PRETRAINED:
+        state, info = pretrained_state_dict(spec)
+        apply_state_dict(model, state, origin=str(info.detail), fresh_head=head, **_names(spec))
+        if hasattr(model, "transform_input"):  # torchvision's Inception-v3 weights expect this on
+            model.transform_input = True
+        if in_chans != spec.in_chans:  # pretrained sets are stored for the default stem
+            from edgecnn.zoo.torchvision_models import replace_first_conv
+
+            replace_first_conv(model, in_chans)
+        return WeightsInfo(info.source, info.path, sha256_file(Path(info.path)), info.detail)
+    path = Path(weights)
+    if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
+        raise WeightsError(
+            f"unsupported weights '{weights}': use '{PRETRAINED}' or a .pth/.pt/.safetensors file"
+        )
+    apply_state_dict(model, read_state_dict(path), origin=str(path), fresh_head=head, **_names(spec))
+    return WeightsInfo("file", str(path.resolve()), sha256_file(path))
 
 
 def _names(spec) -> dict:

@@ -244,7 +244,7 @@ def _base_module(recipe: dict, path: Path, base):
     return built.module, built.base
 
 
-def load_converted(path: str | Path, *, base=None):
+def load_model_file(path: str | Path, *, base=None):
     """Rebuild a `Model` from its file: its base (the zoo's build, or `base`, the module it was made
     from), the structural replay of its transforms (none for a trained model), then the tensors."""
     from edgecnn.card import Model, WeightsInfo
@@ -276,9 +276,6 @@ def load_converted(path: str | Path, *, base=None):
     return Model(model.eval(), card_of(recipe), weights, base_info, recipe, str(path))
 
 
-load_model_file = load_converted
-
-
 def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwargs=None):
     """A `Model` from what a user names: a Model (as it is), a zoo name (with optional weights) or a
     model file (.safetensors written by train, convert, distill or compress)."""
@@ -296,7 +293,7 @@ def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwa
             raise BadArgumentError(
                 f"{source} holds plain weights, not an edgecnn model file: use MODEL --weights {source}"
             )
-        loaded = load_converted(source)
+        loaded = load_model_file(source)
         for flag, given, own in (
             ("num-classes", num_classes, loaded.num_classes),
             ("in-chans", in_chans, loaded.in_chans),
@@ -322,5 +319,5 @@ def _is_model_file(path) -> bool:
     try:
         with safe_open(str(path), framework="pt") as f:
             return "edgecnn" in (f.metadata() or {})
-    except Exception:  # unreadable: load_converted names the problem
+    except Exception:  # unreadable: load_model_file names the problem
         return True

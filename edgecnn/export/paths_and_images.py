@@ -61,7 +61,7 @@ def _card_and_file(source):
     if isinstance(source, Card):
         return source, None
     if str(source).endswith(".safetensors"):
-        from edgecnn.transforms.io import card_of, read_recipe
+        from edgecnn.transforms.model_file import card_of, read_recipe
 
         return card_of(read_recipe(source)), str(source)
     from edgecnn.zoo import card_for

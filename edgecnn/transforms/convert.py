@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgecnn.errors import BadArgumentError
 from edgecnn.transforms.base import SwapOptions, TransformReport
-from edgecnn.transforms.io import input_size_of, model_recipe
+from edgecnn.transforms.model_file import input_size_of, model_recipe
 
 log = logging.getLogger(__name__)
 
