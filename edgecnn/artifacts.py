@@ -33,17 +33,49 @@ def cache_dir() -> Path:
 
 def check_writable(path: str | os.PathLike, *, force: bool) -> None:
     """Refuse to replace an existing artifact unless forced, or to start work whose output cannot be
-    written; called before long work, not after it."""
+    written (a folder in its place, a name too long for the filesystem); called before long work."""
     path = Path(path)
+    check_name_length(path)  # first: a name too long cannot even be looked up
+    if path.is_dir():
+        raise OutputLocationError(f"{path} is a folder; give a file name to write (e.g. {path / 'out'}...)")
     if path.exists() and not force:
         raise ArtifactExistsError(f"{path} already exists; pass --force to overwrite it")
     check_dir_writable(path.parent)
+
+
+def check_name_length(path: str | os.PathLike) -> None:
+    """Each part of `path` and the whole fit the filesystem's limits (NAME_MAX, PATH_MAX): checked
+    before work, so a legal-looking -o never fails after it."""
+    path = Path(path).absolute()
+    existing = next((p for p in path.parents if _exists(p)), Path("/"))
+    try:
+        name_max, path_max = os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    long = next((p for p in path.parts if len(os.fsencode(p)) > name_max), None)
+    if long is not None:
+        raise OutputLocationError(
+            f"the name {long[:40]}... is {len(os.fsencode(long))} bytes; this filesystem allows {name_max}: "
+            "choose a shorter -o"
+        )
+    if len(os.fsencode(str(path))) >= path_max:
+        raise OutputLocationError(
+            f"{str(path)[:60]}... is longer than this filesystem allows; choose a shorter -o"
+        )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to look up
+        return False
 
 
 def check_dir_writable(folder: str | os.PathLike) -> None:
     """The folder (or, where it does not exist yet, its nearest existing parent, where it would be
     made) can take new files."""
     folder = Path(folder).absolute()
+    check_name_length(folder)
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is None or not existing.is_dir():
         raise OutputLocationError(f"cannot write into {folder}: {existing} is not a folder")
@@ -62,8 +94,9 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     path = Path(path)
     check_writable(path, force=force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid is in the name: `sweep_stale` removes what a killed writer left.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)
+    # A short hidden name, whatever the length of `path`'s (a legal name stays legal); the writer's pid
+    # is in it, so `sweep_stale` removes what a killed writer left.
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.getpid()}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

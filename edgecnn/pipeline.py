@@ -38,6 +38,7 @@ class PipelineOptions:
     seconds: float = 2.0  # minimum timed seconds per row
     memory: bool = True
     out_dir: Path | None = None
+    force: bool = False  # replace the results of an earlier run in out_dir
     seed: int = 0
 
 
@@ -113,8 +114,28 @@ def _prepare(model: str, opts: PipelineOptions):
     if opts.data is not None and str(opts.data) != DIGITS:  # missing, empty or one-class: one line now
         open_dataset(opts.data, None, min_classes=2)
     check_dir_writable(out)
+    _check_results(out, model, opts.force)
     out.mkdir(parents=True, exist_ok=True)
     return model, given, opts, out
+
+
+RESULTS = ("results.json", "results.csv", "results.md", "results.png")
+
+
+def _check_results(out: Path, model: str, force: bool) -> None:
+    """An earlier run's results and model files in `out` are never replaced without --force; every
+    output name is checked for length before any work."""
+    from edgecnn.artifacts import ArtifactExistsError, check_writable
+
+    earlier = [out / name for name in RESULTS if (out / name).exists()]
+    earlier += sorted(out.glob(f"{model}.*.safetensors")) if out.is_dir() else []
+    if earlier and not force:
+        raise ArtifactExistsError(
+            f"{out} has the results of an earlier run ({earlier[0].name}); pass --force to replace them, "
+            "or choose another -o"
+        )
+    for name in (*RESULTS, f"{model}.original.safetensors", f"{model}.separable.safetensors"):
+        check_writable(out / name, force=True)
 
 
 def _reference(model: str, given, opts: PipelineOptions, hooks: _Hooks):

@@ -368,3 +368,91 @@ def test_an_older_latency_cache_format_is_replaced_without_a_warning(tmp_path, c
     with caplog.at_level("WARNING", logger="edgecnn"):
         assert LatencyTable("torch", cache_dir=tmp_path).entries == {}
     assert "unreadable" not in caplog.text and path.exists()
+
+
+def _unreadable(root, good_per_class: int, bad_per_class: int):
+    """Two class folders: `good_per_class` real images and `bad_per_class` files that do not decode."""
+    _folder(root, per_class=good_per_class) if good_per_class else None
+    for c in range(2):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(bad_per_class):
+            (d / f"bad{i}.png").write_bytes(b"not a png" * i)
+    return root
+
+
+@pytest.mark.parametrize(
+    "good, bad, needle",
+    [
+        (0, 10, "none of the"),  # 20 images, none readable
+        (0, 3, "none of the"),  # 6 images, none readable: not a message about --calib-images
+        (3, 20, "only "),  # a few readable among many: too few to score candidates on
+    ],
+    ids=["20-unreadable", "6-unreadable", "few-readable"],
+)
+def test_compress_on_unreadable_data_is_one_line_naming_the_files_before_any_work(
+    tmp_path, good, bad, needle
+):
+    """No candidate is ever scored on zero images: compress counts the readable images first and says
+    how many could be read, naming two that could not."""
+    data = _unreadable(tmp_path / "data", good, bad)
+    before = snapshot(tmp_path)
+    r = run("compress", "lenet5", "--data", str(data), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_line_error(r, 2, needle)
+    assert "can be read" in r.stderr and "bad" in r.stderr and ".png" in r.stderr, r.stderr
+    assert "--calib-images" not in r.stderr or needle == "only "
+    assert snapshot(tmp_path) == before and "profiling" not in r.stderr and "timing" not in r.stderr
+
+
+def test_candidate_scores_on_no_image_are_an_error():
+    import torch
+
+    from edgecnn.data import DataError
+    from edgecnn.plan import enumerate_slots
+    from edgecnn.plan.scores import score
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3)).eval()
+    slots = enumerate_slots(model, torch.zeros(1, 3, 16, 16))
+    with pytest.raises(DataError, match="no calibration image"):
+        score(slots, model, [])
+
+
+def test_a_pipeline_never_replaces_an_earlier_runs_results_without_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"earlier": true}')
+    before = snapshot(tmp_path)
+    r = run("pipeline", "lenet5", "--data", "digits", "-o", str(out), cwd=tmp_path)
+    assert_one_line_error(r, 2, "has the results of an earlier run (results.json); pass --force")
+    assert snapshot(tmp_path) == before and "reference" not in r.stderr
+
+
+def test_an_output_that_is_a_folder_or_too_long_is_refused_before_any_work(tmp_path):
+    folder = tmp_path / "w.safetensors"
+    folder.mkdir()
+    long = tmp_path / ("n" * 300 + ".json")
+    before = snapshot(tmp_path)
+    for args, needle in (
+        ((*TRAIN, "-o", str(folder), "--force"), "is a folder; give a file name"),
+        (("bench", "lenet5", "-r", "torch", "-o", str(long)), "this filesystem allows 255"),
+        (("export", "lenet5", "-o", str(tmp_path / ("d" * 300))), "this filesystem allows 255"),
+    ):
+        r = run(*args, cwd=tmp_path)
+        assert_one_line_error(r, 2, needle)
+        assert "epoch 1" not in r.stderr and "measuring" not in r.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_the_temporary_name_of_an_atomic_write_is_short_whatever_the_name(tmp_path):
+    """A 250-byte name is legal; its hidden temporary sibling must be too (it used to be the name plus
+    a suffix, past the 255-byte limit, and bench lost its results after measuring)."""
+    from edgecnn.artifacts import atomic_output, sweep_stale
+
+    path = tmp_path / ("r" * 245 + ".json")
+    with atomic_output(path) as tmp:
+        assert len(tmp.name) < 40 and tmp.parent == tmp_path
+        tmp.write_text("{}")
+    assert path.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [path.name]
+    stale = tmp_path / ".999999999.abcd.partial"  # a killed writer's leftover: swept
+    stale.write_text("x")
+    assert sweep_stale(tmp_path) == [stale]

@@ -155,7 +155,9 @@ def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
     if opts.data or (opts.accuracy and (loaded.recipe or {}).get("data")):
         from edgecnn.data.splits import held_out_images
 
-        held_out_images(opts.data, preprocess, loaded.recipe)  # other classes: one line before any work
+        test = held_out_images(opts.data, preprocess, loaded.recipe)  # other classes: one line now
+        if test is not None:
+            test.require_readable("test")
     name = Path(loaded.path).name.removesuffix(".safetensors") if loaded.path else loaded.card.name
     base = dict(
         model=loaded.card.name,

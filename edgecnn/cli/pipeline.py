@@ -60,12 +60,13 @@ def pipeline(
     duration: Duration = 2.0,
     memory: Memory = True,
     output: Output = None,
+    force: o.Force = False,
 ) -> None:
     """Train or load the reference -> fold BN -> swap -> distill -> export -> benchmark -> table + plot."""
     from edgecnn.pipeline import PipelineOptions, run_pipeline
 
     same = ("data", "input_size", "epochs", "distill_epochs", "batch_size", "separable", "bottleneck", "rank")
-    same += ("rank_ratio", "int8", "speedup", "memory")
+    same += ("rank_ratio", "int8", "speedup", "memory", "force")
     params = locals()
     opts = PipelineOptions(
         train_device=device,

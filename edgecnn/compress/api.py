@@ -172,6 +172,8 @@ def _data(card, size, loaded, opts: CompressOptions):
         from edgecnn.data.dataset import Subset
 
         splits.test = Subset(splits.test, range(min(opts.test_images, len(splits.test))), "first")
+    splits.train.require_readable("training")  # "none can be read" before any count of them
+    splits.test.require_readable("test")
     opts = dataclasses.replace(opts, calib_images=calib_count(opts, len(splits.train)))
     if len(splits.train) < opts.calib_images:
         raise BadArgumentError(

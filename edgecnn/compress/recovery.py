@@ -28,7 +28,9 @@ def calibration_batches(splits, opts: CompressOptions) -> list:
 
     count = calib_count(opts, len(splits.train))
     order = np.random.default_rng(opts.seed).permutation(len(splits.train))[:count]
-    return [x for x, _ in Subset(splits.train, order, "calib").batches(16)]
+    calib = Subset(splits.train, order, "calib")
+    good = calib.readable("calibration", at_least=min(MIN_CALIB, count))  # every score counts real images
+    return [x for x, _ in Subset(calib, good, "readable").batches(16)]
 
 
 def recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, progress, on_step, on_epoch):

@@ -35,9 +35,13 @@ class ImageDataset:
         """Every image's label, read without decoding images (None where the source cannot say)."""
         return None
 
+    def name_of(self, index: int) -> str:
+        """How an error names image `index` (its file name where it has one)."""
+        return f"#{index}"
+
     def require_readable(self, what: str) -> None:
-        """A one-line error before any work when not one image of the set can be decoded (stops at the
-        first good one, so a healthy set costs one decode)."""
+        """A one-line error before any work when not one image of the set can be decoded, naming two
+        (stops at the first good one, so a healthy set costs one decode)."""
         from edgecnn.data.folder import DataError
 
         for i in range(len(self)):
@@ -46,7 +50,32 @@ class ImageDataset:
                 return
             except OSError:
                 continue
-        raise DataError(f"none of the {len(self)} {what} images from {self.source} can be read")
+        raise DataError(f"none of the {len(self)} {what} images from {self.source} can be read{self._e_g()}")
+
+    def readable(self, what: str, *, at_least: int = 1) -> list[int]:
+        """The indices of the images that decode (each one decoded once); fewer than `at_least` is a
+        one-line error that says how many could be read and names two that could not."""
+        from edgecnn.data.folder import DataError
+
+        good, bad = [], []
+        for i in range(len(self)):
+            try:
+                self.load(i)
+                good.append(i)
+            except OSError:
+                bad.append(i)
+        if len(good) < at_least:
+            some = "none" if not good else f"only {len(good)}"
+            need = "" if at_least <= 1 else f"; at least {at_least} are needed"
+            raise DataError(
+                f"{some} of the {len(self)} {what} images from {self.source} can be read"
+                f"{self._e_g(bad)}{need}"
+            )
+        return good
+
+    def _e_g(self, bad: list[int] | None = None) -> str:
+        bad = list(range(min(2, len(self)))) if bad is None else bad[:2]
+        return f" (e.g. {', '.join(self.name_of(i) for i in bad)})" if bad else ""
 
     def batches(
         self, batch_size: int, *, limit: int | None = None, drop_last: bool = False
@@ -87,6 +116,9 @@ class Subset(ImageDataset):
 
     def load(self, index: int):
         return self.base.load(self.indices[index])
+
+    def name_of(self, index: int) -> str:
+        return self.base.name_of(self.indices[index])
 
     def label_values(self) -> np.ndarray | None:
         values = self.base.label_values()

@@ -72,6 +72,9 @@ class ImageFolder(ImageDataset):
     def label_values(self) -> np.ndarray:
         return np.array([label for _, label in self.samples], dtype=np.int64)
 
+    def name_of(self, index: int) -> str:
+        return self.samples[index][0].name
+
     def load(self, index: int):
         from PIL import Image
 

@@ -99,6 +99,10 @@ def score(
         for h in handles:
             h.remove()
         model.train(was_training)
+    if not seen:  # an error score on no image would say every candidate is perfect
+        from edgecnn.data import DataError
+
+        raise DataError("no calibration image to score the candidates on")
     for s in slots:
         for c in s.candidates:
             c.error = math.sqrt(sq[id(c)] / norm[s.name]) if norm[s.name] > 0 else 0.0
