@@ -8,12 +8,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from edgecnn.errors import EdgeCNNError
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactExistsError(EdgeCNNError):
@@ -181,3 +185,67 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+JOURNAL_PREFIX = ".edgecnn-run."  # f"{JOURNAL_PREFIX}{pid}.{command}.json": what a running command writes
+
+
+class RunJournal:
+    """What a command will write in a folder, kept in a hidden file while it works. A run killed or
+    interrupted leaves its journal behind; the next run of that command in the folder finds it (its
+    writer gone) and may replace those outputs, complete or not, without --force, so an interrupted
+    run re-runs as it was typed. Files the journal does not name are still never replaced."""
+
+    def __init__(self, folder: str | os.PathLike, command: str, outputs):
+        self.folder, self.command = Path(folder), command
+        self.outputs = [Path(p).name for p in outputs]
+        self.path = self.folder / f"{JOURNAL_PREFIX}{os.getpid()}.{command}.json"
+        self.stale: list[Path] = []
+        self.replaceable: set[str] = set()
+        for removed in sweep_stale(self.folder):
+            log.info("removed %s, left by an interrupted run", removed)
+        for journal in (
+            sorted(self.folder.glob(f"{JOURNAL_PREFIX}*.{command}.json")) if self.folder.is_dir() else []
+        ):
+            pid = journal.name[len(JOURNAL_PREFIX) :].split(".", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            try:
+                body = json.loads(journal.read_text())
+                names = [str(n) for n in body["outputs"]] if body.get("command") == command else []
+            except (OSError, ValueError, KeyError, TypeError):
+                names = []
+            self.stale.append(journal)
+            self.replaceable.update(names)
+
+    def resumes(self) -> bool:
+        """Whether every output that exists was left by an interrupted run of this command (and one
+        does): then they may all be replaced without --force."""
+        existing = [n for n in self.outputs if (self.folder / n).exists()]
+        return bool(existing) and set(existing) <= self.replaceable
+
+    def begin(self) -> None:
+        """Record the outputs (with any an interrupted run left) before the first is written."""
+        names = sorted({*self.outputs, *(n for n in self.replaceable if (self.folder / n).exists())})
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_output(self.path, force=True) as tmp:
+            tmp.write_text(json.dumps({"command": self.command, "outputs": names}))
+        for journal in self.stale:
+            journal.unlink(missing_ok=True)
+
+    def done(self) -> None:
+        """Every output is complete: nothing is left to resume."""
+        self.path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """begin(), then done() on success; a run stopped with nothing of it visible keeps no
+        journal either (a killed one cannot get here: its journal stays for the next run)."""
+        self.begin()
+        try:
+            yield self
+        except BaseException:
+            if not any((self.folder / n).exists() for n in self.outputs):
+                self.done()
+            raise
+        self.done()

@@ -275,7 +275,7 @@ def publish(*a, **k):
     return real_publish(*a, **k)
 os.replace, targets.publish = replace, publish
 from edgecnn.cli import main
-sys.argv = ["edgecnn", "export", "lenet5", "-t", sys.argv[4], "-o", str(out), "--force"]
+sys.argv = ["edgecnn", "export", "lenet5", "-t", sys.argv[4], "-o", str(out)]
 main()
 """
 
@@ -294,7 +294,9 @@ def _published_state_is_consistent(out: Path) -> list[str]:
 
 def test_killing_an_export_at_any_step_leaves_no_artifact_without_its_manifest(tmp_path):
     """SIGKILL inside the work folder and after each rename of publishing: every visible artifact has
-    a manifest that matches it, and the next export sweeps the work folders the killed ones left."""
+    a manifest that matches it; each run re-runs the command the killed one left unfinished (no
+    --force: it replaces what that run published), and the last one completes it and sweeps the
+    work folders the killed ones left."""
     out = tmp_path / "out"
     targets = ",".join(ONNX_AND_OPENVINO)
     renames = 2 * len(ONNX_AND_OPENVINO) + HAS_OPENVINO  # manifest + file each, + OpenVINO's .bin
@@ -305,9 +307,11 @@ def test_killing_an_export_at_any_step_leaves_no_artifact_without_its_manifest(t
         seen.append(_published_state_is_consistent(out))
     assert seen[0] == [] and seen[-1]  # nothing at first; the first target published by the end
     assert list(out.glob(".export-*")), "the killed runs left work folders to sweep"
-    r = run("export", "lenet5", "-t", targets, "-o", str(out), "--force")
+    r = run("export", "lenet5", "-t", targets, "-o", str(out))  # as typed: no --force
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(_published_state_is_consistent(out)) == len(ONNX_AND_OPENVINO)
+    r = run("export", "lenet5", "-t", targets, "-o", str(out))  # complete: now it is the user's
+    assert r.returncode == 2 and "already exists; pass --force" in r.stderr
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # swept, nothing partial
     # a polite stop (SIGTERM) removes its own work folder at once
     polite = tmp_path / "polite"

@@ -456,3 +456,34 @@ def test_the_temporary_name_of_an_atomic_write_is_short_whatever_the_name(tmp_pa
     stale = tmp_path / ".999999999.abcd.partial"  # a killed writer's leftover: swept
     stale.write_text("x")
     assert sweep_stale(tmp_path) == [stale]
+
+
+@pytest.mark.parametrize(
+    "manifest, needle",
+    [
+        (b"\x00\xff not json", "is corrupt (UnicodeDecodeError)"),
+        (b"{not json", "is corrupt (JSONDecodeError)"),
+        (b"[]", "is not an edgecnn export manifest"),
+        (b'{"format": "edgecnn-export/1", "input": {"shape": "abc"}}', "records no valid input shape"),
+        (
+            b'{"format": "edgecnn-export/1", "input": {"shape": [1, 1, 32, 32]}, "files": 3}',
+            "corrupt file list",
+        ),
+        (None, "does not match the sha256 in its manifest"),
+    ],
+    ids=["binary", "not-json", "list", "bad-shape", "bad-files", "changed-artifact"],
+)
+def test_a_corrupt_or_mismatching_manifest_is_named_as_such(tmp_path, manifest, needle):
+    """Never "no manifest beside it" for a manifest that is there: bench names it corrupt (or the
+    artifact changed), and a run whose every row failed exits 1."""
+    r = run("export", "lenet5", "-o", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    onnx = tmp_path / "lenet5.onnx"
+    if manifest is None:
+        onnx.write_bytes(onnx.read_bytes()[:-1] + b"\x00")  # same size, other bytes
+    else:
+        (tmp_path / "lenet5.onnx.json").write_bytes(manifest)
+    r = run("bench", str(onnx), "--json", "--no-memory", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr[-2000:]
+    (row,) = json.loads(r.stdout)["rows"]
+    assert needle in row["error"] and "no manifest" not in row["error"], row["error"]

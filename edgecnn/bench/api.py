@@ -258,14 +258,17 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     path = Path(item)
     backend = backend_for(path)
     runtime = backend.runtime
-    manifest = read_manifest(path)
+    problem = check_files(path) if path.is_file() else f"artifact not found: {path}"
+    manifest = read_manifest(path) if problem is None else {}
     inp = manifest.get("input", {})
     shape = inp.get("shape")
     preprocess = None
     if inp:
-        preprocess = Preprocess(
-            tuple(inp["crop_size"]), shape[1], tuple(inp["mean"]), tuple(inp["std"]), inp.get("resize_size")
-        )
+        try:
+            size, mean, std = tuple(inp["crop_size"]), tuple(inp["mean"]), tuple(inp["std"])
+            preprocess = Preprocess(size, shape[1], mean, std, inp.get("resize_size"))
+        except (KeyError, TypeError, ValueError) as e:
+            problem = f"its manifest's input is corrupt ({type(e).__name__}: {e}); export it again"
     jobs = []
     for b in opts.batches:
         row = BenchRow(
@@ -278,9 +281,7 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
             threads=opts.threads,
             artifact=str(path),
         )
-        if not path.is_file():
-            row.error = f"artifact not found: {path}"
-        elif (problem := check_files(path)) is not None:
+        if problem is not None:
             row.error = problem
         elif not available(runtime):
             row.error, row.hint = f"{runtime} is not installed", backend.install_hint

@@ -86,7 +86,7 @@ def compress(
 
     opts = (options or CompressOptions()).validate()
     loaded, card, size, opts = _source(model, weights, loaded, opts)
-    out, student_path = _destinations(card, opts)
+    out, student_path, opts, journal = _destinations(card, opts)
     progress = on_progress or (lambda stage, done, total: None)
     progress("loading model and data", 0, 1)
     splits, recorded, opts = _data(card, size, loaded, opts)
@@ -105,27 +105,28 @@ def compress(
     )
     header = {**student.recipe, "class_names": list(splits.classes), "data": recorded}
     header["trained"] = {"compressed_for": opts.runtime, "test_top1": top1[1], "test_set": test_set}
-    student_model = _save_student(student.model, header, student_path, loaded, opts)
-    original = dataclasses.replace(loaded, path=None)  # its artifacts are named by its card, as planned
-    artifacts, given_back = _export(
-        original, student_model, out, opts, progress, plan, calib=splits.source, batches=batches
-    )
-    progress(f"timing the original and the student in {opts.runtime}", 0, 1)
-    original_ms, student_ms = time_both(
-        loaded.module, student.model, artifacts, (loaded.in_chans, *size), opts
-    )
-    result = CompressResult(
-        *(card.name, opts.runtime, plan, str(student_path)),
-        {k: str(v) if v else None for k, v in artifacts.items()},
-        *(original_ms, student_ms),
-        (student.macs_before, student.macs_after),
-        (student.params_before, student.params_after),
-        tuple(artifact_size(artifacts[k]) for k in ("original", "student")),
-        *(top1, test_set, opts.distill_epochs),
-        refit=refits,
-        int8_given_back=given_back,
-    )
-    result.report = str(_write_report(result, out))
+    with journal.writing():  # from here, a kill leaves outputs the next run of this compress replaces
+        student_model = _save_student(student.model, header, student_path, loaded, opts)
+        original = dataclasses.replace(loaded, path=None)  # its artifacts are named by its card, as planned
+        artifacts, given_back = _export(
+            original, student_model, out, opts, progress, plan, calib=splits.source, batches=batches
+        )
+        progress(f"timing the original and the student in {opts.runtime}", 0, 1)
+        original_ms, student_ms = time_both(
+            loaded.module, student.model, artifacts, (loaded.in_chans, *size), opts
+        )
+        result = CompressResult(
+            *(card.name, opts.runtime, plan, str(student_path)),
+            {k: str(v) if v else None for k, v in artifacts.items()},
+            *(original_ms, student_ms),
+            (student.macs_before, student.macs_after),
+            (student.params_before, student.params_after),
+            tuple(artifact_size(artifacts[k]) for k in ("original", "student")),
+            *(top1, test_set, opts.distill_epochs),
+            refit=refits,
+            int8_given_back=given_back,
+        )
+        result.report = str(_write_report(result, out))
     return result
 
 
@@ -145,17 +146,23 @@ def _source(model, weights, loaded, opts: CompressOptions):
     return loaded, card, size, opts
 
 
-def _destinations(card, opts: CompressOptions) -> tuple[Path, Path]:
-    """(output folder, student file), every output checked writable before any work: an int8 plan
-    has a folder of its own, so its report never replaces the fp32 plan's."""
-    from edgecnn.artifacts import check_writable
+def _destinations(card, opts: CompressOptions):
+    """(output folder, student file, options, run journal), every output checked writable before any
+    work: nothing is replaced without --force but what an interrupted compress left there. An int8
+    plan has a folder of its own, so its report never replaces the fp32 plan's."""
+    from edgecnn.artifacts import RunJournal, check_writable
 
     tag = f"{opts.runtime}{'-int8' if opts.int8 else ''}"
     out = Path(opts.out_dir or Path("export") / card.name / f"compress-{tag}")
     student_path = out / f"{card.name}.compressed-{tag}.safetensors"
-    for path in _outputs(card, student_path, out, opts):  # nothing is replaced without --force
+    outputs = _outputs(card, student_path, out, opts)
+    journal = RunJournal(out, "compress", outputs)
+    if journal.resumes() and not opts.force:
+        log.info("replacing the outputs an interrupted compress left in %s", out)
+        opts = dataclasses.replace(opts, force=True)
+    for path in outputs:
         check_writable(path, force=opts.force)
-    return out, student_path
+    return out, student_path, opts, journal
 
 
 def _data(card, size, loaded, opts: CompressOptions):
@@ -221,7 +228,7 @@ def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list
         stem = student_path.name.removesuffix(".safetensors")
         student = out / f"{stem}{batch}{label}{backend.suffixes[0]}"
         for artifact in (original, student):
-            paths += [*backend.files(artifact), artifact.with_name(artifact.name + ".json")]
+            paths += [*backend.side_paths(artifact), artifact, artifact.with_name(artifact.name + ".json")]
     return paths
 
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgecnn.artifacts import sweep_stale, work_prefix
+from edgecnn.artifacts import work_prefix
 from edgecnn.export.manifest import target_manifest
 from edgecnn.export.options import ExportOptions
 from edgecnn.export.paths_and_images import prepare
@@ -58,31 +58,26 @@ def export(
         loaded = load_source(source, weights, num_classes, in_chans, model_kwargs)
     job = prepare(opts, loaded=loaded, convert=convert, on_step=step)
 
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in sweep_stale(job.out_dir):
-        log.info("removed %s, left by an interrupted export", stale)
     shown = loaded.path or loaded.card.name if isinstance(source, Model) else str(source)
     result = ExportResult(loaded.card.name, shown, job.shape, opts.dynamic_batch, str(job.out_dir), [])
-    with tempfile.TemporaryDirectory(dir=job.out_dir, prefix=work_prefix()) as work_name:
-        work = Path(work_name)
-        # One ONNX per int8 activation scheme (each target's fast one by default), one in all otherwise.
-        groups: dict[str | None, list[str]] = {}
-        for target in opts.targets:
-            groups.setdefault(opts.activations_for(target), []).append(target)
-        for k, (activations, targets) in enumerate(groups.items()):
-            onnx_path, result.onnx, quantization = make_onnx(job, work / str(k), step, activations)
-            # The target whose artifact is the ONNX itself goes last: the others are built from that file.
-            for target in sorted(targets, key=lambda t: get_target(t).builder is None):
-                step(f"{target}: building")
-                res = build_target(
-                    target,
-                    onnx_path,
-                    work,
-                    job,
-                    step,
-                    quantization,
-                    lambda r: target_manifest(r, job, result),
-                )
-                result.targets.append(res)
+    # from here, a kill leaves outputs the next run of this export replaces
+    with job.journal.writing(), tempfile.TemporaryDirectory(dir=job.out_dir, prefix=work_prefix()) as work:
+        _build_all(job, Path(work), result, step)
     result.targets.sort(key=lambda r: opts.targets.index(r.target))
     return result
+
+
+def _build_all(job, work: Path, result: ExportResult, step) -> None:
+    """Every target, built from one ONNX per int8 activation scheme (each target's fast one by
+    default; one ONNX in all otherwise), the target whose artifact is that ONNX last."""
+    groups: dict[str | None, list[str]] = {}
+    for target in job.options.targets:
+        groups.setdefault(job.options.activations_for(target), []).append(target)
+    for k, (activations, targets) in enumerate(groups.items()):
+        onnx_path, result.onnx, quantization = make_onnx(job, work / str(k), step, activations)
+        for target in sorted(targets, key=lambda t: get_target(t).builder is None):
+            step(f"{target}: building")
+            res = build_target(
+                target, onnx_path, work, job, step, quantization, lambda r: target_manifest(r, job, result)
+            )
+            result.targets.append(res)

@@ -25,13 +25,41 @@ def read_manifest(artifact: str | Path) -> dict:
         return {}
 
 
+def manifest_problem(artifact: str | Path) -> str | None:
+    """None when the manifest beside `artifact` is absent or well formed; else one line naming it as
+    corrupt (not JSON, not a manifest, or a field of the wrong type), never "no manifest"."""
+    path = manifest_path(Path(artifact))
+    if not path.is_file():
+        return None
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"its manifest {path.name} is corrupt ({type(e).__name__}); export it again"
+    if not isinstance(body, dict) or not str(body.get("format", "")).startswith("edgecnn-export/"):
+        return f"its manifest {path.name} is not an edgecnn export manifest; export it again"
+    shape = (
+        (body.get("input") or {}).get("shape", [1, 1, 1, 1])
+        if isinstance(body.get("input"), dict | None)
+        else None
+    )
+    files = body.get("files", [])
+    if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape)):
+        return f"its manifest {path.name} records no valid input shape (got {shape!r}); export it again"
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        return f"its manifest {path.name} has a corrupt file list; export it again"
+    return None
+
+
 def check_files(artifact: str | Path) -> str | None:
     """None when every file the manifest lists is there with its recorded size and sha256; else one
-    line saying which is not (a manifest without a file list, from an older edgecnn, only checks
-    that the files exist)."""
+    line saying which is not, or that the manifest is corrupt (a manifest without a file list, from an
+    older edgecnn, only checks that the files exist)."""
     from edgecnn.artifacts import sha256_file
 
     artifact = Path(artifact)
+    problem = manifest_problem(artifact)
+    if problem is not None:
+        return problem
     files = read_manifest(artifact).get("files") or [{"path": artifact.name}]
     for entry in files:
         path = artifact.parent / str(entry.get("path", ""))

@@ -7,6 +7,7 @@ nothing has been written yet.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.artifacts import check_writable
+from edgecnn.artifacts import RunJournal, check_writable
 from edgecnn.errors import BadArgumentError
 from edgecnn.export.options import DEFAULT_CALIBRATION, ExportOptions
 from edgecnn.runtime import file_label, get_precision, get_target
@@ -81,6 +82,7 @@ class ExportJob:
     preprocess: object
     finals: dict[str, Path]  # target -> published path
     calibration: object | None  # dataset
+    journal: RunJournal | None = None  # the outputs this export writes, while it writes them
     seeded: list[np.ndarray] = field(default_factory=list)
     real: list[np.ndarray] = field(default_factory=list)
     reference: dict[str, np.ndarray] = field(default_factory=dict)  # "seeded"/"real" -> PyTorch logits
@@ -97,6 +99,18 @@ class ExportJob:
     def stem(self) -> str:
         first = next(iter(self.finals.values()))
         return first.name.removesuffix(first.suffix)
+
+
+def _outputs(finals: dict[str, Path]) -> list[Path]:
+    """Every file the targets publish: each artifact, its side files and its manifest."""
+    from edgecnn.export.manifest import manifest_path
+    from edgecnn.runtime import get_target
+
+    return [
+        p
+        for target, final in finals.items()
+        for p in (*get_target(target).side_paths(final), final, manifest_path(final))
+    ]
 
 
 def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
@@ -118,11 +132,15 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
         recipes = json.dumps([r.recipe for r in converted.reports], sort_keys=True, default=str)
         plan_id = hashlib.sha256(recipes.encode()).hexdigest()[:6]
     finals = planned_paths(loaded, opts, transforms=applied, plan_id=plan_id)
+    journal = RunJournal(next(iter(finals.values())).parent, "export", _outputs(finals))
+    if journal.resumes() and not opts.force:  # what an interrupted export left: replaced
+        log.info("replacing the outputs an interrupted export left in %s", journal.folder)
+        opts = dataclasses.replace(opts, force=True)
     for path in finals.values():
         check_writable(path, force=opts.force)
     preprocess = Preprocess.for_model(loaded.card, input_size=size)
     calibration, check_set = _image_sets(opts, preprocess)
-    job = ExportJob(opts, loaded, model, size, transforms, preprocess, finals, calibration)
+    job = ExportJob(opts, loaded, model, size, transforms, preprocess, finals, calibration, journal)
     rng = np.random.default_rng(opts.seed)
     n_seeded = max(1, opts.seeded_checks // opts.batch)
     job.seeded = [rng.standard_normal(job.shape).astype(np.float32) for _ in range(n_seeded)]

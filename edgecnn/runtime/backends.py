@@ -73,8 +73,12 @@ class Backend:
     def files(self, artifact: str | Path) -> list[Path]:
         """The artifact and its existing side files, in publish order (side files first)."""
         path = Path(artifact)
-        side = [path.parent / t.format(stem=path.stem, name=path.name) for t in self.side_files]
-        return [p for p in side if p.exists()] + [path]
+        return [p for p in self.side_paths(path) if p.exists()] + [path]
+
+    def side_paths(self, artifact: str | Path) -> list[Path]:
+        """Every side file the artifact can have (OpenVINO's .bin, an ONNX's external data)."""
+        path = Path(artifact)
+        return [path.parent / t.format(stem=path.stem, name=path.name) for t in self.side_files]
 
 
 def check_int8_activations(requested: str) -> str:
