@@ -163,6 +163,14 @@ def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str 
     return ModelStats(name, tuple(x.shape), params, macs, acts, layers)
 
 
+def peak_bytes(stats: ModelStats, batch: int) -> int:
+    """A lower estimate of one forward pass's peak memory at `batch` (fp32): the input and the two
+    largest layer outputs, which a layer holds at once, plus the weights."""
+    largest = sorted((layer.activations for layer in stats.layers), reverse=True)[:2]
+    inputs = math.prod(stats.input_shape[1:])
+    return 4 * (batch * (inputs + sum(largest)) + stats.params)
+
+
 def format_shape(shape: tuple[int, ...]) -> str:
     """NCHW as the course tables write it (HxWxC); other ranks without the batch dimension."""
     if len(shape) == 4:

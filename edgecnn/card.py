@@ -83,6 +83,19 @@ class Card:
             bad("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             bad("class_names", f"must list {self.num_classes} names, got {len(self.class_names)}")
+        self.check_fits(self.input_size)
+
+    def check_fits(self, size, batch: int = 1) -> None:
+        """The input and a first layer's output as large (fp32) fit this machine's memory: a header
+        or --input-size no machine here can hold is a one-line error before any allocation."""
+        from edgecnn.errors import check_fits_memory
+
+        h, w = size
+        check_fits_memory(
+            2 * 4 * batch * self.in_chans * h * w,
+            f"{self.name} at {h}x{w}x{self.in_chans}, batch {batch},",
+            "choose a smaller input size or batch",
+        )
 
     def replace(self, **changes) -> Card:
         return dataclasses.replace(self, **changes)
@@ -109,6 +122,7 @@ class Card:
                 f"input size {h}x{w} is too small for {self.name} (at least "
                 f"{self.min_input_size}x{self.min_input_size})"
             )
+        self.check_fits((h, w))
         return h, w
 
     def to_dict(self) -> dict:

@@ -60,3 +60,39 @@ class MissingBackendError(EdgeCNNError):
     """An optional backend (OpenVINO, TensorRT, CUDA) is not installed or not usable here."""
 
     exit_code = 1
+
+
+class OutOfMemoryError(BadArgumentError):
+    """Work that this machine's memory cannot hold (an input size or batch too large for it)."""
+
+
+OOM_WORDS = ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is an allocation failure, whichever library raised it (torch's OutOfMemoryError and
+    CPU allocator, ONNX Runtime's and OpenVINO's allocators, std::bad_alloc)."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    text = str(e).lower()
+    return any(w in text for w in OOM_WORDS)
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_memory(need_bytes: float, what: str, advice: str) -> None:
+    """A one-line error before any allocation when `what` needs more than this machine has."""
+    total = machine_memory_bytes()
+    if total and need_bytes > total:
+        raise OutOfMemoryError(
+            f"{what} needs at least {need_bytes / 2**30:.1f} GiB; this machine has {total / 2**30:.1f} GiB: "
+            f"{advice}"
+        )

@@ -94,6 +94,10 @@ TAMPERS = {
     "layer that does not exist": (_rename_layer, "does not fit lenet5"),
     "negative rank": (_negative_rank, "must be a positive integer rank"),
     "bad input size": (lambda r: _set(r, "input_size", [32]), "recipe field 'input_size'"),
+    "input size no machine holds": (
+        lambda r: _set(r, "input_size", [100000, 100000]),
+        "GiB; this machine has",
+    ),
     "not an object": ("[1, 2]", "recipe field '(header)'"),
 }
 
@@ -487,3 +491,52 @@ def test_a_corrupt_or_mismatching_manifest_is_named_as_such(tmp_path, manifest, 
     assert r.returncode == 1, r.stderr[-2000:]
     (row,) = json.loads(r.stdout)["rows"]
     assert needle in row["error"] and "no manifest" not in row["error"], row["error"]
+
+
+def test_a_batch_this_machine_cannot_hold_is_refused_before_any_allocation(tmp_path):
+    """export: one line from the analysis' estimate, before the reference runs; bench: that row."""
+    before = snapshot(tmp_path)
+    r = run("export", "lenet5", "--batch", "5000000", "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_line_error(r, 2, "batch 5000000, needs at least")
+    assert snapshot(tmp_path) == before
+    r = run("bench", "lenet5", "-r", "torch", "--batch", "5000000", "--json", "--no-memory", cwd=tmp_path)
+    assert r.returncode == 1 and "needs at least" in json.loads(r.stdout)["rows"][0]["error"]
+
+
+def test_bench_at_a_batch_over_exports_max_batch_runs(tmp_path):
+    """--max-batch is TensorRT's dynamic-batch profile maximum, not a cap on a static batch."""
+    args = ["bench", "lenet5", "-r", "onnxruntime", "--batch", "64", "--json", "--no-memory"]
+    r = run(*args, "--duration", "0.2", "--export-dir", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["rows"][0]["latency"]["batch"] == 64
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 120000000000 bytes"
+        ),
+        RuntimeError(
+            "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer"
+        ),
+        MemoryError(),
+        OSError(12, "Cannot allocate memory"),
+    ],
+    ids=["torch-cpu", "onnxruntime", "python", "enomem"],
+)
+def test_an_allocation_failure_anywhere_is_the_promised_line(error, capsys):
+    import typer
+
+    from edgecnn.cli._common import handle_errors
+
+    @handle_errors
+    def command():
+        raise error
+
+    with pytest.raises(typer.Exit) as exit_info:
+        command()
+    err = capsys.readouterr().err
+    assert exit_info.value.exit_code == 1 and "out of memory; try a smaller --batch" in err, err
+    assert "Traceback" not in err

@@ -179,7 +179,10 @@ def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
             for b in opts.batches:
                 row = BenchRow(variant=variant, runtime=runtime, precision=precision, batch=b, **base)
                 runs = backend.precisions_on(opts.device)
-                if precision not in runs:  # no requested runtime runs it: a row that says so
+                if (too_big := _too_big(stats, b)) is not None:  # before any allocation
+                    row.error = too_big
+                    jobs.append(_Job(row, None, None, preprocess, None))
+                elif precision not in runs:  # no requested runtime runs it: a row that says so
                     row.error = (
                         f"{runtime} does not run {precision} on {opts.device} (it runs {', '.join(runs)})"
                     )
@@ -191,6 +194,18 @@ def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
                 else:
                     jobs.append(_artifact_job(row, item, loaded, opts, preprocess, chw, step))
     return jobs
+
+
+def _too_big(stats, batch: int) -> str | None:
+    """Why `batch` cannot fit this machine's memory (None when it may)."""
+    from edgecnn.analysis import peak_bytes
+    from edgecnn.errors import OutOfMemoryError, check_fits_memory
+
+    try:
+        check_fits_memory(peak_bytes(stats, batch), f"batch {batch}", "try a smaller --batch")
+    except OutOfMemoryError as e:
+        return str(e)
+    return None
 
 
 def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, chw, step) -> _Job:

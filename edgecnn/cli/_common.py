@@ -51,7 +51,7 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from edgecnn.errors import EdgeCNNError
+        from edgecnn.errors import EdgeCNNError, is_out_of_memory
 
         try:
             return fn(*args, **kwargs)
@@ -60,15 +60,16 @@ def handle_errors(fn):
         except MemoryError:
             raise fail("out of memory; try a smaller --batch or --input-size", 1) from None
         except OSError as e:
+            if e.errno == errno.ENOMEM:
+                raise fail("out of memory; try a smaller --batch or --input-size", 1) from None
             if e.errno not in FILE_SYSTEM_ERRORS:
                 raise
             where = f" ({e.filename})" if e.filename else ""
             raise fail(f"{e.strerror or e}{where}; nothing was left half-written", 1) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
-        except RuntimeError as e:
-            torch = sys.modules.get("torch")
-            if torch is not None and isinstance(e, torch.OutOfMemoryError):
+        except Exception as e:
+            if is_out_of_memory(e):  # an allocator's own words, whichever library: the promised line
                 raise fail("out of memory; try a smaller --batch or --input-size", 1) from None
             raise
 

@@ -76,8 +76,12 @@ class ExportOptions:
                 )
             for b in backends:
                 b.int8_scheme(self.int8_activations)
-        if self.batch < 1 or self.max_batch < self.batch:
-            raise BadArgumentError(f"need 1 <= --batch <= --max-batch, got {self.batch} and {self.max_batch}")
+        if self.batch < 1:
+            raise BadArgumentError(f"--batch must be >= 1, got {self.batch}")
+        if self.dynamic_batch and self.max_batch < self.batch:  # the profile maximum: dynamic only
+            raise BadArgumentError(
+                f"with --dynamic-batch, need --batch <= --max-batch, got {self.batch} and {self.max_batch}"
+            )
         if self.calib_size < 1 or self.check_size < 0 or self.seeded_checks < 1:
             raise BadArgumentError("--calib-size and the number of check inputs must be positive")
         return self

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.artifacts import RunJournal, check_writable
-from edgecnn.errors import BadArgumentError
+from edgecnn.errors import BadArgumentError, OutOfMemoryError, check_fits_memory, is_out_of_memory
 from edgecnn.export.options import DEFAULT_CALIBRATION, ExportOptions
 from edgecnn.runtime import file_label, get_precision, get_target
 
@@ -138,6 +138,8 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
         opts = dataclasses.replace(opts, force=True)
     for path in finals.values():
         check_writable(path, force=opts.force)
+    if opts.batch > 1:  # before the reference allocates it
+        _check_batch_fits(model, loaded, size, opts.batch)
     preprocess = Preprocess.for_model(loaded.card, input_size=size)
     calibration, check_set = _image_sets(opts, preprocess)
     job = ExportJob(opts, loaded, model, size, transforms, preprocess, finals, calibration, journal)
@@ -150,6 +152,14 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
         on_step("running PyTorch reference")
         job.reference = _reference(job)
     return job
+
+
+def _check_batch_fits(model, loaded, size, batch: int) -> None:
+    from edgecnn.analysis import analyze, peak_bytes
+
+    stats = analyze(model, size, in_chans=loaded.in_chans)
+    what = f"{loaded.card.name} at {size[0]}x{size[1]}, batch {batch},"
+    check_fits_memory(peak_bytes(stats, batch), what, "try a smaller --batch or --input-size")
 
 
 def _image_sets(opts: ExportOptions, preprocess):
@@ -188,6 +198,11 @@ def _reference(job: ExportJob) -> dict[str, np.ndarray]:
     try:
         reference = {"seeded": run_all(runner, job.seeded).astype(np.float64)}
     except RuntimeError as e:
+        if is_out_of_memory(e):
+            raise OutOfMemoryError(
+                f"out of memory running {job.loaded.card.name} at batch {job.shape[0]}; "
+                "try a smaller --batch or --input-size"
+            ) from None
         raise BadArgumentError(
             f"{job.loaded.card.name} cannot run at {job.size[0]}x{job.size[1]}: {str(e).splitlines()[0]}"
         ) from None
