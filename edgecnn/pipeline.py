@@ -75,28 +75,28 @@ def run_pipeline(
     from edgecnn.transforms import convert, save_with_recipe
 
     hooks = _Hooks(on_message or (lambda msg: log.info("%s", msg)), on_step, on_epoch, on_progress)
-    model, given, opts, out = _prepare(model, options or PipelineOptions())
+    model, given, opts, out, journal = _prepare(model, options or PipelineOptions())
     ref, info = _reference(model, given, opts, hooks)
     size = tuple(info["input_size"])
     hooks.say(f"reference test top-1 {info['test_top1']:.2f}% on {info['test_set']}")
     result = PipelineResult(None, out, info)
 
     original = convert(ref, fold_bn=True, input_size=size)
-    path = save_with_recipe(
-        original.model, original.recipe, out / f"{model}.original.safetensors", force=True
-    )
-    result.variants["original"] = {
-        "path": str(path),
-        "macs": original.macs_after,
-        "params": original.params_after,
-    }
-    paths = [str(path)]
-    if opts.speedup:
-        paths += _compressed(model, ref, size, opts, result, hooks)
-    else:
-        distill_data = opts.data if given is None else None  # a given file distils on its own split
-        paths += _uniform_students(model, ref, original, size, distill_data, opts, result, hooks)
-    _bench_and_report(model, paths, opts, result, hooks)
+    with journal.writing():  # from here, a kill leaves outputs the next run of this pipeline replaces
+        path = out / f"{model}.original.safetensors"
+        save_with_recipe(original.model, original.recipe, path, force=True)
+        result.variants["original"] = {
+            "path": str(path),
+            "macs": original.macs_after,
+            "params": original.params_after,
+        }
+        paths = [str(path)]
+        if opts.speedup:
+            paths += _compressed(model, ref, size, opts, result, hooks)
+        else:
+            distill_data = opts.data if given is None else None  # a given file distils on its own split
+            paths += _uniform_students(model, ref, original, size, distill_data, opts, result, hooks)
+        _bench_and_report(model, paths, opts, result, hooks)
     return result
 
 
@@ -114,28 +114,32 @@ def _prepare(model: str, opts: PipelineOptions):
     if opts.data is not None and str(opts.data) != DIGITS:  # missing, empty or one-class: one line now
         open_dataset(opts.data, None, min_classes=2)
     check_dir_writable(out)
-    _check_results(out, model, opts.force)
+    journal = _check_results(out, model, opts.force)
     out.mkdir(parents=True, exist_ok=True)
-    return model, given, opts, out
+    return model, given, opts, out, journal
 
 
 RESULTS = ("results.json", "results.csv", "results.md", "results.png")
 
 
-def _check_results(out: Path, model: str, force: bool) -> None:
-    """An earlier run's results and model files in `out` are never replaced without --force; every
-    output name is checked for length before any work."""
-    from edgecnn.artifacts import ArtifactExistsError, check_writable
+def _check_results(out: Path, model: str, force: bool):
+    """An earlier run's results and model files in `out` are never replaced without --force, but for
+    what an interrupted pipeline left there; every output name is checked for length before any
+    work. Returns the run journal."""
+    from edgecnn.artifacts import ArtifactExistsError, RunJournal, check_writable
 
     earlier = [out / name for name in RESULTS if (out / name).exists()]
     earlier += sorted(out.glob(f"{model}.*.safetensors")) if out.is_dir() else []
-    if earlier and not force:
+    names = {*RESULTS, *(f"{model}.{kind}.safetensors" for kind in ("original", "separable", "bottleneck"))}
+    journal = RunJournal(out, "pipeline", [out / n for n in sorted(names | {p.name for p in earlier})])
+    if earlier and not force and not journal.resumes():
         raise ArtifactExistsError(
             f"{out} has the results of an earlier run ({earlier[0].name}); pass --force to replace them, "
             "or choose another -o"
         )
-    for name in (*RESULTS, f"{model}.original.safetensors", f"{model}.separable.safetensors"):
+    for name in names:
         check_writable(out / name, force=True)
+    return journal
 
 
 def _reference(model: str, given, opts: PipelineOptions, hooks: _Hooks):

@@ -540,3 +540,54 @@ def test_an_allocation_failure_anywhere_is_the_promised_line(error, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.exit_code == 1 and "out of memory; try a smaller --batch" in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("weights, info", [(b"garbage", b"{}"), (None, b"[1, 2]"), (None, b"\x00\xff")])
+def test_a_corrupt_cached_reference_is_named_moved_aside_and_retrained(tmp_path, caplog, weights, info):
+    """The pipeline's reference cache heals like the latency cache: never a traceback."""
+    from edgecnn.train.api import _cached_reference
+    from edgecnn.transforms import save_with_recipe
+    from edgecnn.transforms.model_file import model_recipe
+    from edgecnn.zoo import load_model
+
+    path, info_path = tmp_path / "ref.safetensors", tmp_path / "ref.json"
+    if weights is None:
+        model = load_model("lenet5")
+        save_with_recipe(model.module, model_recipe(model, (32, 32)), path)
+    else:
+        path.write_bytes(weights)
+    info_path.write_bytes(info)
+    with caplog.at_level("WARNING", logger="edgecnn"):
+        assert _cached_reference(path, info_path) is None
+    assert (
+        "cached reference" in caplog.text and str(path) in caplog.text and "training it again" in caplog.text
+    )
+    assert not path.exists() and not info_path.exists()
+    assert (tmp_path / "ref.safetensors.bad").exists() and (tmp_path / "ref.json.bad").read_bytes() == info
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_an_interrupted_pipelines_outputs_are_replaced_by_its_re_run_and_no_others(tmp_path):
+    """What a killed pipeline left (named in its journal) is replaced without --force; the same files
+    with no journal are the user's, and refused."""
+    from edgecnn.artifacts import ArtifactExistsError
+    from edgecnn.pipeline import _check_results
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lenet5.original.safetensors").write_text("half")
+    with pytest.raises(ArtifactExistsError, match="earlier run"):
+        _check_results(out, "lenet5", force=False)
+    journal = out / f".edgecnn-run.{_dead_pid()}.pipeline.json"
+    journal.write_text(json.dumps({"command": "pipeline", "outputs": ["lenet5.original.safetensors"]}))
+    resumed = _check_results(out, "lenet5", force=False)
+    with resumed.writing():
+        assert not journal.exists()  # taken over by the new run
+    assert [p.name for p in out.iterdir()] == ["lenet5.original.safetensors"]  # done: no journal left

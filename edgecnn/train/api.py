@@ -6,6 +6,7 @@ CLI only draws progress bars around them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from pathlib import Path
@@ -107,6 +108,33 @@ def save_weights(model, path: Path, *, force: bool) -> Path:
     return path
 
 
+def _cached_reference(path: Path, info_path: Path):
+    """(Model, info) from the reference cache; None when absent. A cached pair that does not load
+    (a corrupt file, an info that is not what this code wrote) is named in a warning, moved aside
+    and trained again, never a failure."""
+    import json
+
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.transforms import load_model_file
+
+    if not (path.is_file() and info_path.is_file()):
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+        if (
+            not isinstance(info, dict)
+            or not {"weights", "test_top1", "input_size", "test_set"} <= info.keys()
+        ):
+            raise ValueError("not a reference record")
+        return load_model_file(path), info
+    except (OSError, UnicodeDecodeError, ValueError, EdgeCNNError) as e:
+        for p in (path, info_path):
+            with contextlib.suppress(OSError):
+                p.replace(p.with_name(p.name + ".bad"))
+        log.warning("cached reference %s is unreadable (%s): moved aside (.bad); training it again", path, e)
+        return None
+
+
 def reference_model(
     name: str,
     data: str = "digits",
@@ -136,10 +164,10 @@ def reference_model(
     tag = hashlib.sha1(key.encode()).hexdigest()[:10]
     path = cache_dir() / "reference" / f"{name}-{Path(str(data)).name}-{size[0]}x{size[1]}-{tag}.safetensors"
     info_path = path.with_suffix(".json")
-    if path.is_file() and info_path.is_file():
-        info = json.loads(info_path.read_text())
+    cached = _cached_reference(path, info_path)
+    if cached is not None:
         log.info("reference %s from cache %s", name, path)
-        return load_model_file(path), info
+        return cached
     opts = train_options("train", epochs=epochs, batch_size=batch_size, seed=seed, lr=lr, device=device)
     loaded, result, test_top1 = train_model(
         name, data, opts, input_size=size, on_step=on_step, on_epoch=on_epoch
