@@ -296,9 +296,7 @@ def _table_top1(run, path: str) -> float | None:
 
     stem = Path(path).name.removesuffix(".safetensors")
     rows = [
-        r
-        for r in run.rows
-        if r.accuracy and is_baseline(r.precision) and r.variant.split(" ")[0] == stem and r.batch == 1
+        r for r in run.rows if r.accuracy and is_baseline(r.precision) and r.source == stem and r.batch == 1
     ]
     rows.sort(key=lambda r: get_backend(r.runtime).target is not None)  # the in-memory module first
     return rows[0].accuracy["top1"] if rows else None
@@ -401,6 +399,6 @@ def _speedup(run, model: str, variant: dict) -> float | None:
         same = row.runtime == variant["runtime"] and row.batch == 1
         if same and is_baseline(row.precision) and row.latency:
             for key, name in (("original", f"{model}.original"), ("student", stem)):
-                if row.variant.split(" ")[0] == name:
+                if row.source == name:
                     ms[key] = row.latency["median_ms"]
     return ms["original"] / ms["student"] if len(ms) == 2 else None

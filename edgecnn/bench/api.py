@@ -177,7 +177,9 @@ def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
             if (runtime, precision) in not_measured(opts):
                 continue  # another requested runtime measures it; the table says which were not
             for b in opts.batches:
-                row = BenchRow(variant=variant, runtime=runtime, precision=precision, batch=b, **base)
+                row = BenchRow(
+                    variant=variant, runtime=runtime, precision=precision, batch=b, source=name, **base
+                )
                 runs = backend.precisions_on(opts.device)
                 if (too_big := _too_big(stats, b)) is not None:  # before any allocation
                     row.error = too_big
@@ -289,6 +291,7 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
         row = BenchRow(
             model=manifest.get("model", path.stem),
             variant=path.name,
+            source=path.name,
             runtime=runtime,
             device=opts.device,
             precision=manifest.get("precision", "?"),

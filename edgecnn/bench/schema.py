@@ -43,6 +43,7 @@ class BenchRow:
     accuracy: dict | None = None
     error: str = ""
     hint: str = ""
+    source: str = ""  # the item measured: a model file's stem, a zoo name, an artifact's file name
 
     @property
     def key(self) -> tuple:
