@@ -198,6 +198,7 @@ class RunJournal:
 
     def __init__(self, folder: str | os.PathLike, command: str, outputs):
         self.folder, self.command = Path(folder), command
+        check_name_length(self.folder)  # before any lookup in it
         self.outputs = [Path(p).name for p in outputs]
         self.path = self.folder / f"{JOURNAL_PREFIX}{os.getpid()}.{command}.json"
         self.stale: list[Path] = []

@@ -314,11 +314,14 @@ def test_a_full_disk_while_saving_results_leaves_neither_file(tmp_path, monkeypa
     from edgecnn.bench.schema import BenchRow, BenchRun, save
 
     run = BenchRun({"label": "m"}, {}, [BenchRow("lenet5", "fp32", "onnxruntime", "cpu", "fp32", 1)])
-    real = Path.write_text
+    real, partials = Path.write_text, []
+    results = tmp_path / "results"
 
     def full(self, text, *a, **k):
-        if self.name.startswith(".r.json."):  # the second file written: the disk is full by then
-            raise OSError(28, "No space left on device")
+        if self.name.endswith(".partial") and self.parent in (tmp_path, results):
+            partials.append(self.name)
+            if len(partials) % 2 == 0:  # the second file of the pair: the disk is full by then
+                raise OSError(28, "No space left on device")
         return real(self, text, *a, **k)
 
     monkeypatch.setattr(Path, "write_text", full)
@@ -326,7 +329,6 @@ def test_a_full_disk_while_saving_results_leaves_neither_file(tmp_path, monkeypa
         save(run, tmp_path / "r.json")
     assert list(tmp_path.iterdir()) == []
     # Through the CLI: one line (exit 1), and neither file.
-    results = tmp_path / "results"
     results.mkdir()
     args = ("bench", "lenet5", "-r", "onnxruntime", "--no-memory", "--duration", "0.05")
     r = cli(*args, "-o", str(results / "r.json"), cwd=tmp_path, monkeypatch=monkeypatch)
