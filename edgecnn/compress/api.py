@@ -213,7 +213,7 @@ def _plan(loaded, size, batches, opts: CompressOptions, progress) -> Plan:
 def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
     """Every file compress writes: the student, its report, and both artifacts with their manifests."""
     from edgecnn.export import ExportOptions, planned_paths
-    from edgecnn.runtime import file_label, get_backend
+    from edgecnn.runtime import get_backend
 
     paths = [student_path, out / "compress.json"]
     backend = get_backend(opts.runtime)
@@ -222,11 +222,10 @@ def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list
             targets=(backend.target,), out_dir=out, batch=opts.batch, input_size=opts.input_size
         )
         (original,) = planned_paths(card, eo).values()
-        # The student's recipe holds the input size, so its name has no size label (as export names it).
-        batch = f".b{opts.batch}" if opts.batch != 1 else ""
-        label = file_label(opts.precision, backend.int8_scheme("auto"))
-        stem = student_path.name.removesuffix(".safetensors")
-        student = out / f"{stem}{batch}{label}{backend.suffixes[0]}"
+        # the student's file records its input size: its card is at that size, as export reads it
+        student_card = card.at_size(opts.input_size or card.input_size)
+        student_eo = dataclasses.replace(eo, precision=opts.precision, input_size=None)
+        (student,) = planned_paths(student_card, student_eo, file=student_path).values()
         for artifact in (original, student):
             paths += [*backend.side_paths(artifact), artifact, artifact.with_name(artifact.name + ".json")]
     return paths

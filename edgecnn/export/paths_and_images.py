@@ -24,15 +24,19 @@ from edgecnn.runtime import file_label, get_precision, get_target
 log = logging.getLogger(__name__)
 
 
-def planned_paths(source, options: ExportOptions, *, transforms=(), plan_id: str = "") -> dict[str, Path]:
+def planned_paths(
+    source, options: ExportOptions, *, transforms=(), plan_id: str = "", file: str | Path | None = None
+) -> dict[str, Path]:
     """Where `export` writes each target's artifact, known without building anything.
 
-    source: a `Model`, a `Card`, a zoo name or a model file. The name records what makes artifacts differ:
-    transforms applied at export (with `plan_id`, a digest of their per-layer ranks, so rank 2 and
-    rank 3 do not collide), a non-default input size, the batch (static N or dynamic), the precision
-    and a non-default calibration method.
+    source: a `Model`, a `Card`, a zoo name or a model file; `file`: the model file a `Card` will be
+    saved as (a student not written yet), which names its artifacts. The name records what makes
+    artifacts differ: transforms applied at export (with `plan_id`, a digest of their per-layer
+    ranks, so rank 2 and rank 3 do not collide), a non-default input size, the batch (static N or
+    dynamic), the precision and a non-default calibration method.
     """
-    card, file = _card_and_file(source)
+    card, known = _card_and_file(source)
+    file = file or known
     stem = Path(file).name.removesuffix(".safetensors") if file else card.name
     opts = options
     default_size = tuple(card.input_size)
