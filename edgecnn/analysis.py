@@ -14,6 +14,7 @@ run in place, are views, or fold into the preceding convolution at deployment.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -90,6 +91,26 @@ def _macs(module, inp, out) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def hooked(model, *, forward: dict | None = None, pre: dict | None = None):
+    """Forward hooks (`forward`: {submodule or its name: fn(module, args, out)}) and forward-pre
+    hooks (`pre`: {submodule or name: fn(module, args)}) on `model` for the block, always removed:
+    the one way edgecnn watches a forward pass (analysis, BN folding, swaps, error scores, refit,
+    feature distillation). A hook must return None (a value would replace the output)."""
+    modules = dict(model.named_modules())
+
+    def at(key):
+        return modules[key] if isinstance(key, str) else key
+
+    handles = [at(k).register_forward_hook(fn) for k, fn in (forward or {}).items()]
+    handles += [at(k).register_forward_pre_hook(fn) for k, fn in (pre or {}).items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 class _Collector:
     """Forward hooks that record each layer's output shape, parameters (a reused module's once),
     MACs and activations."""
@@ -140,20 +161,17 @@ def analyze(model, input_size: tuple[int, int], *, in_chans: int = 3, name: str 
     x = torch.zeros(1, in_chans, *input_size, device=device, dtype=dtype)
 
     collect = _Collector()
-    handles = []
-    for mod_name, module in model.named_modules():
-        if mod_name and (
-            not any(module.children()) or next(module.parameters(recurse=False), None) is not None
-        ):
-            handles.append(module.register_forward_hook(collect.hook(mod_name)))
+    watched = {
+        n: collect.hook(n)
+        for n, m in model.named_modules()
+        if n and (not any(m.children()) or next(m.parameters(recurse=False), None) is not None)
+    }
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with hooked(model, forward=watched), torch.no_grad():
             model(x)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
 
     layers = collect.layers

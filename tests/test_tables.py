@@ -257,3 +257,16 @@ def test_a_new_backend_is_one_row(tmp_path, monkeypatch):
     assert backend_for(copy_t.path) is row
     x = np.zeros((1, 1, 32, 32), np.float32)
     assert import_string(row.runner)(copy_t.path).run(x).shape == (1, 10)
+
+
+def test_every_forward_pass_is_watched_through_one_helper():
+    """Hooks that watch a forward pass go through `analysis.hooked` (registered and always removed);
+    the one other hook is fake quantization, which changes a copy's inputs for good."""
+    found = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path, tree in _modules()
+        if path.relative_to(PACKAGE) not in (Path("analysis.py"), Path("plan/scores.py"))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("register_forward")
+    ]
+    assert not found, found

@@ -63,7 +63,6 @@ def score(
 
     from edgecnn.runtime import is_baseline
 
-    modules = dict(model.named_modules())
     sq = {id(c): 0.0 for s in slots for c in s.candidates}
     norm = {s.name: 0.0 for s in slots}
     runs = {
@@ -84,20 +83,19 @@ def score(
     for s in slots:
         for c in s.candidates:
             c.block.eval()
-    handles = [modules[s.name].register_forward_hook(hook(s)) for s in slots]
+    from edgecnn.analysis import hooked
+
     seen = 0
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with hooked(model, forward={s.name: hook(s) for s in slots}), torch.no_grad():
             for i, x in enumerate(batches):
                 model(torch.from_numpy(np.ascontiguousarray(x)))
                 seen += len(x)
                 if on_batch:
                     on_batch(i + 1)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
     if not seen:  # an error score on no image would say every candidate is perfect
         from edgecnn.data import DataError

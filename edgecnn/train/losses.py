@@ -14,8 +14,13 @@ class Features:
         missing = [n for n in names if n not in modules]
         if missing:
             raise BadArgumentError(f"layer '{missing[0]}' not found for feature reconstruction")
+        from contextlib import ExitStack
+
+        from edgecnn.analysis import hooked
+
         self.outputs: dict = {}
-        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
+        self.hooks = ExitStack()  # held for the whole training, not one forward pass
+        self.hooks.enter_context(hooked(model, forward={n: self._hook(n) for n in names}))
 
     def _hook(self, name):
         def hook(module, args, out):
@@ -24,8 +29,7 @@ class Features:
         return hook
 
     def remove(self):
-        for h in self.handles:
-            h.remove()
+        self.hooks.close()
 
 
 def kd_loss(out, t_out, y, opts: TrainOptions):

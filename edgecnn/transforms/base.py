@@ -116,13 +116,10 @@ def run_with_hooks(model, example, hooks: dict) -> None:
     attached, removed again whatever happens. A hook must return None (a value replaces the output)."""
     import torch
 
-    handles = [m.register_forward_hook(fn) for m, fn in hooks.items()]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
+    from edgecnn.analysis import hooked
+
+    with hooked(model, forward=hooks), torch.no_grad():
+        model(example)
 
 
 def conv_geometry(model, example) -> dict[str, tuple[int, int]]:

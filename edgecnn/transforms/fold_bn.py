@@ -24,7 +24,6 @@ def _producers(model, example):
     outputs: dict[int, tuple[str, object, object]] = {}  # id(tensor) -> (name, module, tensor)
     calls: dict[str, int] = {}
     found: dict[str, object] = {}
-    handles = []
     bn_types = (nn.BatchNorm1d, nn.BatchNorm2d)
 
     def pre(name):
@@ -49,17 +48,14 @@ def _producers(model, example):
 
         return fn
 
-    for name, m in model.named_modules():
-        if isinstance(m, bn_types):
-            handles.append(m.register_forward_pre_hook(pre(name)))
-        elif not any(m.children()):
-            handles.append(m.register_forward_hook(post(name)))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
+    from edgecnn.analysis import hooked
+
+    bns = {n: pre(n) for n, m in model.named_modules() if isinstance(m, bn_types)}
+    leaves = {
+        n: post(n) for n, m in model.named_modules() if not isinstance(m, bn_types) and not any(m.children())
+    }
+    with hooked(model, forward=leaves, pre=bns), torch.no_grad():
+        model(example)
     return {
         name: _verdict(name, m, found.get(name), calls)
         for name, m in model.named_modules()

@@ -42,29 +42,25 @@ def _statistics(student, teacher, name: str, last, batches):
     ones column when it has a bias), Y the teacher's layer outputs."""
     import torch
 
+    from edgecnn.analysis import hooked
+
     has_bias = last.bias is not None
     seen: dict = {}
-    handles = [
-        last.register_forward_pre_hook(lambda m, args: seen.__setitem__("z", args[0])),
-        teacher.get_submodule(name).register_forward_hook(lambda m, args, out: seen.__setitem__("y", out)),
-    ]
     gram = cross = None
     y_sq = 0.0
-    try:
-        with torch.no_grad():
-            for x in batches:
-                xt = torch.from_numpy(np.ascontiguousarray(x))
-                student(xt)
-                teacher(xt)
-                z, y = _rows(seen["z"]), _rows(seen["y"])
-                if has_bias:
-                    z = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
-                gram = z.T @ z if gram is None else gram + z.T @ z
-                cross = z.T @ y if cross is None else cross + z.T @ y
-                y_sq += float(y.pow(2).sum())
-    finally:
-        for h in handles:
-            h.remove()
+    student_hook = hooked(student, pre={last: lambda m, args: seen.__setitem__("z", args[0])})
+    teacher_hook = hooked(teacher, forward={name: lambda m, args, out: seen.__setitem__("y", out)})
+    with student_hook, teacher_hook, torch.no_grad():
+        for x in batches:
+            xt = torch.from_numpy(np.ascontiguousarray(x))
+            student(xt)
+            teacher(xt)
+            z, y = _rows(seen["z"]), _rows(seen["y"])
+            if has_bias:
+                z = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
+            gram = z.T @ z if gram is None else gram + z.T @ z
+            cross = z.T @ y if cross is None else cross + z.T @ y
+            y_sq += float(y.pow(2).sum())
     return gram, cross, y_sq
 
 
