@@ -41,7 +41,7 @@ def check_writable(path: str | os.PathLike, *, force: bool) -> None:
     path = Path(path)
     check_name_length(path)  # first: a name too long cannot even be looked up
     if path.is_dir():
-        raise OutputLocationError(f"{path} is a folder; give a file name to write (e.g. {path / 'out'}...)")
+        raise OutputLocationError(f"{path} is a folder; give a file name to write (inside it, or elsewhere)")
     if path.exists() and not force:
         raise ArtifactExistsError(f"{path} already exists; pass --force to overwrite it")
     check_dir_writable(path.parent)
@@ -214,7 +214,7 @@ class RunJournal:
             try:
                 body = json.loads(journal.read_text())
                 names = [str(n) for n in body["outputs"]] if body.get("command") == command else []
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):  # not a journal: ignored
                 names = []
             self.stale.append(journal)
             self.replaceable.update(names)
