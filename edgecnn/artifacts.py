@@ -87,6 +87,13 @@ def check_dir_writable(folder: str | os.PathLike) -> None:
         raise OutputLocationError(
             f"cannot write into {folder}: {existing} is read-only or not writable by you; choose another -o"
         )
+    try:  # access() says yes for root on /proc and /sys: a file that vanishes on close proves it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OutputLocationError(
+            f"cannot write into {folder}: {e.strerror or e}; choose another -o"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -214,6 +214,10 @@ def test_output_location_problems_are_refused_before_any_work(tmp_path, monkeypa
         (("convert", "lenet5", "-o", str(tmp_path / "afile" / "c.safetensors")), "is not a folder"),
         (("export", "lenet5", "-o", str(tmp_path / "afile" / "x")), "is not a folder"),
         (("plot", str(results), "-o", str(tmp_path / "fig.txt")), "plot writes .png, .svg, .pdf files"),
+        (
+            ("plot", str(results), "-o", "/proc/fig.png"),
+            "cannot write into /proc",
+        ),  # root's access() says yes
     ]
     for args, needle in cases:
         r = cli(*args, cwd=tmp_path, monkeypatch=monkeypatch)
