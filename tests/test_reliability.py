@@ -597,3 +597,17 @@ def test_an_interrupted_pipelines_outputs_are_replaced_by_its_re_run_and_no_othe
     with resumed.writing():
         assert not journal.exists()  # taken over by the new run
     assert [p.name for p in out.iterdir()] == ["lenet5.original.safetensors"]  # done: no journal left
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"\x80\x04garbage", b"PK\x03\x04 not a zip"], ids=["empty", "pickle", "zip"]
+)
+def test_a_corrupt_resume_checkpoint_is_one_line_without_torchs_unsafe_advice(tmp_path, body):
+    from edgecnn.errors import WeightsError
+    from edgecnn.train.checkpoint import load_checkpoint
+
+    ckpt = tmp_path / "w.ckpt"
+    ckpt.write_bytes(body)
+    with pytest.raises(WeightsError, match=r"cannot resume from .*w\.ckpt: it is") as e:
+        load_checkpoint(ckpt)
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)

@@ -20,6 +20,13 @@ def load_checkpoint(path: Path) -> dict:
     from edgecnn.errors import WeightsError
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign file
-        raise WeightsError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign: torch's own advice (weights_only=False) would unpickle it
+        kind = "it is cut short" if isinstance(e, EOFError) else "it is not a checkpoint edgecnn wrote"
+        raise WeightsError(
+            f"cannot resume from {path}: {kind} (corrupt or another format); remove it or train "
+            "without --resume"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise WeightsError(f"cannot resume from {path}: it is not a checkpoint edgecnn wrote; remove it")
+    return state
