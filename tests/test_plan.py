@@ -547,6 +547,10 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
         for n in ("original", "compressed-onnxruntime")
     }
     assert v["bench_speedup"] == pytest.approx(ms["original"] / ms["compressed-onnxruntime"])
+    # the student's artifact for its runtime is compress's own, verified there: exported once
+    student_row = rows[("resnet18.compressed-onnxruntime fp32", "onnxruntime")]
+    assert Path(student_row.artifact).parent.name == "compress-onnxruntime"
+    assert not list((tmp_path / "p" / "artifacts").rglob("resnet18.compressed-onnxruntime.onnx"))
     # every row scores the 16 test images the reference's training held out (of 80: 20%)
     assert {r.accuracy["images"] for r in rows.values()} == {16}
     assert (

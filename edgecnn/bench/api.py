@@ -57,6 +57,7 @@ class BenchOptions:
     compile: bool = False  # torch.compile for the torch runtime
     cuda_graph: bool = False  # the torch runtime on CUDA: replay the forward from a captured CUDA graph
     export_dir: str | None = None
+    reuse_dirs: tuple[str, ...] = ()  # folders whose verified exports of the same weights are reused
     verify: bool = True  # verify artifacts made on the fly (off: random-weight int8 checks are moot)
 
     def validate(self) -> BenchOptions:
@@ -231,7 +232,7 @@ def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, c
         verify=opts.verify,
     )
     try:
-        artifact = _existing_or_export(item, eo, loaded, step)
+        artifact = _existing_or_export(item, eo, loaded, step, opts.reuse_dirs)
     except EdgeCNNError as e:
         row.error = str(e)
         return _Job(row, None, None, preprocess, None)
@@ -240,11 +241,12 @@ def _artifact_job(row: BenchRow, item, loaded, opts: BenchOptions, preprocess, c
     return _Job(row, lambda a=artifact: a, mem, preprocess, chw, loaded.recipe)
 
 
-def _existing_or_export(item, eo, loaded, step) -> Path:
-    """The artifact `export` would write, or bench's own copy of it, reused only when its manifest
-    proves the same weights (random weights never match: every row of a run must measure the same
-    model). What bench makes goes to a `bench/` folder beside the exports, the only files it
-    replaces: a user's `export` output is never overwritten by a bench with other weights."""
+def _existing_or_export(item, eo, loaded, step, reuse_dirs=()) -> Path:
+    """The artifact `export` would write (in the export folder or one of `reuse_dirs`, e.g. where
+    compress exported its student), or bench's own copy of it, reused only when its manifest proves
+    the same weights (random weights never match: every row of a run must measure the same model).
+    What bench makes goes to a `bench/` folder beside the exports, the only files it replaces: a
+    user's `export` output is never overwritten by a bench with other weights."""
     import dataclasses
 
     from edgecnn.export import check_files, export, planned_paths, read_manifest
@@ -253,7 +255,7 @@ def _existing_or_export(item, eo, loaded, step) -> Path:
     own_eo = dataclasses.replace(eo, out_dir=str(path.parent / BENCH_DIR), force=True)
     (own,) = planned_paths(loaded, own_eo).values()
     sha = loaded.weights.sha256
-    for candidate in (path, own):
+    for candidate in (path, own, *(Path(d) / path.name for d in reuse_dirs)):
         if candidate.exists() and sha and read_manifest(candidate).get("weights", {}).get("sha256") == sha:
             problem = check_files(candidate)
             if problem is None:
