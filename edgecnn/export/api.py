@@ -5,7 +5,7 @@ there, and only then moved into place (same filesystem, so each move is an atomi
 manifest, which records every file's sha256: a visible artifact always has its manifest, and one
 that does not match it is not reused. Work folders carry the writer's pid, so the next export sweeps
 what a killed one left.
-Options are checked (`options.py`) and inputs prepared (`planning.py`) before anything is written;
+Options are checked (`options.py`) and inputs prepared (`paths_and_images.py`) before anything is written;
 each target is built, verified and published by `targets.py`.
 """
 
