@@ -41,6 +41,11 @@ SWAP_FLAGS = ("separable", "bottleneck", "lowrank", "rank", "rank_ratio", "energ
 SWAP_FLAGS += ("min_mac_saving", "max_error")
 
 
+def swap_options_of(params: dict):
+    """`swap_options` from a command's parameters, by name (convert's and export's flags are one set)."""
+    return swap_options(**{k: params[k] for k in SWAP_FLAGS})
+
+
 def swap_options(
     *,
     separable,

@@ -51,18 +51,8 @@ def convert(
     from edgecnn.transforms import convert as run_convert
     from edgecnn.transforms import load_source, save_converted
 
-    sep, bot, low = o.swap_options(
-        separable=separable,
-        bottleneck=bottleneck,
-        lowrank=lowrank,
-        rank=rank,
-        rank_ratio=rank_ratio,
-        energy=energy,
-        include=include,
-        exclude=exclude,
-        min_mac_saving=min_mac_saving,
-        max_error=max_error,
-    )
+    sep, bot, low = o.swap_options_of(locals())
+
     out = output or default_output(model, "converted")
     check_writable(out, force=force)
     loaded = load_source(model, weights, num_classes, in_chans, parse_kv(model_arg))

@@ -140,7 +140,7 @@ def _export_options(p: dict):
     """(ExportOptions, the conversion to make first or None) from the command's parameters, by name."""
     from edgecnn.export import ExportOptions
 
-    sep, bot, low = o.swap_options(**{k: p[k] for k in o.SWAP_FLAGS})
+    sep, bot, low = o.swap_options_of(p)
     swaps = dict(separable=sep, bottleneck=bot, lowrank=low)
     convert = dict(fold_bn=p["fold_bn"], **swaps) if (p["fold_bn"] or any(swaps.values())) else None
 
