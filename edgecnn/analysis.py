@@ -189,6 +189,15 @@ def peak_bytes(stats: ModelStats, batch: int) -> int:
     return 4 * (batch * (inputs + sum(largest)) + stats.params)
 
 
+def check_batch_fits(stats: ModelStats, batch: int, advice: str) -> None:
+    """A one-line error before any allocation when a forward pass at `batch` needs more memory than
+    this machine has (`peak_bytes`)."""
+    from edgecnn.errors import check_fits_memory
+
+    h, w = stats.input_shape[-2:]
+    check_fits_memory(peak_bytes(stats, batch), f"{stats.model} at {h}x{w}, batch {batch},", advice)
+
+
 def format_shape(shape: tuple[int, ...]) -> str:
     """NCHW as the course tables write it (HxWxC); other ranks without the batch dimension."""
     if len(shape) == 4:

@@ -151,7 +151,8 @@ def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
 
     loaded = load_source(item, opts.weights, opts.num_classes, opts.in_chans)
     size = loaded.card.check_input_size(opts.input_size)
-    stats = analyze(loaded.module, size, in_chans=loaded.in_chans)
+    stats = analyze(loaded.module, size, in_chans=loaded.in_chans, name=loaded.card.name)
+    too_big = {b: _too_big(stats, b) for b in opts.batches}
     preprocess = Preprocess.for_model(loaded.card, input_size=size)
     if opts.data or (opts.accuracy and (loaded.recipe or {}).get("data")):
         from edgecnn.data.splits import held_out_images
@@ -182,8 +183,8 @@ def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
                     variant=variant, runtime=runtime, precision=precision, batch=b, source=name, **base
                 )
                 runs = backend.precisions_on(opts.device)
-                if (too_big := _too_big(stats, b)) is not None:  # before any allocation
-                    row.error = too_big
+                if too_big[b] is not None:  # before any allocation
+                    row.error = too_big[b]
                     jobs.append(_Job(row, None, None, preprocess, None))
                 elif precision not in runs:  # no requested runtime runs it: a row that says so
                     row.error = (
@@ -200,12 +201,12 @@ def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
 
 
 def _too_big(stats, batch: int) -> str | None:
-    """Why `batch` cannot fit this machine's memory (None when it may)."""
-    from edgecnn.analysis import peak_bytes
-    from edgecnn.errors import OutOfMemoryError, check_fits_memory
+    """Why `batch` cannot fit this machine's memory (None when it may): that batch's rows say so."""
+    from edgecnn.analysis import check_batch_fits
+    from edgecnn.errors import OutOfMemoryError
 
     try:
-        check_fits_memory(peak_bytes(stats, batch), f"batch {batch}", "try a smaller --batch")
+        check_batch_fits(stats, batch, "try a smaller --batch")
     except OutOfMemoryError as e:
         return str(e)
     return None

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.artifacts import RunJournal, check_writable
-from edgecnn.errors import BadArgumentError, OutOfMemoryError, check_fits_memory, is_out_of_memory
+from edgecnn.errors import BadArgumentError, OutOfMemoryError, is_out_of_memory
 from edgecnn.export.options import DEFAULT_CALIBRATION, ExportOptions
 from edgecnn.runtime import file_label, get_precision, get_target
 
@@ -143,7 +143,10 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
     for path in finals.values():
         check_writable(path, force=opts.force)
     if opts.batch > 1:  # before the reference allocates it
-        _check_batch_fits(model, loaded, size, opts.batch)
+        from edgecnn.analysis import analyze, check_batch_fits
+
+        stats = analyze(model, size, in_chans=loaded.in_chans, name=loaded.card.name)
+        check_batch_fits(stats, opts.batch, "try a smaller --batch or --input-size")
     preprocess = Preprocess.for_model(loaded.card, input_size=size)
     calibration, check_set = _image_sets(opts, preprocess)
     job = ExportJob(opts, loaded, model, size, transforms, preprocess, finals, calibration, journal)
@@ -156,14 +159,6 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
         on_step("running PyTorch reference")
         job.reference = _reference(job)
     return job
-
-
-def _check_batch_fits(model, loaded, size, batch: int) -> None:
-    from edgecnn.analysis import analyze, peak_bytes
-
-    stats = analyze(model, size, in_chans=loaded.in_chans)
-    what = f"{loaded.card.name} at {size[0]}x{size[1]}, batch {batch},"
-    check_fits_memory(peak_bytes(stats, batch), what, "try a smaller --batch or --input-size")
 
 
 def _image_sets(opts: ExportOptions, preprocess):
