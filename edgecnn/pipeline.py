@@ -43,11 +43,45 @@ class PipelineOptions:
 
 
 @dataclass
+class Variant:
+    """One model the pipeline benchmarks: the Model it holds (saved as a model file) and what the run
+    measured of it. bench takes the Model as it is; its rows name it by `source`."""
+
+    model: object = field(repr=False)  # Model
+    macs: int
+    params: int
+    mac_reduction: float | None = None  # fewer MACs than the BN-folded original
+    test_top1: float | None = None  # where it was made (distillation or compress)
+    test_set: str | None = None
+    initial_val_top1: float | None = None  # a uniform student's, before distillation
+    runtime: str | None = None  # the runtime a compressed student was planned on
+    requested_speedup: float | None = None
+    planned_speedup: float | None = None
+    measured_speedup: float | None = None  # compress's own timing
+    predicted_ms: float | None = None
+    bench_speedup: float | None = None  # the bench's fp32 rows on `runtime`, against the original's
+    table_top1: float | None = None  # its fp32 row's top-1 in the bench table
+
+    @property
+    def path(self) -> str:
+        return self.model.path
+
+    @property
+    def source(self) -> str:
+        return Path(self.path).name.removesuffix(".safetensors")
+
+    def to_dict(self) -> dict:
+        """The fields that hold a value, with the model file's path (results.json's "variants")."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        return {"path": self.path, **{k: v for k, v in values.items() if v is not None}}
+
+
+@dataclass
 class PipelineResult:
     run: object  # BenchRun
     out_dir: Path
     reference: dict
-    variants: dict[str, dict] = field(default_factory=dict)  # name -> {path, macs, params, distill...}
+    variants: dict[str, Variant] = field(default_factory=dict)
     table_md: Path | None = None
     results_json: Path | None = None
     plot: Path | None = None
@@ -72,7 +106,7 @@ def run_pipeline(
     on_epoch=None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> PipelineResult:
-    from edgecnn.transforms import convert, save_with_recipe
+    from edgecnn.transforms import convert, save_with_recipe, saved_model
 
     hooks = _Hooks(on_message or (lambda msg: log.info("%s", msg)), on_step, on_epoch, on_progress)
     model, given, opts, out, journal = _prepare(model, options or PipelineOptions())
@@ -83,20 +117,17 @@ def run_pipeline(
 
     original = convert(ref, fold_bn=True, input_size=size)
     with journal.writing():  # from here, a kill leaves outputs the next run of this pipeline replaces
-        path = out / f"{model}.original.safetensors"
-        save_with_recipe(original.model, original.recipe, path, force=True)
-        result.variants["original"] = {
-            "path": str(path),
-            "macs": original.macs_after,
-            "params": original.params_after,
-        }
-        paths = [str(path)]
+        path = save_with_recipe(
+            original.model, original.recipe, out / f"{model}.original.safetensors", force=True
+        )
+        folded = saved_model(original.model, original.recipe, path, ref.base)
+        result.variants["original"] = Variant(folded, original.macs_after, original.params_after)
         if opts.speedup:
-            paths += _compressed(model, ref, size, opts, result, hooks)
+            _compressed(model, ref, size, opts, result, hooks)
         else:
             distill_data = opts.data if given is None else None  # a given file distils on its own split
-            paths += _uniform_students(model, ref, original, size, distill_data, opts, result, hooks)
-        _bench_and_report(model, paths, opts, result, hooks)
+            _uniform_students(model, ref, original, size, distill_data, opts, result, hooks)
+        _bench_and_report(model, opts, result, hooks)
     return result
 
 
@@ -165,10 +196,10 @@ def _reference(model: str, given, opts: PipelineOptions, hooks: _Hooks):
     )
 
 
-def _uniform_students(model, ref, original, size, data, opts: PipelineOptions, result, hooks) -> list[str]:
+def _uniform_students(model, ref, original, size, data, opts: PipelineOptions, result, hooks) -> None:
     """The separable / bottleneck students of every layer, each distilled from the reference."""
     from edgecnn.train import DistillOptions, distill, train_options
-    from edgecnn.transforms import SwapOptions, convert
+    from edgecnn.transforms import SwapOptions, convert, saved_model
 
     swaps = []
     if opts.separable:
@@ -177,7 +208,6 @@ def _uniform_students(model, ref, original, size, data, opts: PipelineOptions, r
         swaps.append(
             ("bottleneck", dict(bottleneck=SwapOptions(rank_ratio=opts.rank_ratio).validate("bottleneck")))
         )
-    paths = []
     for name, kwargs in swaps:
         # Swap the raw convs and keep their BatchNorms while distilling: a student whose BN is already
         # folded trains unstably (DESIGN.md). Export folds BN into the convs at the end.
@@ -202,23 +232,22 @@ def _uniform_students(model, ref, original, size, data, opts: PipelineOptions, r
             on_step=hooks.on_step,
             on_epoch=hooks.on_epoch,
         )
-        path, top1 = distilled.path, distilled.student_test_top1
-        paths.append(str(path))
-        result.variants[name] = {
-            "path": str(path),
-            "macs": student.macs_after,
-            "params": student.params_after,
-            "mac_reduction": original.macs_after / student.macs_after,
-            "test_top1": top1,
-            "initial_val_top1": distilled.training.initial_val_top1,
-        }
-        before = distilled.training.initial_val_top1
+        top1, before = distilled.student_test_top1, distilled.training.initial_val_top1
+        result.variants[name] = Variant(
+            saved_model(distilled.model, distilled.recipe, distilled.path, ref.base),
+            student.macs_after,
+            student.params_after,
+            mac_reduction=original.macs_after / student.macs_after,
+            test_top1=top1,
+            test_set=distilled.test_set,
+            initial_val_top1=before,
+        )
         hooks.say(f"{name}: test top-1 {top1:.2f}% after distillation (before: {before:.2f}% val)")
-    return paths
 
 
-def _bench_and_report(model: str, paths: list[str], opts: PipelineOptions, result, hooks: _Hooks) -> None:
-    """Export and benchmark every variant in one run; write results.json, results.md and the plot."""
+def _bench_and_report(model: str, opts: PipelineOptions, result, hooks: _Hooks) -> None:
+    """Benchmark every variant's Model in one run (each exported once, compress's exports reused);
+    write results.json, results.md and the plot."""
     from edgecnn.bench import BenchOptions, bench, save
     from edgecnn.report.plot import plot
     from edgecnn.report.tables import markdown
@@ -237,20 +266,22 @@ def _bench_and_report(model: str, paths: list[str], opts: PipelineOptions, resul
         warmup_s=0.5,
         memory=opts.memory,
     )
-    result.run = bench(paths, bench_opts, on_step=lambda msg: hooks.say(msg))
+    models = [v.model for v in result.variants.values()]
+    result.run = bench(models, bench_opts, on_step=lambda msg: hooks.say(msg))
+    original = result.variants["original"]
+    for v in result.variants.values():
+        if v.runtime:  # the bench's own figure, in the same run as the original's
+            v.bench_speedup = _speedup(result.run, original, v)
+        v.table_top1 = _table_top1(result.run, v)
     result.run.settings["pipeline"] = {
         "model": model,
         "reference": result.reference,
-        "variants": result.variants,
+        "variants": {name: v.to_dict() for name, v in result.variants.items()},
     }
     result.results_json, _ = save(result.run, result.out_dir / "results.json")
     result.table_md = result.out_dir / "results.md"
     result.table_md.write_text(markdown(result.run))
     result.plot = plot([result.run], result.out_dir / "results.png", force=True)
-    for v in result.variants.values():
-        if v.get("runtime"):  # the bench's own figure, in the same run as the original's
-            v["bench_speedup"] = _speedup(result.run, model, v)
-        v["table_top1"] = _table_top1(result.run, v["path"])
 
 
 def _given_reference(source: str, opts: PipelineOptions):
@@ -291,24 +322,24 @@ def _reference_info(loaded, opts: PipelineOptions) -> dict:
     }
 
 
-def _table_top1(run, path: str) -> float | None:
+def _table_top1(run, variant: Variant) -> float | None:
     """A variant's top-1 as the table shows it: its fp32 row, PyTorch's where there is one, so the
     summary lines and the table never disagree."""
     from edgecnn.runtime import get_backend, is_baseline
 
-    stem = Path(path).name.removesuffix(".safetensors")
     rows = [
-        r for r in run.rows if r.accuracy and is_baseline(r.precision) and r.source == stem and r.batch == 1
+        r
+        for r in run.rows
+        if r.accuracy and is_baseline(r.precision) and r.source == variant.source and r.batch == 1
     ]
     rows.sort(key=lambda r: get_backend(r.runtime).target is not None)  # the in-memory module first
     return rows[0].accuracy["top1"] if rows else None
 
 
-def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) -> list[str]:
-    """One `compress` student per runtime that can plan; returns their paths."""
+def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) -> None:
+    """One `compress` student per runtime that can plan, each planned on that runtime."""
     from edgecnn.runtime import available, get_backend
 
-    paths = []
     for runtime in opts.runtimes:
         if not (get_backend(runtime).node_profiler and available(runtime)):
             continue
@@ -318,21 +349,20 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) 
         r = _compress_within_reach(model, ref, runtime, size, opts, result, hooks)
         if r is None:
             continue
-        paths.append(r.student_path)
-        result.variants[f"compressed-{runtime}"] = {
-            "path": r.student_path,
-            "runtime": runtime,
-            "requested_speedup": opts.speedup,
-            "planned_speedup": r.plan.original_ms / r.plan.target_ms,
-            "measured_speedup": r.measured_speedup,
-            "predicted_ms": r.plan.predicted_ms,
-            "macs": r.macs[1],
-            "params": r.params[1],
-            "mac_reduction": r.macs[0] / r.macs[1],
-            "test_top1": r.top1[1],
-            "test_set": r.test_set,
-        }
-        planned = result.variants[f"compressed-{runtime}"]["planned_speedup"]
+        planned = r.plan.original_ms / r.plan.target_ms
+        result.variants[f"compressed-{runtime}"] = Variant(
+            r.student,
+            r.macs[1],
+            r.params[1],
+            mac_reduction=r.macs[0] / r.macs[1],
+            test_top1=r.top1[1],
+            test_set=r.test_set,
+            runtime=runtime,
+            requested_speedup=opts.speedup,
+            planned_speedup=planned,
+            measured_speedup=r.measured_speedup,
+            predicted_ms=r.plan.predicted_ms,
+        )
         asked = f"asked {opts.speedup}x" + (
             f", planned {planned:.2f}x" if abs(planned - opts.speedup) > 1e-3 else ""
         )
@@ -340,7 +370,6 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) 
             f"compressed for {runtime}: {r.measured_speedup:.2f}x measured ({asked}), "
             f"test top-1 {r.top1[1]:.2f}% vs {r.top1[0]:.2f}%"
         )
-    return paths
 
 
 # Below this best reachable speed-up a compressed student is not worth making.
@@ -391,16 +420,15 @@ def _compress_within_reach(model, ref, runtime, size, opts: PipelineOptions, res
     return None
 
 
-def _speedup(run, model: str, variant: dict) -> float | None:
+def _speedup(run, original: Variant, variant: Variant) -> float | None:
     """Original fp32 median / compressed fp32 median on the variant's runtime, from the bench rows."""
     from edgecnn.runtime import is_baseline
 
-    stem = Path(variant["path"]).name.removesuffix(".safetensors")
     ms = {}
     for row in run.rows:
-        same = row.runtime == variant["runtime"] and row.batch == 1
+        same = row.runtime == variant.runtime and row.batch == 1
         if same and is_baseline(row.precision) and row.latency:
-            for key, name in (("original", f"{model}.original"), ("student", stem)):
-                if row.source == name:
+            for key, v in (("original", original), ("student", variant)):
+                if row.source == v.source:
                     ms[key] = row.latency["median_ms"]
     return ms["original"] / ms["student"] if len(ms) == 2 else None

@@ -123,6 +123,9 @@ def test_a_module_compresses_exports_and_benches_with_no_zoo_entry(mine, tmp_pat
     with torch.no_grad():
         torch_y = student.module(torch.from_numpy(x)).numpy()
     assert np.allclose(onnx, torch_y, atol=1e-3, rtol=1e-3)
+    # the student compress hands back is the Model its file describes, the same weights to the byte
+    assert c.student.path == c.student_path and c.student.weights == student.weights
+    assert c.student.recipe == student.recipe and c.student.card == student.card
 
     run = bench(
         [model, student],

@@ -531,9 +531,9 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
     result = run_pipeline("resnet18", opts, on_message=messages.append)
     assert set(result.variants) == {"original", "compressed-onnxruntime"}  # torch cannot plan in context
     v = result.variants["compressed-onnxruntime"]
-    assert Path(v["path"]).name == "resnet18.compressed-onnxruntime.safetensors"
-    assert v["mac_reduction"] > 1 and v["requested_speedup"] == SPEEDUP and v["measured_speedup"] > 0
-    assert v["planned_speedup"] == pytest.approx(SPEEDUP) and any(
+    assert Path(v.path).name == "resnet18.compressed-onnxruntime.safetensors"
+    assert v.mac_reduction > 1 and v.requested_speedup == SPEEDUP and v.measured_speedup > 0
+    assert v.planned_speedup == pytest.approx(SPEEDUP) and any(
         "compressed for onnxruntime" in m for m in messages
     )
     rows = {(r.variant, r.runtime): r for r in result.run.rows}
@@ -546,7 +546,7 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
         n: rows[(f"resnet18.{n} fp32", "onnxruntime")].latency["median_ms"]
         for n in ("original", "compressed-onnxruntime")
     }
-    assert v["bench_speedup"] == pytest.approx(ms["original"] / ms["compressed-onnxruntime"])
+    assert v.bench_speedup == pytest.approx(ms["original"] / ms["compressed-onnxruntime"])
     # the student's artifact for its runtime is compress's own, verified there: exported once
     student_row = rows[("resnet18.compressed-onnxruntime fp32", "onnxruntime")]
     assert Path(student_row.artifact).parent.name == "compress-onnxruntime"
@@ -557,7 +557,7 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
         result.reference["test_set"].startswith("16 images from")
         and "seeded 20% split" in (result.reference["test_set"])
     )
-    assert v["table_top1"] == rows[("resnet18.compressed-onnxruntime fp32", "torch")].accuracy["top1"]
+    assert v.table_top1 == rows[("resnet18.compressed-onnxruntime fp32", "torch")].accuracy["top1"]
 
 
 def test_a_pipeline_asked_too_much_compresses_for_what_this_machine_reaches(monkeypatch, tmp_path):

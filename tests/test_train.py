@@ -245,7 +245,16 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
         memory=False,
         out_dir=tmp_path / "p",
     )
+    import edgecnn.transforms.model_file as model_file
+
+    read = []
+    real_read = model_file.load_model_file
+    monkeypatch.setattr(
+        model_file, "load_model_file", lambda path, **kw: read.append(path) or real_read(path, **kw)
+    )
     result = run_pipeline("lenet5", opts)
+    # bench measured the Models the pipeline holds: no variant was read back from its file
+    assert not {str(v.path) for v in result.variants.values()} & {str(p) for p in read}
     variants = {(r.variant, r.runtime): r for r in result.run.rows}
     assert set(variants) == {
         ("lenet5.original fp32", "torch"),
@@ -259,7 +268,10 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
         assert not row.error, row.error
         assert row.accuracy["images"] == 1000 and row.accuracy["top1"] > 60
     sep = result.variants["separable"]
-    assert sep["mac_reduction"] > 1.2 and sep["test_top1"] > 60
+    assert sep.mac_reduction > 1.2 and sep.test_top1 > 60 and sep.table_top1 > 60
+    saved = json.loads(result.results_json.read_text())["settings"]["pipeline"]["variants"]
+    assert saved["separable"]["path"] == sep.path and saved["separable"]["test_top1"] == sep.test_top1
+    assert set(saved) == {"original", "separable"} and "runtime" not in saved["separable"]
     assert (
         result.plot.is_file()
         and result.results_json.is_file()

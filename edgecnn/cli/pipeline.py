@@ -94,24 +94,23 @@ def _print(result) -> None:
 
     width = table_width()
     console.print(rich_table(result.run, width=width), width=width)
-    original = result.variants["original"].get("table_top1")
+    original = result.variants["original"].table_top1
     for name, v in result.variants.items():
         if name == "original":
             continue
         faster = ""
-        if v.get("runtime"):
-            bench = v.get("bench_speedup")
+        if v.runtime:
             faster = (
-                f"{bench:.2f}x faster than the original on {v['runtime']} in this table"
-                if bench
-                else f"no fp32 rows on {v['runtime']} to compare"
-            ) + f" (asked {v['requested_speedup']}x), "
-        top1 = v.get("table_top1")
+                f"{v.bench_speedup:.2f}x faster than the original on {v.runtime} in this table"
+                if v.bench_speedup
+                else f"no fp32 rows on {v.runtime} to compare"
+            ) + f" (asked {v.requested_speedup}x), "
+        top1 = v.table_top1
         accuracy = (
             f"top-1 {top1:.2f}% vs the original's {original:.2f}% (fp32 rows of the table)"
             if top1 is not None and original is not None
             else "no top-1 in the table"
         )
-        console.print(f"{name}: {faster}{v['mac_reduction']:.2f}x fewer MACs, {accuracy}", highlight=False)
+        console.print(f"{name}: {faster}{v.mac_reduction:.2f}x fewer MACs, {accuracy}", highlight=False)
     console.print(f"top-1 on {result.reference['test_set']}", highlight=False)
     console.print(f"wrote {result.results_json}, {result.table_md} and {result.plot}", highlight=False)

@@ -36,6 +36,7 @@ class CompressResult:
     # int8 layers the plan chose that the student's artifact runs in fp32: without them it failed its
     # check against PyTorch (most harmful first)
     int8_given_back: list[str] = field(default_factory=list)
+    student: object = field(default=None, repr=False)  # the student's Model, as its file describes it
 
     @property
     def measured_speedup(self) -> float:
@@ -58,7 +59,8 @@ class CompressResult:
         return (self.predicted_ms_here - self.student_ms) / self.student_ms
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(dataclasses.replace(self, student=None))
+        del d["student"]
         d["plan"] = self.plan.to_dict()
         d.update(
             measured_speedup=self.measured_speedup,
@@ -125,6 +127,7 @@ def compress(
             *(top1, test_set, opts.distill_epochs),
             refit=refits,
             int8_given_back=given_back,
+            student=student_model,
         )
         result.report = str(_write_report(result, out))
     return result
@@ -193,13 +196,10 @@ def _data(card, size, loaded, opts: CompressOptions):
 def _save_student(module, header: dict, path: Path, loaded, opts: CompressOptions):
     """The student's file (it says what it was made and scored on, as train's does), and the Model
     exported from memory as that file describes it."""
-    from edgecnn.artifacts import sha256_file
-    from edgecnn.card import Model, WeightsInfo
-    from edgecnn.transforms import card_of, save_with_recipe
+    from edgecnn.transforms import save_with_recipe, saved_model
 
     save_with_recipe(module, header, path, force=opts.force)
-    weights = WeightsInfo("converted", str(path.resolve()), sha256_file(path), "compress")
-    return Model(module, card_of(header), weights, loaded.base, header, str(path))
+    return saved_model(module, header, path, loaded.base)
 
 
 def _plan(loaded, size, batches, opts: CompressOptions, progress) -> Plan:

@@ -19,6 +19,7 @@ from edgecnn.transforms.model_file import (
     read_recipe,
     save_converted,
     save_with_recipe,
+    saved_model,
 )
 from edgecnn.transforms.separable import separable
 
@@ -46,5 +47,6 @@ __all__ = [
     "read_recipe",
     "save_converted",
     "save_with_recipe",
+    "saved_model",
     "separable",
 ]

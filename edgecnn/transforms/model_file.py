@@ -247,7 +247,6 @@ def _base_module(recipe: dict, path: Path, base):
 def load_model_file(path: str | Path, *, base=None):
     """Rebuild a `Model` from its file: its base (the zoo's build, or `base`, the module it was made
     from), the structural replay of its transforms (none for a trained model), then the tensors."""
-    from edgecnn.card import Model, WeightsInfo
     from edgecnn.zoo.weights import apply_state_dict, read_state_dict
 
     path = Path(path)
@@ -267,13 +266,22 @@ def load_model_file(path: str | Path, *, base=None):
         model = model.to_empty(device="cpu")
     hint = "its header does not describe its tensors: the file was altered"
     apply_state_dict(model, read_state_dict(path), name=recipe["model"], origin=str(path), hint=hint)
+    return saved_model(model.eval(), recipe, path, base_info)
+
+
+def saved_model(module, recipe: dict, path: str | Path, base: dict):
+    """The `Model` the model file at `path` describes, given the module it holds: what a stage that
+    has just saved a module hands on, equal to what `load_model_file` would read back."""
+    from edgecnn.card import Model, WeightsInfo
+
+    path = Path(path)
     weights = WeightsInfo(
         "converted" if recipe["transforms"] else "file",
         str(path.resolve()),
         sha256_file(path),
         ", ".join(s["name"] for s in recipe["transforms"]) or None,
     )
-    return Model(model.eval(), card_of(recipe), weights, base_info, recipe, str(path))
+    return Model(module, card_of(recipe), weights, base, recipe, str(path))
 
 
 def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwargs=None):
