@@ -2,9 +2,10 @@
 
 The commands run in order in one temporary folder, with the files they expect made first (image
 folders for `~/imagenet/val` and friends, a checkpoint, an old result file). To keep the suite short
-they run small: ResNet-50 becomes ResNet-18 (ResNet-34 in convert), models at 32x32, one epoch,
-batch 1, top-1 on at most 50 images, benchmarks timed for 0.05 s without the memory probe or
-verifying their on-the-fly exports (export's own examples verify). The Errors section's commands
+they run small: ResNet-50 becomes ResNet-18 (ResNet-34 in convert), models at 32x32, one epoch
+(train: on 120 digit-sized images, not the 5,000 digits), batch 1, top-1 on at most 50 images,
+benchmarks timed for 0.05 s without the memory probe or verifying their on-the-fly exports
+(export's own examples verify). The Errors section's commands
 must print the error the README shows, each in a folder of its own. `compress`, `pipeline` and
 `distill`, and `train` on data the test does not have, are parsed by the CLI (every option and
 value checked) but not run: each takes minutes at any size, and their flows run end to end in
@@ -41,6 +42,7 @@ PATHS = {  # README path -> where it is here, after the renames below
 # README's next `convert resnet18` writes.
 STAND_IN = {"convert": "resnet34"}
 SHORTER = {"--epochs": "1", "--batch": "1"}  # option -> the value it takes here
+TRAIN_DATA = {"digits": "digits_small"}  # ten classes of twelve 28x28 grey images, made below
 
 
 def readme_commands() -> list[tuple[int, str, str | None]]:
@@ -83,6 +85,8 @@ def shrink(args: list[str]) -> list[str]:
         if "--calib" in args and "--calib-size" not in args:
             args += ("--calib-size", "16")
     args = [PATHS.get(a, a) for a in args]
+    if verb == "train":
+        args = [TRAIN_DATA.get(a, a) for a in args]
     args = [SHORTER.get(args[i - 1], a) if i else a for i, a in enumerate(args)]
     return args + list(FAST_BENCH) if verb == "bench" else args
 
@@ -96,11 +100,13 @@ def workdir(tmp_path_factory, lenet_weights):
 
     root = tmp_path_factory.mktemp("readme")
     rng = np.random.default_rng(0)
-    for folder, classes, per in (("val", 3, 6), ("flowers", 3, 6), ("errors/one_class_folder", 1, 6)):
+    folders = (("val", 3, 6, 3), ("flowers", 3, 6, 3), ("errors/one_class_folder", 1, 6, 3))
+    for folder, classes, per, chans in (*folders, ("digits_small", 10, 12, 1)):
         for c in range(classes):
             (root / folder / f"c{c}").mkdir(parents=True)
             for k in range(per):
-                Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                shape = (40, 40, 3) if chans == 3 else (28, 28)
+                Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(
                     root / folder / f"c{c}/{k}.png"
                 )
     torch.manual_seed(0)

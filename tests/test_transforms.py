@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from _cli import run_cli
+from _zoo import representatives
 from torch import nn
 
 from edgecnn.errors import BadArgumentError, WeightsError
@@ -72,7 +73,7 @@ def test_models_with_batchnorm_are_found():
     assert "vgg16" not in BN_MODELS and "convnext_tiny" not in BN_MODELS
 
 
-@pytest.mark.parametrize("name", BN_MODELS)
+@pytest.mark.parametrize("name", representatives(BN_MODELS))
 def test_fold_bn_matches_eval_model(name):
     model = _randomise_bn(create_model(name))
     x = _x(name)
@@ -199,12 +200,7 @@ def _quick(name):
     return loaded
 
 
-# VGG-13/16/19 (with and without BN) are VGG-11's builder with more of the same 3x3 conv layers: the
-# swaps meet nothing in them that VGG-11 lacks, and together they took ~40 s of the suite.
-SAME_AS_VGG11 = {f"vgg{d}{bn}" for d in (13, 16, 19) for bn in ("", "_bn")}
-
-
-@pytest.mark.parametrize("name", [n for n in list_models() if n not in SAME_AS_VGG11])
+@pytest.mark.parametrize("name", representatives(list_models()))
 def test_every_zoo_model_survives_both_swaps(name):
     loaded = _quick(name)
     x = _x(name, batch=1)

@@ -4,10 +4,11 @@ import pickle
 
 import pytest
 import torch
+from _zoo import representatives
 from safetensors.torch import save_file
 
 from edgecnn.errors import BadArgumentError, WeightsError
-from edgecnn.zoo import create_model, load_model
+from edgecnn.zoo import create_model, list_models, load_model
 
 
 @pytest.fixture
@@ -224,7 +225,7 @@ def _constant(key: str, meta):
     return torch.full(meta.shape, 1.0 if one else 0.0)
 
 
-@pytest.mark.parametrize("name", __import__("edgecnn.zoo", fromlist=["list_models"]).list_models("*"))
+@pytest.mark.parametrize("name", representatives(list_models("*")))
 def test_every_zoo_model_can_be_fine_tuned_to_three_classes(name):
     """Between the checkpoint's class count and 3 classes the tensors that differ are exactly the
     classifier heads' (aux heads included); fine-tuning loads all the rest, and a training step
