@@ -370,6 +370,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     from edgecnn.compress import CompressOptions, compress
     from edgecnn.data.digits import CLASSES
     from edgecnn.data.splits import SplitSpec
+    from edgecnn.export import read_manifest
     from edgecnn.transforms import save_with_recipe
     from edgecnn.transforms.model_file import model_recipe
 
@@ -434,6 +435,9 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     assert student.num_classes == 10  # as many outputs as the data has classes
     for artifact in d["artifacts"].values():
         assert Path(artifact).is_file() and Path(artifact + ".json").is_file()
+        # verified on the held-out test images as well as on seeded noise (64: export's check size)
+        checks = {p["inputs"]: p["passed"] for p in read_manifest(artifact)["parity"]}
+        assert checks == {"seeded:8": True, "images:64": True}, checks
     args = ["compress", str(weights), "--speedup", str(SPEEDUP)]  # no --input-size, --data: the file's
     args += ["--distill-epochs", "0"]
     args += ["--calib-images", "16", "--test-images", "100", "--duration", "0.3", "-o", str(out)]

@@ -111,7 +111,10 @@ def compress(
         student_model = _save_student(student.model, header, student_path, loaded, opts)
         original = dataclasses.replace(loaded, path=None)  # its artifacts are named by its card, as planned
         artifacts, given_back = _export(
-            original, student_model, out, opts, progress, plan, calib=splits.source, batches=batches
+            *(original, student_model, out, opts, progress, plan),
+            calib=splits.source,
+            batches=batches,
+            check=splits.test,
         )
         progress(f"timing the original and the student in {opts.runtime}", 0, 1)
         original_ms, student_ms = time_both(
@@ -241,11 +244,13 @@ def _export(
     *,
     calib=None,
     batches=(),
+    check=None,
 ) -> tuple[dict, list[str]]:
     """The original's (fp32) and the student's (the plan's precision: int8 but for its fp32 layers,
-    calibrated on the data's training images, checked on images held out from them) artifacts for
-    the runtime, each verified against PyTorch, and the int8 layers given back to fp32 because the
-    student failed its check without that (`quantize_with_accuracy_control`)."""
+    calibrated on the data's training images) artifacts for the runtime, each verified against
+    PyTorch on seeded inputs and on real images (fp32: `check`, the held-out test images); and the
+    int8 layers given back to fp32 because the student failed its check without that
+    (`quantize_with_accuracy_control`)."""
     from edgecnn.compress.int8 import quantize_with_accuracy_control
     from edgecnn.errors import ExportError
     from edgecnn.export import ExportOptions, export
@@ -262,14 +267,17 @@ def _export(
         force=opts.force,
         verify=opts.verify,
     )
+    # an int8 student is checked as `export --calib` checks it (that check picks the layers given back)
     student_eo = ExportOptions(
         **common,
         precision=opts.precision,
         calib=calib if opts.int8 else None,
         calib_size=opts.calib_size,
         int8_fp32_layers=tuple(plan.fp32_layers()),
+        check_images=None if opts.int8 else check,
     )
-    jobs = (("original", original, ExportOptions(**common)), ("student", student, student_eo))
+    original_eo = ExportOptions(**common, check_images=check)
+    jobs = (("original", original, original_eo), ("student", student, student_eo))
     paths, given_back = {}, []
     for name, source, eo in jobs:
         progress(f"exporting the {name} for {opts.runtime}", 0, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecnn.errors import BadArgumentError, UnknownNameError
@@ -35,6 +35,8 @@ class ExportOptions:
     int8_activations: str = AUTO_INT8
     int8_fp32_layers: tuple[str, ...] = ()  # layers (module names) left in fp32 in an int8 artifact
     data: str | None = None  # real check images; default: the calibration source's held-out part
+    # Python only: a dataset of real check images made already (compress: its held-out test images)
+    check_images: object | None = field(default=None, repr=False)
     check_size: int = 64
     seeded_checks: int = 8
     verify: bool = True

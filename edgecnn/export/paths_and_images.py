@@ -186,7 +186,7 @@ def _image_sets(opts: ExportOptions, preprocess):
                     )
     if opts.data:
         check = open_dataset(opts.data, preprocess, split="test")
-    return calib, check
+    return calib, opts.check_images if opts.check_images is not None else check
 
 
 def _reference(job: ExportJob) -> dict[str, np.ndarray]:
