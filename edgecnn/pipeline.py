@@ -58,6 +58,9 @@ class Variant:
     requested_speedup: float | None = None
     planned_speedup: float | None = None
     measured_speedup: float | None = None  # compress's own timing
+    # compress's, over the original at the runtime's default where that is not fp32 (OpenVINO: bf16)
+    speedup_over_default: float | None = None
+    default_math: str | None = None
     predicted_ms: float | None = None
     bench_speedup: float | None = None  # the bench's fp32 rows on `runtime`, against the original's
     table_top1: float | None = None  # its fp32 row's top-1 in the bench table
@@ -362,12 +365,19 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) 
             planned_speedup=planned,
             measured_speedup=r.measured_speedup,
             predicted_ms=r.plan.predicted_ms,
+            speedup_over_default=r.speedup_over_default,
+            default_math=r.default_math or None,
         )
         asked = f"asked {opts.speedup}x" + (
             f", planned {planned:.2f}x" if abs(planned - opts.speedup) > 1e-3 else ""
         )
+        default = (
+            f"; {r.speedup_over_default:.2f}x vs the original at {runtime}'s default, {r.default_math}"
+            if r.speedup_over_default
+            else ""
+        )
         hooks.say(
-            f"compressed for {runtime}: {r.measured_speedup:.2f}x measured ({asked}), "
+            f"compressed for {runtime}: {r.measured_speedup:.2f}x measured ({asked}{default}), "
             f"test top-1 {r.top1[1]:.2f}% vs {r.top1[0]:.2f}%"
         )
 

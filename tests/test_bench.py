@@ -144,9 +144,13 @@ def test_artifact_file_with_static_batch_pads_the_last_batch(lenet_run):
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed")
 def test_int8_rows(tmp_path, lenet_weights):
+    """Each runtime's fast int8 beside fp32; OpenVINO's int8 rows run their float layers in fp32 like
+    its fp32 rows (never its bf16 default), and its default, bf16, is a row of its own."""
+    from edgecnn.report.tables import markdown
+
     opts = BenchOptions(
         runtimes=("onnxruntime", "openvino"),
-        precisions=("fp32", "int8"),
+        precisions=("fp32", "bf16", "int8"),
         calib="digits",
         weights=str(lenet_weights),
         export_dir=str(tmp_path),
@@ -155,13 +159,21 @@ def test_int8_rows(tmp_path, lenet_weights):
         data_limit=200,
         **FAST,
     )
-    rows = bench(["lenet5"], opts).rows
+    run = bench(["lenet5"], opts)
+    rows = list(run.rows)
     assert [(r.runtime, r.variant) for r in rows] == [
         ("onnxruntime", "fp32"),
         ("onnxruntime", "int8u8"),  # each runtime's fast int8 scheme by default
         ("openvino", "fp32"),
+        ("openvino", "bf16"),
         ("openvino", "int8"),
     ]
+    assert [r.float_math for r in rows] == ["", "", "fp32", rows[3].float_math, "fp32"]
+    bf16 = rows.pop(3)  # a CPU without bf16 units says so in the row, never runs fp32 under its name
+    assert (bf16.float_math == "bf16" and not bf16.error) or "no such units" in bf16.error
+    if not bf16.error:
+        assert abs(bf16.accuracy["top1"] - rows[2].accuracy["top1"]) <= 2.0
+        assert "openvino ran float layers in fp32 (fp32, int8 rows) and bf16 (bf16 rows)" in markdown(run)
     for fp32, int8 in (rows[:2], rows[2:]):
         assert (
             not int8.error and int8.file_size_bytes < fp32.file_size_bytes / 2

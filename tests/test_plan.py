@@ -167,9 +167,55 @@ def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
     runners = iter([Named("original"), Named("student")])
     monkeypatch.setattr(edgecnn.runtime, "get_runner", lambda *a, **k: next(runners))
     opts = CompressOptions(runtime="torch", measure_seconds=1.0, measure_rounds=3)
-    original, student = time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
+    t = time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
     assert timed == ["original", "student"] * 6  # 3 rounds of 2 blocks of 0.5 s, alternating the two
-    assert (original, student) == (10.0, 4.0)
+    assert (t.original_ms, t.student_ms, t.default_ms) == (10.0, 4.0, None)  # torch: nothing pinned
+
+
+@pytest.mark.parametrize("default_math", ["bf16", "fp32"])
+@pytest.mark.parametrize("int8", [False, True])
+def test_no_timed_pair_differs_in_float_precision(monkeypatch, int8, default_math):
+    """compress times the original and its student with the same float math (OpenVINO pinned to f32,
+    an int8 student's float layers too), and the original at the runtime's default beside them only
+    where that default differs (bf16 on a CPU with bf16 units): a labelled, separate figure."""
+    from types import SimpleNamespace
+
+    import edgecnn.bench.latency
+    import edgecnn.runtime
+    from edgecnn.compress import CompressOptions
+    from edgecnn.compress.measure import time_both
+    from edgecnn.runtime import BACKENDS
+
+    for backend in BACKENDS.values():  # the table: an int8 row's float layers run as fp32 rows do
+        if "int8" in backend.precisions:
+            assert backend.options_for("int8").get("precision") == backend.options_for("fp32").get(
+                "precision"
+            )
+
+    made = []
+
+    class Fake:
+        def __init__(self, source, precision):
+            self.source, self.float_math = source, {"f32": "fp32"}.get(precision, default_math)
+            self.ms = {"o": 10.0, "s": 5.0}[source] if precision else 6.0
+
+        def run(self, x):
+            return self.ms
+
+    def get_runner(runtime, source, **options):
+        made.append((source, options.get("precision")))
+        return Fake(source, options.get("precision"))
+
+    monkeypatch.setattr(edgecnn.runtime, "get_runner", get_runner)
+    monkeypatch.setattr(edgecnn.bench.latency, "time_calls", lambda fn, **_: SimpleNamespace(median_ms=fn()))
+    opts = CompressOptions(runtime="openvino", int8=int8, measure_seconds=0.2, measure_rounds=1)
+    t = time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
+    assert made[:2] == [("o", "f32"), ("s", "f32")]  # the pair: the same float math
+    assert (t.original_ms, t.student_ms) == (10.0, 5.0)
+    if default_math == "bf16":
+        assert made[2] == ("o", None) and (t.default_ms, t.default_math) == (6.0, "bf16")
+    else:  # the default is the pinned precision here: no second figure
+        assert t.default_ms is None and t.default_math == ""
 
 
 def test_paired_timer_reports_the_spread_of_its_rounds():

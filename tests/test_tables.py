@@ -207,7 +207,8 @@ def test_names_and_suffixes_come_from_the_rows():
     assert backend_for("a/m.xml").runtime == "openvino" and backend_for("m.plan").runtime == "tensorrt"
     assert backend_for(object()).runtime == "torch"
     assert get_backend("openvino").options_for("fp32") == {"precision": "f32"}
-    assert get_backend("openvino").options_for("int8") == {}
+    assert get_backend("openvino").options_for("int8") == {"precision": "f32"}  # its float layers
+    assert get_backend("openvino").options_for("bf16") == {"precision": "bf16"}
     with pytest.raises(BadArgumentError, match=r"cannot tell the runtime of m\.txt"):
         backend_for("m.txt")
 

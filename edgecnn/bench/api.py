@@ -379,6 +379,7 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
     chw = job.input_chw
     if chw is None:
         raise BadArgumentError(f"{row.artifact}: no manifest beside it, so its input shape is unknown")
+    row.float_math = getattr(runner, "float_math", "")
     x = np.random.default_rng(0).standard_normal((row.batch, *chw)).astype(np.float32)
     lat = measure(runner, x, warmup_s=opts.warmup_s, min_iters=opts.min_iters, min_seconds=opts.min_seconds)
     row.latency = lat.to_dict()

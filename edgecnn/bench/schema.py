@@ -44,6 +44,7 @@ class BenchRow:
     error: str = ""
     hint: str = ""
     source: str = ""  # the item measured: a model file's stem, a zoo name, an artifact's file name
+    float_math: str = ""  # what the runtime ran the float layers in, where it says (OpenVINO)
 
     @property
     def key(self) -> tuple:

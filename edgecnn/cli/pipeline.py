@@ -104,7 +104,7 @@ def _print(result) -> None:
                 f"{v.bench_speedup:.2f}x faster than the original on {v.runtime} in this table"
                 if v.bench_speedup
                 else f"no fp32 rows on {v.runtime} to compare"
-            ) + f" (asked {v.requested_speedup}x), "
+            ) + f" (asked {v.requested_speedup}x{_over_default(v)}), "
         top1 = v.table_top1
         accuracy = (
             f"top-1 {top1:.2f}% vs the original's {original:.2f}% (fp32 rows of the table)"
@@ -114,3 +114,10 @@ def _print(result) -> None:
         console.print(f"{name}: {faster}{v.mac_reduction:.2f}x fewer MACs, {accuracy}", highlight=False)
     console.print(f"top-1 on {result.reference['test_set']}", highlight=False)
     console.print(f"wrote {result.results_json}, {result.table_md} and {result.plot}", highlight=False)
+
+
+def _over_default(v) -> str:
+    """compress's figure over the original at the runtime's default precision, where it differs."""
+    if v.speedup_over_default is None:
+        return ""
+    return f"; {v.speedup_over_default:.2f}x vs the original at {v.runtime}'s default, {v.default_math}"

@@ -63,10 +63,26 @@ def slower_than_fp32(run: BenchRun) -> list[tuple[BenchRow, BenchRow]]:
 
 def notes(run: BenchRun) -> list[str]:
     """Lines printed under the table."""
-    return [
+    slower = [
         f"{SLOWER} {r.model} {r.variant} on {r.runtime} batch {r.batch} is slower than fp32: "
         f"{_ms(r.latency['median_ms'])} vs {_ms(ref.latency['median_ms'])} ms"
         for r, ref in slower_than_fp32(run)
+    ]
+    return slower + float_math_notes(run)
+
+
+def float_math_notes(run: BenchRun) -> list[str]:
+    """Per runtime that says it, what its rows ran their float layers in (int8 rows keep some): the
+    precision of a row's label is not always all of its math."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for r in run.rows:
+        if r.float_math:
+            tags = seen.setdefault(r.runtime, {}).setdefault(r.float_math, [])
+            tags += [r.precision] if r.precision not in tags else []
+    return [
+        f"{runtime} ran float layers in "
+        + " and ".join(f"{math} ({', '.join(precisions)} rows)" for math, precisions in by_math.items())
+        for runtime, by_math in seen.items()
     ]
 
 

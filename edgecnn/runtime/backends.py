@@ -134,7 +134,15 @@ BACKENDS: dict[str, Backend] = {
             suffixes=(".xml",),
             side_files=("{stem}.bin",),
             builder="edgecnn.export.openvino:build",
-            runner_options={"fp32": {"precision": "f32"}},
+            precisions=("fp32", "bf16", "fp16", "int8"),
+            # int8 artifacts keep float layers (those left in fp32, the head): pinned alike, so an int8
+            # row or student and its fp32 baseline never differ in float precision. bf16 is OpenVINO's
+            # own default on CPUs with bf16 units: the fp32 IR run so, a row of its own.
+            runner_options={
+                "fp32": {"precision": "f32"},
+                "int8": {"precision": "f32"},
+                "bf16": {"precision": "bf16"},
+            },
             node_profiler=True,
             # Symmetric int8, as NNCF's performance preset makes: within 15% of u8 on ResNets and
             # faster on MobileNetV2 / EfficientNet-B0 here (benchmarks/results/suite_2core_cpu.md).

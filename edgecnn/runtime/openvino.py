@@ -8,6 +8,9 @@ import numpy as np
 
 from edgecnn.runtime.base import check_device, require
 
+# OpenVINO's inference precision -> the precision name rows use
+FLOAT_MATH = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+
 
 def block_telemetry() -> None:
     """Keep OpenVINO from sending usage telemetry: `import openvino` imports its converter, which
@@ -33,7 +36,8 @@ class OpenVINORunner:
         **_,
     ):
         """precision: OpenVINO's INFERENCE_PRECISION_HINT ("f32" pins fp32 math; CPUs with bf16 units
-        would otherwise run fp32 models in bf16). None keeps OpenVINO's default."""
+        would otherwise run fp32 models in bf16). None keeps OpenVINO's default. `float_math` says
+        what the float layers run in; a hint the device cannot honour is a one-line error."""
         ov = require(self.runtime)
         self.device = check_device(device, self.runtime)
         config = {"PERFORMANCE_HINT": hint.upper()}
@@ -45,6 +49,15 @@ class OpenVINORunner:
             config["PERF_COUNT"] = "YES"  # per-node times, read with `node_times`
         core = ov.Core()
         self.compiled = core.compile_model(core.read_model(str(path)), device.upper(), config)
+        got = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.float_math = FLOAT_MATH.get(got, got)
+        if precision and got != precision:
+            from edgecnn.errors import MissingBackendError
+
+            raise MissingBackendError(
+                f"OpenVINO runs float layers in {self.float_math} on this {device.upper()}, "
+                f"not {FLOAT_MATH.get(precision, precision)}: the device has no such units"
+            )
         inp = self.compiled.inputs[0]
         self.input_name = inp.get_any_name()
         dim = inp.get_partial_shape()[0]
