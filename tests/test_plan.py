@@ -1,5 +1,6 @@
 """The latency-aware planner and `compress`: choice, in-context timing, cache, end to end, bad input."""
 
+import dataclasses
 import itertools
 import json
 import sys
@@ -691,6 +692,25 @@ def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path, shared_cac
         + sum(x.latency_after_ms for x in plan.layers)
         + plan.context_ms
     )
+    # the rival an int8 plan must beat, made, timed in the same rounds and scored as shipped
+    plain = result.artifacts["plain_int8"]
+    assert plain.endswith("resnet18.32x32.int8u8.onnx") and read_manifest(plain)["precision"] == "int8"
+    assert "fp32_layers" not in read_manifest(plain)["quantization"]
+    assert (
+        result.plain_int8_ms > 0
+        and result.speedup_over_plain_int8 == result.plain_int8_ms / result.student_ms
+    )
+    assert all(0 <= t <= 100 for t in result.int8_top1)
+    report = json.loads(Path(result.report).read_text())
+    assert report["speedup_over_plain_int8"] == pytest.approx(result.speedup_over_plain_int8)
+    from edgecnn.cli.compress import _baseline_lines
+
+    faster = dataclasses.replace(result, plain_int8_ms=2 * result.student_ms, int8_top1=(90.0, 90.2))
+    slower = dataclasses.replace(faster, plain_int8_ms=0.9 * result.student_ms)
+    worse = dataclasses.replace(faster, int8_top1=(89.0, 90.0))
+    assert [r.beaten_by_plain_int8 for r in (faster, slower, worse)] == [False, True, True]
+    assert "2.00x; int8 artifacts' test top-1 90.00% vs 90.20% (plain)" in _baseline_lines(faster)[-1]
+    assert "ships it" in _baseline_lines(worse)[-1] and "ships it" not in "".join(_baseline_lines(faster))
 
 
 def test_the_original_is_never_the_chosen_compact_model():

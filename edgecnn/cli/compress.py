@@ -177,7 +177,7 @@ def _print(result) -> None:
         f"({result.measured_speedup:.2f}x; asked {plan.original_ms / plan.target_ms:.2f}x{aimed}), "
         f"predicted {plan.predicted_speedup:.2f}x = {result.predicted_ms_here:.2f} ms here "
         f"({result.prediction_error_here:+.1%}; {plan.predicted_ms:.2f} ms when planned)",
-        *_default_line(result),
+        *_baseline_lines(result),
         f"MACs {m0 / 1e6:.1f}M -> {m1 / 1e6:.1f}M, params {p0 / 1e6:.2f}M -> {p1 / 1e6:.2f}M{size}",
         f"test top-1 {t0:.2f}% -> {t1:.2f}% on {result.test_set} "
         f"({result.distill_epochs} distillation epochs)",
@@ -202,13 +202,27 @@ def _print(result) -> None:
         console.print(line, highlight=False)
 
 
-def _default_line(result) -> list[str]:
-    """The speed-up over the original as the runtime runs it by default, where that differs from
-    the pinned fp32 both latencies above use (OpenVINO in bf16 on CPUs with bf16 units)."""
-    if result.speedup_over_default is None:
-        return []
-    return [
-        f"vs the original at {result.runtime}'s default precision ({result.default_math}, "
-        f"{result.default_ms:.2f} ms in the same rounds): {result.speedup_over_default:.2f}x; "
-        "the figures above run both in fp32"
-    ]
+def _baseline_lines(result) -> list[str]:
+    """The student against the other baselines timed in the same rounds: the original as the runtime
+    runs it by default, where that differs from the pinned fp32 above (OpenVINO in bf16 on CPUs with
+    bf16 units), and for an int8 plan export's plain INT8 of the original."""
+    lines = []
+    if result.speedup_over_default is not None:
+        lines.append(
+            f"vs the original at {result.runtime}'s default precision ({result.default_math}, "
+            f"{result.default_ms:.2f} ms in the same rounds): {result.speedup_over_default:.2f}x; "
+            "the figures above run both in fp32"
+        )
+    if result.speedup_over_plain_int8 is not None:
+        student, plain = result.int8_top1
+        lines.append(
+            f"vs plain INT8 of the original ({result.plain_int8_ms:.2f} ms in the same rounds): "
+            f"{result.speedup_over_plain_int8:.2f}x; int8 artifacts' test top-1 {student:.2f}% vs "
+            f"{plain:.2f}% (plain), run in {result.runtime}"
+        )
+        if result.beaten_by_plain_int8:
+            lines.append(
+                "warning: plain INT8 of the original is as fast or more accurate here: "
+                f"`edgecnn export {result.model} --precision int8 --calib DATA` ships it"
+            )
+    return lines

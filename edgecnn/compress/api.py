@@ -41,10 +41,25 @@ class CompressResult:
     # the plan and both timings above use (OpenVINO on CPUs with bf16 units), timed in the same rounds
     default_ms: float | None = None
     default_math: str = ""
+    # an int8 plan's rival, export's plain INT8 of the original: its ms in the same rounds, and the
+    # top-1 of both int8 artifacts (student, plain) run in the runtime on the same test images
+    plain_int8_ms: float | None = None
+    int8_top1: tuple[float, float] | None = None
 
     @property
     def speedup_over_default(self) -> float | None:
         return self.default_ms / self.student_ms if self.default_ms else None
+
+    @property
+    def speedup_over_plain_int8(self) -> float | None:
+        return self.plain_int8_ms / self.student_ms if self.plain_int8_ms else None
+
+    @property
+    def beaten_by_plain_int8(self) -> bool:
+        """Plain INT8 is at least as fast, or the student's int8 artifact is over half a point worse."""
+        if self.speedup_over_plain_int8 is None or self.int8_top1 is None:
+            return False
+        return self.speedup_over_plain_int8 <= 1.0 or self.int8_top1[0] < self.int8_top1[1] - 0.5
 
     @property
     def measured_speedup(self) -> float:
@@ -72,6 +87,8 @@ class CompressResult:
         d["plan"] = self.plan.to_dict()
         d.update(
             speedup_over_default=self.speedup_over_default,
+            speedup_over_plain_int8=self.speedup_over_plain_int8,
+            beaten_by_plain_int8=self.beaten_by_plain_int8,
             measured_speedup=self.measured_speedup,
             prediction_error=self.prediction_error,
             predicted_ms_here=self.predicted_ms_here,
@@ -120,6 +137,7 @@ def compress(
         )
         progress(f"timing the original and the student in {opts.runtime}", 0, 1)
         timed = time_both(loaded.module, student.model, artifacts, (loaded.in_chans, *size), opts)
+        int8_top1 = _int8_top1(artifacts, splits.test, opts, progress)
         result = CompressResult(
             *(card.name, opts.runtime, plan, str(student_path)),
             {k: str(v) if v else None for k, v in artifacts.items()},
@@ -133,9 +151,21 @@ def compress(
             student=student_model,
             default_ms=timed.default_ms,
             default_math=timed.default_math,
+            plain_int8_ms=timed.plain_int8_ms,
+            int8_top1=int8_top1,
         )
         result.report = str(_write_report(result, out))
     return result
+
+
+def _int8_top1(artifacts, test, opts: CompressOptions, progress) -> tuple[float, float] | None:
+    """Top-1 of the int8 student's artifact and of plain INT8's, run in the runtime, on the test images."""
+    from edgecnn.compress.measure import artifact_top1
+
+    if not artifacts.get("plain_int8"):
+        return None
+    progress(f"test top-1 of both int8 artifacts in {opts.runtime}", 0, 1)
+    return tuple(artifact_top1(artifacts[k], test, opts, "int8") for k in ("student", "plain_int8"))
 
 
 def _with_classes(loaded, card, weights, splits):
@@ -230,7 +260,8 @@ def _plan(loaded, size, batches, opts: CompressOptions, progress) -> Plan:
 
 
 def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:
-    """Every file compress writes: the student, its report, and both artifacts with their manifests."""
+    """Every file compress writes: the student, its report, and the artifacts with their manifests
+    (the original's, the student's, and for an int8 plan plain INT8 of the original)."""
     from edgecnn.export import ExportOptions, planned_paths
     from edgecnn.runtime import get_backend
 
@@ -245,7 +276,10 @@ def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list
         student_card = card.at_size(opts.input_size or card.input_size)
         student_eo = dataclasses.replace(eo, precision=opts.precision, input_size=None)
         (student,) = planned_paths(student_card, student_eo, file=student_path).values()
-        for artifact in (original, student):
+        artifacts = [original, student]
+        if opts.int8:  # plain INT8 of the original, the rival an int8 plan is measured against
+            artifacts += planned_paths(card, dataclasses.replace(eo, precision="int8")).values()
+        for artifact in artifacts:
             paths += [*backend.side_paths(artifact), artifact, artifact.with_name(artifact.name + ".json")]
     return paths
 
@@ -293,10 +327,13 @@ def _export(
         check_images=None if opts.int8 else check,
     )
     original_eo = ExportOptions(**common, check_images=check)
-    jobs = (("original", original, original_eo), ("student", student, student_eo))
+    jobs = [("original", original, original_eo), ("student", student, student_eo)]
+    if opts.int8:  # the one-call alternative an int8 plan has to beat: export's plain INT8 of the original
+        plain = dataclasses.replace(student_eo, int8_fp32_layers=(), check_images=None)
+        jobs.append(("plain_int8", original, plain))
     paths, given_back = {}, []
     for name, source, eo in jobs:
-        progress(f"exporting the {name} for {opts.runtime}", 0, 1)
+        progress(f"exporting the {name.replace('_', ' ')} for {opts.runtime}", 0, 1)
         if name == "student" and opts.int8:
             int8_layers = [layer.name for layer in plan.layers if not is_baseline(layer.precision)]
             target, given_back = quantize_with_accuracy_control(
@@ -304,9 +341,12 @@ def _export(
             )
         else:
             (target,) = export(source, eo).targets
-        if not target.ok:
+        if not target.ok and name == "plain_int8":  # a rival that fails its own check is no rival
+            log.warning("plain INT8 of the original failed its check (%s): not compared", target.error)
+        elif not target.ok:
             raise ExportError(f"exporting the {name} for {opts.runtime} failed: {target.error}")
-        paths[name] = Path(target.path)
+        else:
+            paths[name] = Path(target.path)
     return paths, given_back
 
 

@@ -18,6 +18,7 @@ class EndToEnd:
     student_ms: float
     default_ms: float | None = None  # None: the runtime's default is the pinned precision here
     default_math: str = ""  # what the default ran float layers in ("bf16")
+    plain_int8_ms: float | None = None  # an int8 plan's rival: export's plain INT8 of the original
 
 
 def time_both(original, student, artifacts, chw, opts: CompressOptions) -> EndToEnd:
@@ -34,21 +35,33 @@ def time_both(original, student, artifacts, chw, opts: CompressOptions) -> EndTo
     def runner(source, options):
         return get_runner(opts.runtime, source, device=opts.device, threads=opts.threads, **options)
 
-    runners = [
-        runner(artifacts["original"] or original, backend.options_for("fp32")),
-        runner(artifacts["student"] or student, backend.options_for(opts.precision)),
-    ]
+    runners = {
+        "original": runner(artifacts["original"] or original, backend.options_for("fp32")),
+        "student": runner(artifacts["student"] or student, backend.options_for(opts.precision)),
+    }
     if backend.options_for("fp32") and artifacts["original"]:  # a pinned baseline: its default too
         default = runner(artifacts["original"], {})
-        if getattr(default, "float_math", "fp32") != getattr(runners[0], "float_math", "fp32"):
-            runners.append(default)
+        if getattr(default, "float_math", "fp32") != getattr(runners["original"], "float_math", "fp32"):
+            runners["default"] = default
+    if artifacts.get("plain_int8"):
+        runners["plain_int8"] = runner(artifacts["plain_int8"], backend.options_for("int8"))
     rounds = max(1, opts.measure_rounds) * max(1, math.ceil(opts.measure_seconds / BLOCK_S))
     block_s = opts.measure_seconds * max(1, opts.measure_rounds) / rounds
-    fns = [lambda r=r: r.run(x) for r in runners]
+    fns = [lambda r=r: r.run(x) for r in runners.values()]
     times = time_paired(fns, batch=opts.batch, rounds=rounds, block_s=block_s)
-    if len(runners) == 2:
-        return EndToEnd(times.typical_ms(0), times.typical_ms(1))
-    return EndToEnd(times.typical_ms(0), times.typical_ms(1), times.typical_ms(2), runners[2].float_math)
+    ms = {name: times.typical_ms(i) for i, name in enumerate(runners)}
+    math_ = runners["default"].float_math if "default" in runners else ""
+    return EndToEnd(ms["original"], ms["student"], ms.get("default"), math_, ms.get("plain_int8"))
+
+
+def artifact_top1(artifact, dataset, opts: CompressOptions, precision: str) -> float:
+    """Top-1 of an exported artifact run in its runtime (an int8 artifact's, not its PyTorch model's)."""
+    from edgecnn.bench.accuracy import evaluate
+    from edgecnn.runtime import get_backend, get_runner
+
+    options = get_backend(opts.runtime).options_for(precision)
+    runner = get_runner(opts.runtime, artifact, device=opts.device, threads=opts.threads, **options)
+    return evaluate(runner, dataset, batch=opts.batch).top1
 
 
 def artifact_size(path) -> int | None:
