@@ -517,6 +517,10 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
         (["--test-images", "0"], "--test-images must be positive"),
         (["--lr", "0"], "--lr must be positive"),
         (["--duration", "0"], "--duration must be positive"),
+        (["--grid", "bogus=1"], "unknown --grid kind 'bogus'"),
+        (["--grid", "bottleneck=2"], "--grid bottleneck=2: bottleneck takes rank ratios in (0, 1]"),
+        (["--grid", "separable="], "separable takes channel multipliers T >= 1, e.g. separable=1,2,4"),
+        (["--grid", "lowrank=a"], "lowrank takes rank ratios in (0, 1)"),
     ],
 )
 def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
@@ -711,6 +715,24 @@ def test_compress_int8_ships_the_mixed_precision_it_planned(tmp_path, shared_cac
     assert [r.beaten_by_plain_int8 for r in (faster, slower, worse)] == [False, True, True]
     assert "2.00x; int8 artifacts' test top-1 90.00% vs 90.20% (plain)" in _baseline_lines(faster)[-1]
     assert "ships it" in _baseline_lines(worse)[-1] and "ships it" not in "".join(_baseline_lines(faster))
+
+
+def test_the_rank_grid_is_an_option():
+    """`--grid KIND=...` replaces that kind's ranks (sorted, once each) and keeps the others; the
+    planner's candidates follow it."""
+    from edgecnn.plan import Grid
+
+    grid = Grid.parse(["bottleneck=0.25,0.0625,0.25", "multiple_of=16"])
+    assert grid.bottleneck == (0.0625, 0.25) and grid.multiple_of == 16
+    assert grid.separable == Grid().separable and grid.lowrank == Grid().lowrank
+    model, x = load_model("resnet18").module.eval(), torch.zeros(1, 3, 32, 32)
+
+    def bottlenecks(grid):
+        slots = enumerate_slots(model, x, grid, include=("layer4.1.conv2",))
+        return [c.value for s in slots for c in s.candidates if c.kind == "bottleneck"]
+
+    assert len(bottlenecks(Grid())) == len(Grid().bottleneck)
+    assert bottlenecks(Grid.parse(["bottleneck=0.0625"])) == [[32, 32]]  # 512 channels x 1/16
 
 
 def test_the_original_is_never_the_chosen_compact_model():

@@ -54,6 +54,15 @@ Headroom = Annotated[
         show_default=False,
     ),
 ]
+GridSpec = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--grid",
+        help="Ranks tried per layer, KIND=V1,V2,... (repeatable; KIND: separable, bottleneck, lowrank, "
+        "multiple_of), replacing that kind's default grid.",
+        show_default=False,
+    ),
+]
 Device = Annotated[str, typer.Option(help="Device the runtime runs on.")]
 TrainDevice = Annotated[
     str | None,
@@ -87,6 +96,7 @@ def compress(
     calib_size: CalibSize = 100,
     refit: Refit = True,
     headroom: Headroom = None,
+    grid: GridSpec = None,
     input_size: o.InputSize = None,
     device: Device = "cpu",
     train_device: TrainDevice = None,
@@ -125,6 +135,7 @@ def compress(
 def _compress_options(p: dict):
     """CompressOptions from the command's parameters, by name, validated."""
     from edgecnn.compress import CompressOptions
+    from edgecnn.plan import Grid
 
     same = ("runtime", "latency_ms", "data", "calib_images", "test_images", "int8", "calib_size", "refit")
     same += ("distill_epochs", "lr", "input_size", "device", "train_device", "threads", "batch", "force")
@@ -136,6 +147,7 @@ def _compress_options(p: dict):
         out_dir=p["output"],
         measure_seconds=p["duration"],
         headroom=p["headroom"],
+        grid=Grid.parse(p["grid"] or ()),
         **{k: p[k] for k in same},
     ).validate()
 

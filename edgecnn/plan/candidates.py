@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgecnn.errors import BadArgumentError
+from edgecnn.errors import BadArgumentError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,28 @@ class Grid:
     bottleneck: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.75)  # R1/C and R2/N
     lowrank: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)  # r / min(C, N)
     multiple_of: int = 8
+
+    @classmethod
+    def parse(cls, specs) -> Grid:
+        """`--grid KIND=V1,V2,...` (repeatable): the ranks tried for KIND replace the default ones,
+        e.g. "bottleneck=0.0625,0.125,0.25" or "multiple_of=16"; a bad one is a one-line error."""
+        import dataclasses
+
+        grid = {}
+        for spec in specs:
+            kind, sep, values = str(spec).partition("=")
+            if kind not in KINDS:
+                raise UnknownNameError("--grid kind", kind, KINDS)
+            try:
+                parsed = tuple(KINDS[kind][0](v) for v in values.split(",")) if sep and values else ()
+            except ValueError:
+                parsed = ()
+            if not parsed or not all(KINDS[kind][1](v) for v in parsed):
+                raise BadArgumentError(
+                    f"--grid {spec}: {kind} takes {KINDS[kind][2]}, e.g. {kind}={KINDS[kind][3]}"
+                )
+            grid[kind] = parsed[0] if kind == "multiple_of" else tuple(sorted(set(parsed)))
+        return dataclasses.replace(cls(), **grid)
 
     def options(self, kind: str):
         """SwapOptions for each grid point of `kind`; a candidate must save MACs to be tried."""
@@ -32,6 +54,15 @@ class Grid:
             SwapOptions(rank_ratio=r, multiple_of=self.multiple_of, min_mac_saving=None).validate(kind)
             for r in ratios
         ]
+
+
+# --grid kind -> (type, valid value, what it takes, an example)
+KINDS = {
+    "separable": (int, lambda v: v >= 1, "channel multipliers T >= 1", "1,2,4"),
+    "bottleneck": (float, lambda v: 0 < v <= 1, "rank ratios in (0, 1]", "0.0625,0.125,0.25"),
+    "lowrank": (float, lambda v: 0 < v < 1, "rank ratios in (0, 1)", "0.0625,0.125,0.25"),
+    "multiple_of": (int, lambda v: v >= 1, "one positive integer", "8"),
+}
 
 
 @dataclass

@@ -62,7 +62,7 @@ def choose(slots, budget: Budget, *, bins: int = 4000) -> list[int]:
         raise OutOfReachError(
             f"the budget of {budget.target_ms:.2f} ms ({budget.original_ms / budget.target_ms:.2f}x) is out "
             f"of reach: the fastest candidates give {budget.predict(fastest):.2f} ms, a {best:.2f}x speed-up "
-            f"at best; ask for less, or widen the rank grid",
+            f"at best; ask for less, or widen the rank grid (e.g. --grid bottleneck=0.0625,0.125,0.25)",
             best,
         )
     unit = budget.slots_ms / bins
