@@ -58,9 +58,10 @@ class Variant:
     requested_speedup: float | None = None
     planned_speedup: float | None = None
     measured_speedup: float | None = None  # compress's own timing
-    # compress's, over the original at the runtime's default where that is not fp32 (OpenVINO: bf16)
-    speedup_over_default: float | None = None
-    default_math: str | None = None
+    baseline: str | None = None  # what measured_speedup is over, in words (compress's baseline_label)
+    # compress's, with both in the other float math where it differs here (OpenVINO: f32 pinned)
+    other_speedup: float | None = None
+    other_math: str | None = None
     predicted_ms: float | None = None
     bench_speedup: float | None = None  # the bench's fp32 rows on `runtime`, against the original's
     table_top1: float | None = None  # its fp32 row's top-1 in the bench table
@@ -365,19 +366,17 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) 
             planned_speedup=planned,
             measured_speedup=r.measured_speedup,
             predicted_ms=r.plan.predicted_ms,
-            speedup_over_default=r.speedup_over_default,
-            default_math=r.default_math or None,
+            baseline=r.baseline_label,
+            other_speedup=r.other_speedup,
+            other_math=r.other_math or None,
         )
         asked = f"asked {opts.speedup}x" + (
             f", planned {planned:.2f}x" if abs(planned - opts.speedup) > 1e-3 else ""
         )
-        default = (
-            f"; {r.speedup_over_default:.2f}x vs the original at {runtime}'s default, {r.default_math}"
-            if r.speedup_over_default
-            else ""
-        )
+        other = f"; {r.other_speedup:.2f}x with both in {r.other_math}" if r.other_speedup else ""
         hooks.say(
-            f"compressed for {runtime}: {r.measured_speedup:.2f}x measured ({asked}{default}), "
+            f"compressed for {runtime}: {r.measured_speedup:.2f}x measured over {r.baseline_label} "
+            f"({asked}{other}), "
             f"test top-1 {r.top1[1]:.2f}% vs {r.top1[0]:.2f}%"
         )
 

@@ -170,35 +170,36 @@ def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
     opts = CompressOptions(runtime="torch", measure_seconds=1.0, measure_rounds=3)
     t = time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
     assert timed == ["original", "student"] * 6  # 3 rounds of 2 blocks of 0.5 s, alternating the two
-    assert (t.original_ms, t.student_ms, t.default_ms) == (10.0, 4.0, None)  # torch: nothing pinned
+    assert (t.original_ms, t.student_ms, t.other_ms) == (10.0, 4.0, None)  # torch: one float math
 
 
 @pytest.mark.parametrize("default_math", ["bf16", "fp32"])
+@pytest.mark.parametrize("baseline", ["default", "fp32"])
 @pytest.mark.parametrize("int8", [False, True])
-def test_no_timed_pair_differs_in_float_precision(monkeypatch, int8, default_math):
-    """compress times the original and its student with the same float math (OpenVINO pinned to f32,
-    an int8 student's float layers too), and the original at the runtime's default beside them only
-    where that default differs (bf16 on a CPU with bf16 units): a labelled, separate figure."""
+def test_no_timed_pair_differs_in_float_precision(monkeypatch, int8, baseline, default_math):
+    """compress times the original and its student with the same float math: the runtime's default
+    (OpenVINO: bf16 on a CPU with bf16 units) or pinned to f32 (`--baseline fp32`), an int8 student's
+    float layers too; the same pair under the other baseline is a second, labelled figure, only where
+    the two differ on this machine."""
     from types import SimpleNamespace
 
     import edgecnn.bench.latency
     import edgecnn.runtime
     from edgecnn.compress import CompressOptions
     from edgecnn.compress.measure import time_both
-    from edgecnn.runtime import BACKENDS
+    from edgecnn.runtime import BACKENDS, BASELINES
 
     for backend in BACKENDS.values():  # the table: an int8 row's float layers run as fp32 rows do
-        if "int8" in backend.precisions:
-            assert backend.options_for("int8").get("precision") == backend.options_for("fp32").get(
-                "precision"
-            )
+        for b in BASELINES:
+            if "int8" in backend.precisions:
+                assert backend.timing_options("int8", b) == backend.timing_options("fp32", b)
 
     made = []
 
     class Fake:
-        def __init__(self, source, precision):
-            self.source, self.float_math = source, {"f32": "fp32"}.get(precision, default_math)
-            self.ms = {"o": 10.0, "s": 5.0}[source] if precision else 6.0
+        def __init__(self, source, pin):
+            self.float_math = "fp32" if pin == "f32" else default_math
+            self.ms = {"o": 10.0, "s": 5.0}[source] * (1.0 if self.float_math == "fp32" else 0.5)
 
         def run(self, x):
             return self.ms
@@ -209,14 +210,20 @@ def test_no_timed_pair_differs_in_float_precision(monkeypatch, int8, default_mat
 
     monkeypatch.setattr(edgecnn.runtime, "get_runner", get_runner)
     monkeypatch.setattr(edgecnn.bench.latency, "time_calls", lambda fn, **_: SimpleNamespace(median_ms=fn()))
-    opts = CompressOptions(runtime="openvino", int8=int8, measure_seconds=0.2, measure_rounds=1)
+    opts = CompressOptions(runtime="openvino", int8=int8, baseline=baseline, measure_seconds=0.2)
     t = time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
-    assert made[:2] == [("o", "f32"), ("s", "f32")]  # the pair: the same float math
-    assert (t.original_ms, t.student_ms) == (10.0, 5.0)
-    if default_math == "bf16":
-        assert made[2] == ("o", None) and (t.default_ms, t.default_math) == (6.0, "bf16")
-    else:  # the default is the pinned precision here: no second figure
-        assert t.default_ms is None and t.default_math == ""
+    pin, other_pin = ("f32", None) if baseline == "fp32" else (None, "f32")
+    assert made[:2] == [("o", pin), ("s", pin)]  # the pair: the same float math
+    assert made[2] == ("o", other_pin)  # the other baseline, tried
+    math_ = {"f32": "fp32", None: default_math}
+    assert t.float_math == math_[pin]
+    scale = 1.0 if math_[pin] == "fp32" else 0.5
+    assert (t.original_ms, t.student_ms) == (10.0 * scale, 5.0 * scale)
+    if default_math == "bf16":  # the two differ here: the same pair in the other float math
+        assert made[3] == ("s", other_pin) and t.other_math == math_[other_pin]
+        assert t.other_ms[0] / t.other_ms[1] == 2.0
+    else:  # one float math here: no second figure
+        assert len(made) == 3 and t.other_ms is None and t.other_math == ""
 
 
 def test_paired_timer_reports_the_spread_of_its_rounds():
@@ -518,6 +525,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
         (["--lr", "0"], "--lr must be positive"),
         (["--duration", "0"], "--duration must be positive"),
         (["--grid", "bogus=1"], "unknown --grid kind 'bogus'"),
+        (["--baseline", "bf16"], "unknown baseline 'bf16'"),
         (["--grid", "bottleneck=2"], "--grid bottleneck=2: bottleneck takes rank ratios in (0, 1]"),
         (["--grid", "separable="], "separable takes channel multipliers T >= 1, e.g. separable=1,2,4"),
         (["--grid", "lowrank=a"], "lowrank takes rank ratios in (0, 1)"),

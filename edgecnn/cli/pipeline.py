@@ -104,7 +104,7 @@ def _print(result) -> None:
                 f"{v.bench_speedup:.2f}x faster than the original on {v.runtime} in this table"
                 if v.bench_speedup
                 else f"no fp32 rows on {v.runtime} to compare"
-            ) + f" (asked {v.requested_speedup}x{_over_default(v)}), "
+            ) + f" (asked {v.requested_speedup}x{_compress_figures(v)}), "
         top1 = v.table_top1
         accuracy = (
             f"top-1 {top1:.2f}% vs the original's {original:.2f}% (fp32 rows of the table)"
@@ -116,8 +116,9 @@ def _print(result) -> None:
     console.print(f"wrote {result.results_json}, {result.table_md} and {result.plot}", highlight=False)
 
 
-def _over_default(v) -> str:
-    """compress's figure over the original at the runtime's default precision, where it differs."""
-    if v.speedup_over_default is None:
+def _compress_figures(v) -> str:
+    """compress's own figures: over its baseline, and with both in the other float math where it differs."""
+    if v.measured_speedup is None:
         return ""
-    return f"; {v.speedup_over_default:.2f}x vs the original at {v.runtime}'s default, {v.default_math}"
+    other = f", {v.other_speedup:.2f}x with both in {v.other_math}" if v.other_speedup else ""
+    return f"; compress measured {v.measured_speedup:.2f}x over {v.baseline}{other}"

@@ -37,18 +37,31 @@ class CompressResult:
     # check against PyTorch (most harmful first)
     int8_given_back: list[str] = field(default_factory=list)
     student: object = field(default=None, repr=False)  # the student's Model, as its file describes it
-    # the original as the runtime runs it by default, where that differs from the pinned fp32 math
-    # the plan and both timings above use (OpenVINO on CPUs with bf16 units), timed in the same rounds
-    default_ms: float | None = None
-    default_math: str = ""
+    # What original_ms and student_ms are under: the runtime's default float math ("default") or fp32
+    # pinned ("fp32"), and what that ran float layers in where the runtime says (OpenVINO: bf16, f32).
+    baseline: str = "default"
+    float_math: str = ""
+    # the same pair under the other baseline, where it differs here, timed in the same rounds
+    other_ms: tuple[float, float] | None = None
+    other_math: str = ""
     # an int8 plan's rival, export's plain INT8 of the original: its ms in the same rounds, and the
     # top-1 of both int8 artifacts (student, plain) run in the runtime on the same test images
     plain_int8_ms: float | None = None
     int8_top1: tuple[float, float] | None = None
 
     @property
-    def speedup_over_default(self) -> float | None:
-        return self.default_ms / self.student_ms if self.default_ms else None
+    def other_speedup(self) -> float | None:
+        """The student's speed-up under the other baseline (both sides in its float math)."""
+        return self.other_ms[0] / self.other_ms[1] if self.other_ms else None
+
+    @property
+    def baseline_label(self) -> str:
+        """What the measured speed-up is over, in words."""
+        if not self.float_math:
+            return "fp32"
+        if self.baseline == "default":
+            return f"{self.runtime}'s default, float layers in {self.float_math}"
+        return f"float layers pinned to {self.float_math}"
 
     @property
     def speedup_over_plain_int8(self) -> float | None:
@@ -86,7 +99,7 @@ class CompressResult:
         del d["student"]
         d["plan"] = self.plan.to_dict()
         d.update(
-            speedup_over_default=self.speedup_over_default,
+            other_speedup=self.other_speedup,
             speedup_over_plain_int8=self.speedup_over_plain_int8,
             beaten_by_plain_int8=self.beaten_by_plain_int8,
             measured_speedup=self.measured_speedup,
@@ -109,7 +122,7 @@ def compress(
 ) -> CompressResult:
     """Compress `model` for `options.runtime` to the requested budget: a `Model` (a module with its
     card), a model file, or a zoo name (with `weights`, or an already built `loaded` Model)."""
-    from edgecnn.compress.measure import artifact_size, time_both
+    from edgecnn.compress.measure import artifact_size
     from edgecnn.compress.recovery import calibration_batches, recover
 
     opts = (options or CompressOptions()).validate()
@@ -135,9 +148,7 @@ def compress(
             batches=batches,
             check=splits.test,
         )
-        progress(f"timing the original and the student in {opts.runtime}", 0, 1)
-        timed = time_both(loaded.module, student.model, artifacts, (loaded.in_chans, *size), opts)
-        int8_top1 = _int8_top1(artifacts, splits.test, opts, progress)
+        timed, int8_top1 = _measure(loaded, student.model, artifacts, size, splits.test, opts, progress)
         result = CompressResult(
             *(card.name, opts.runtime, plan, str(student_path)),
             {k: str(v) if v else None for k, v in artifacts.items()},
@@ -149,13 +160,24 @@ def compress(
             refit=refits,
             int8_given_back=given_back,
             student=student_model,
-            default_ms=timed.default_ms,
-            default_math=timed.default_math,
+            baseline=opts.baseline,
+            float_math=timed.float_math,
+            other_ms=timed.other_ms,
+            other_math=timed.other_math,
             plain_int8_ms=timed.plain_int8_ms,
             int8_top1=int8_top1,
         )
         result.report = str(_write_report(result, out))
     return result
+
+
+def _measure(loaded, student, artifacts, size, test, opts: CompressOptions, progress):
+    """(the end-to-end timings, the int8 artifacts' top-1 or None), measured in the runtime."""
+    from edgecnn.compress.measure import time_both
+
+    progress(f"timing the original and the student in {opts.runtime}", 0, 1)
+    timed = time_both(loaded.module, student, artifacts, (loaded.in_chans, *size), opts)
+    return timed, _int8_top1(artifacts, test, opts, progress)
 
 
 def _int8_top1(artifacts, test, opts: CompressOptions, progress) -> tuple[float, float] | None:
@@ -303,14 +325,37 @@ def _export(
     (`quantize_with_accuracy_control`)."""
     from edgecnn.compress.int8 import quantize_with_accuracy_control
     from edgecnn.errors import ExportError
-    from edgecnn.export import ExportOptions, export
+    from edgecnn.export import export
     from edgecnn.runtime import get_backend, is_baseline
 
-    backend = get_backend(opts.runtime)
-    if backend.target is None:  # the runtime runs the modules themselves
+    if get_backend(opts.runtime).target is None:  # the runtime runs the modules themselves
         return {"original": None, "student": None}, []
+    paths, given_back = {}, []
+    for name, source, eo in _export_jobs(original, student, out, opts, plan, calib, check):
+        progress(f"exporting the {name.replace('_', ' ')} for {opts.runtime}", 0, 1)
+        if name == "student" and opts.int8:
+            int8_layers = [layer.name for layer in plan.layers if not is_baseline(layer.precision)]
+            target, given_back = quantize_with_accuracy_control(
+                source, eo, int8_layers, batches, plan.int8_activations, on_progress=progress
+            )
+        else:
+            (target,) = export(source, eo).targets
+        if not target.ok and name == "plain_int8":  # a rival that fails its own check is no rival
+            log.warning("plain INT8 of the original failed its check (%s): not compared", target.error)
+        elif not target.ok:
+            raise ExportError(f"exporting the {name} for {opts.runtime} failed: {target.error}")
+        else:
+            paths[name] = Path(target.path)
+    return paths, given_back
+
+
+def _export_jobs(original, student, out: Path, opts: CompressOptions, plan: Plan, calib, check) -> list:
+    """(name, Model, ExportOptions) of every artifact compress exports."""
+    from edgecnn.export import ExportOptions
+    from edgecnn.runtime import get_backend
+
     common = dict(
-        targets=(backend.target,),
+        targets=(get_backend(opts.runtime).target,),
         out_dir=out,
         batch=opts.batch,
         input_size=opts.input_size,
@@ -331,23 +376,7 @@ def _export(
     if opts.int8:  # the one-call alternative an int8 plan has to beat: export's plain INT8 of the original
         plain = dataclasses.replace(student_eo, int8_fp32_layers=(), check_images=None)
         jobs.append(("plain_int8", original, plain))
-    paths, given_back = {}, []
-    for name, source, eo in jobs:
-        progress(f"exporting the {name.replace('_', ' ')} for {opts.runtime}", 0, 1)
-        if name == "student" and opts.int8:
-            int8_layers = [layer.name for layer in plan.layers if not is_baseline(layer.precision)]
-            target, given_back = quantize_with_accuracy_control(
-                source, eo, int8_layers, batches, plan.int8_activations, on_progress=progress
-            )
-        else:
-            (target,) = export(source, eo).targets
-        if not target.ok and name == "plain_int8":  # a rival that fails its own check is no rival
-            log.warning("plain INT8 of the original failed its check (%s): not compared", target.error)
-        elif not target.ok:
-            raise ExportError(f"exporting the {name} for {opts.runtime} failed: {target.error}")
-        else:
-            paths[name] = Path(target.path)
-    return paths, given_back
+    return jobs
 
 
 def _write_report(result: CompressResult, out: Path) -> Path:

@@ -10,48 +10,64 @@ from edgecnn.compress.options import BLOCK_S, CompressOptions
 
 @dataclass(frozen=True)
 class EndToEnd:
-    """Typical ms of the original and the student, both with the same float math (the plan's), and
-    of the original as the runtime runs it by default where that differs (OpenVINO: bf16 on CPUs
-    with bf16 units), all timed in the same interleaved rounds."""
+    """Typical ms, all from the same interleaved rounds: the original and the student under the
+    plan's baseline (both with the same float math), the same pair under the other baseline where
+    that differs on this machine (OpenVINO: bf16 by default on CPUs with bf16 units, or pinned f32),
+    and an int8 plan's rival."""
 
     original_ms: float
     student_ms: float
-    default_ms: float | None = None  # None: the runtime's default is the pinned precision here
-    default_math: str = ""  # what the default ran float layers in ("bf16")
-    plain_int8_ms: float | None = None  # an int8 plan's rival: export's plain INT8 of the original
+    float_math: str = ""  # what the baseline ran float layers in, where the runtime says
+    other_ms: tuple[float, float] | None = None  # (original, student) under the other baseline
+    other_math: str = ""
+    plain_int8_ms: float | None = None  # export's plain INT8 of the original, under the baseline
+
+
+def _math(runner) -> str:
+    return getattr(runner, "float_math", "") if runner is not None else ""
 
 
 def time_both(original, student, artifacts, chw, opts: CompressOptions) -> EndToEnd:
-    """The original and the student (and the original at the runtime's default, where that differs),
-    timed in alternating blocks of about BLOCK_S seconds."""
+    """The original and the student under each baseline that differs here (and plain INT8 of the
+    original for an int8 plan), timed in alternating blocks of about BLOCK_S seconds."""
     import numpy as np
 
     from edgecnn.bench.latency import time_paired
-    from edgecnn.runtime import get_backend, get_runner
+    from edgecnn.runtime import BASELINES, get_backend, get_runner
 
     backend = get_backend(opts.runtime)
     x = np.random.default_rng(0).standard_normal((opts.batch, *chw)).astype(np.float32)
 
-    def runner(source, options):
+    def runner(source, precision, baseline):
+        options = backend.timing_options(precision, baseline)
         return get_runner(opts.runtime, source, device=opts.device, threads=opts.threads, **options)
 
     runners = {
-        "original": runner(artifacts["original"] or original, backend.options_for("fp32")),
-        "student": runner(artifacts["student"] or student, backend.options_for(opts.precision)),
+        "original": runner(artifacts["original"] or original, "fp32", opts.baseline),
+        "student": runner(artifacts["student"] or student, opts.precision, opts.baseline),
     }
-    if backend.options_for("fp32") and artifacts["original"]:  # a pinned baseline: its default too
-        default = runner(artifacts["original"], {})
-        if getattr(default, "float_math", "fp32") != getattr(runners["original"], "float_math", "fp32"):
-            runners["default"] = default
+    other = next(b for b in BASELINES if b != opts.baseline)
+    if backend.float_pin and artifacts["original"]:
+        alt = runner(artifacts["original"], "fp32", other)
+        if _math(alt) != _math(runners["original"]):
+            runners["other_original"] = alt
+            runners["other_student"] = runner(artifacts["student"], opts.precision, other)
     if artifacts.get("plain_int8"):
-        runners["plain_int8"] = runner(artifacts["plain_int8"], backend.options_for("int8"))
+        runners["plain_int8"] = runner(artifacts["plain_int8"], "int8", opts.baseline)
     rounds = max(1, opts.measure_rounds) * max(1, math.ceil(opts.measure_seconds / BLOCK_S))
     block_s = opts.measure_seconds * max(1, opts.measure_rounds) / rounds
     fns = [lambda r=r: r.run(x) for r in runners.values()]
     times = time_paired(fns, batch=opts.batch, rounds=rounds, block_s=block_s)
     ms = {name: times.typical_ms(i) for i, name in enumerate(runners)}
-    math_ = runners["default"].float_math if "default" in runners else ""
-    return EndToEnd(ms["original"], ms["student"], ms.get("default"), math_, ms.get("plain_int8"))
+    pair = (ms["other_original"], ms["other_student"]) if "other_original" in ms else None
+    return EndToEnd(
+        ms["original"],
+        ms["student"],
+        _math(runners["original"]),
+        pair,
+        _math(runners.get("other_original")),
+        ms.get("plain_int8"),
+    )
 
 
 def artifact_top1(artifact, dataset, opts: CompressOptions, precision: str) -> float:

@@ -47,6 +47,9 @@ class CompressOptions:
     measure_rounds: int = 2  # rounds of it, each cut in blocks of BLOCK_S alternating the models
     seed: int = 0
     int8: bool = False  # plan precision per layer too; the student is exported int8 (mixed)
+    # the speed-up is over the runtime's default float math ("default": OpenVINO in bf16 on CPUs with
+    # bf16 units, what the plain model gets deployed) or over float layers pinned to fp32 ("fp32")
+    baseline: str = "default"
     # least-squares refit of each swapped block's last factor before distilling: measured to help
     # (benchmarks/results/compress_accuracy_resnet50_refit_default.md)
     refit: bool = True
@@ -62,7 +65,7 @@ class CompressOptions:
 
     @property
     def precision(self) -> str:
-        """The student artifact's precision (the original is always timed in fp32)."""
+        """The student artifact's precision (the original's artifact is fp32)."""
         return "int8" if self.int8 else "fp32"
 
     def plan_options(self) -> PlanOptions:
@@ -79,6 +82,7 @@ class CompressOptions:
             use_cache=self.use_cache,
             cache_dir=self.cache_dir,
             int8=self.int8,
+            baseline=self.baseline,
             check_seconds=self.check_seconds,
             # the prediction is timed as long as the measurement it predicts
             confirm_seconds=self.measure_seconds * max(1, self.measure_rounds),

@@ -47,6 +47,9 @@ class PlanOptions:
     # Aim this fraction faster than asked (None: HEADROOM, INT8_HEADROOM with int8): a whole-model
     # timing on a shared host moves between runs (benchmarks/results/compress_speed_before_headroom.md).
     headroom: float | None = None
+    # What the speed-up is over: the runtime's default float math (OpenVINO: bf16 on CPUs with bf16
+    # units, what a user deploying the plain model gets) or "fp32" (float layers pinned to fp32)
+    baseline: str = "default"
 
     @property
     def aim_headroom(self) -> float:
@@ -59,6 +62,7 @@ class PlanOptions:
 
         backend = get_backend(self.runtime)
         check_device(self.device, self.runtime)
+        backend.timing_options("fp32", self.baseline)  # an unknown baseline: one line
         quantizes = any(get_precision(p).calibrated for p in backend.precisions)
         if self.int8 and not (quantizes and backend.node_profiler):
             raise BadArgumentError(
@@ -161,6 +165,7 @@ def make_plan(
         model, torch.zeros(1, *input_shape), opts.grid, include=opts.include, exclude=opts.exclude
     )
     setting = dict(device=opts.device, threads=opts.threads, batch=opts.batch, seconds=opts.layer_seconds)
+    setting["baseline"] = opts.baseline
     table = LatencyTable(opts.runtime, cache_dir=opts.cache_dir, use_cache=opts.use_cache, **setting)
     batches = list(calibration)
     original_ms, int8 = _time_candidates(model, slots, input_shape, table, batches, opts, progress)

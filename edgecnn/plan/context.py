@@ -32,10 +32,20 @@ class Reference:
     whose checks all come from the cache times nothing."""
 
     def __init__(
-        self, model, input_shape, backend, *, device="cpu", threads=None, batch=1, seconds=0.4, shipped=False
+        self,
+        model,
+        input_shape,
+        backend,
+        *,
+        device="cpu",
+        threads=None,
+        batch=1,
+        seconds=0.4,
+        shipped=False,
+        baseline="fp32",
     ):
         self.model, self.shape, self.backend = model, (batch, *input_shape), backend
-        self.device, self.threads, self.seconds = device, threads, seconds
+        self.device, self.threads, self.seconds, self.baseline = device, threads, seconds, baseline
         self.shipped = shipped  # exported as export ships it (onnxslim), not as the tagged probes are
         self.x = np.random.default_rng(0).standard_normal(self.shape).astype(np.float32)
         self._work = self.runner = None
@@ -67,7 +77,7 @@ class Reference:
         onnx_path = Path(self._work.name) / "original.onnx"
         export_onnx(self.model, onnx_path, input_shape=self.shape, simplify=self.shipped)
         artifact = artifact_from_onnx(onnx_path, self.shape, self.backend, Path(self._work.name), "fp32")
-        options = self.backend.options_for("fp32")
+        options = self.backend.timing_options("fp32", self.baseline)
         self.runner = get_runner(
             self.backend.runtime, artifact, device=self.device, threads=self.threads, **options
         )
@@ -134,6 +144,7 @@ def profile_probe(
     reference: Reference | None = None,
     profile: bool = True,
     rounds: int = 7,
+    baseline: str = "fp32",
 ) -> ProbeTimes:
     """Milliseconds per layer of `layers` inside `probe`, run in `backend` with its profiler;
     int8: a `Quantized` makes it an int8 Q/DQ probe, but for `fp32_layers` (a mixed-precision plan).
@@ -141,7 +152,7 @@ def profile_probe(
     original in `rounds` rounds, for the ratio (what a deployment sees: per-node times leave out the
     dispatch between nodes, and the profiler's own cost).
     profile=False: only that ratio, of the model exported as export ships it (onnxslim) against a
-    `reference` that is too."""
+    `reference` that is too. baseline: the float math of every run ("default" or pinned "fp32")."""
     from edgecnn.runtime import get_runner
 
     shape = (batch, *input_shape)
@@ -151,7 +162,8 @@ def profile_probe(
         artifact, aliases = _probe_artifact(
             probe, layers, shape, backend, Path(work), int8, fp32_layers, profile
         )
-        options = {"device": device, "threads": threads, "profile": True, **backend.options_for(precision)}
+        options = {"device": device, "threads": threads, "profile": True}
+        options.update(backend.timing_options(precision, baseline))
         times, ratio = {}, None
         if profile:
             runner = get_runner(backend.runtime, artifact, **options)

@@ -79,17 +79,20 @@ class LatencyTable:
         use_cache: bool = True,
         seconds: float = 0.15,
         min_iters: int = 30,
+        baseline: str = "fp32",
     ):
         from edgecnn.bench.fingerprint import machine_fingerprint
         from edgecnn.runtime import get_backend
 
         self.backend = get_backend(runtime)
         self.device, self.threads, self.batch = device, threads, batch
+        self.baseline = baseline  # float math of every timing (tables of two baselines never mix)
         self.seconds, self.min_iters = seconds, min_iters
         fp = machine_fingerprint(threads)
         self.version = fp["versions"].get(self.backend.module)
         self.machine = fp["id"]
-        name = f"{self.machine}-{runtime}-{device}-t{threads or 0}-b{batch}.json"
+        float_math = f"-{baseline}" if self.backend.float_pin else ""  # one file where they are one
+        name = f"{self.machine}-{runtime}-{device}-t{threads or 0}-b{batch}{float_math}.json"
         self.path = Path(cache_dir or default_cache_dir()) / name if use_cache else None
         self.entries: dict[str, float | dict] = self._load() if self.path else {}
         self.hits = self.misses = 0
@@ -133,8 +136,13 @@ class LatencyTable:
 
     @property
     def setting(self) -> dict:
-        """Where its timings run: the device, threads and batch every probe of this table uses."""
-        return {"device": self.device, "threads": self.threads, "batch": self.batch}
+        """Where its timings run: the device, threads, batch and baseline every probe of this table uses."""
+        return {
+            "device": self.device,
+            "threads": self.threads,
+            "batch": self.batch,
+            "baseline": self.baseline,
+        }
 
     def key(self, block, in_shape) -> str:
         parts = [self.backend.runtime, self.version, self.device, self.threads, self.batch, list(in_shape)]
@@ -155,6 +163,7 @@ class LatencyTable:
             threads=self.threads,
             seconds=seconds or self.seconds,
             min_iters=self.min_iters,
+            baseline=self.baseline,
         )
         return self.put(key, ms)
 
@@ -168,7 +177,9 @@ class LatencyTable:
             tmp.write_text(json.dumps(body))
 
 
-def measure(model, shape, backend, *, device="cpu", threads=None, seconds=0.15, min_iters=30) -> float:
+def measure(
+    model, shape, backend, *, device="cpu", threads=None, seconds=0.15, min_iters=30, baseline="fp32"
+) -> float:
     """Median ms of `model` at input `shape` in `backend`, built the way export builds artifacts."""
     import torch
 
@@ -176,7 +187,7 @@ def measure(model, shape, backend, *, device="cpu", threads=None, seconds=0.15, 
 
     model = model.eval()
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    options = backend.options_for("fp32")
+    options = backend.timing_options("fp32", baseline)
     if backend.target is None:  # runs the module itself
         with torch.no_grad():
             runner = get_runner(backend.runtime, model, device=device, threads=threads, **options)

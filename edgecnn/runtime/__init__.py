@@ -11,6 +11,7 @@ from __future__ import annotations
 from edgecnn.runtime.backends import (
     AUTO_INT8,
     BACKENDS,
+    BASELINES,
     TARGETS,
     Backend,
     artifact_suffixes,
@@ -37,6 +38,7 @@ from edgecnn.runtime.precisions import (
 __all__ = [
     "AUTO_INT8",
     "BACKENDS",
+    "BASELINES",
     "INT8_ACTIVATIONS",
     "PRECISIONS",
     "TARGETS",

@@ -14,6 +14,8 @@ from pathlib import Path
 from edgecnn.errors import BadArgumentError, UnknownNameError
 
 AUTO_INT8 = "auto"  # `--int8-activations auto`: each backend's fast scheme (its first)
+# What a timed ratio is against: the runtime's default float math, or float layers pinned to fp32.
+BASELINES = ("default", "fp32")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class Backend:
     # on AVX512-BF16, and not fp32 any more): an fp32 artifact is pinned to f32 math, so it is checked
     # and measured as what it says.
     runner_options: dict[str, dict] = field(default_factory=dict)
+    # The runner option of `runner_options` that pins float math (OpenVINO: "precision"); None: the
+    # runtime's default float math is fp32, so its two baselines are one.
+    float_pin: str | None = None
 
     def int8_scheme(self, requested: str) -> str:
         """The activation scheme its INT8 artifacts use: `requested`, or its fast one for "auto";
@@ -69,6 +74,17 @@ class Backend:
 
     def options_for(self, precision: str) -> dict:
         return dict(self.runner_options.get(precision, {}))
+
+    def timing_options(self, precision: str, baseline: str) -> dict:
+        """Runner options of a timed `precision` artifact under `baseline`: "fp32" pins float layers
+        as that precision's row does, "default" leaves them to the runtime (OpenVINO: bf16 on CPUs
+        with bf16 units). Both sides of a ratio take the same baseline."""
+        if baseline not in BASELINES:
+            raise UnknownNameError("baseline", baseline, BASELINES)
+        options = self.options_for(precision)
+        if baseline == "default" and self.float_pin:
+            options.pop(self.float_pin, None)
+        return options
 
     def files(self, artifact: str | Path) -> list[Path]:
         """The artifact and its existing side files, in publish order (side files first)."""
@@ -143,6 +159,7 @@ BACKENDS: dict[str, Backend] = {
                 "int8": {"precision": "f32"},
                 "bf16": {"precision": "bf16"},
             },
+            float_pin="precision",
             node_profiler=True,
             # Symmetric int8, as NNCF's performance preset makes: within 15% of u8 on ResNets and
             # faster on MobileNetV2 / EfficientNet-B0 here (benchmarks/results/suite_2core_cpu.md).
