@@ -311,7 +311,7 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
     from edgecnn.bench.schema import BenchRow, BenchRun
     from edgecnn.report.tables import markdown, rich_table, slower_than_fp32
 
-    def row(variant, runtime, precision, ms, batch=1):
+    def row(variant, runtime, precision, ms, batch=1, p90=None):
         return BenchRow(
             "resnet18",
             variant,
@@ -319,7 +319,7 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
             "cpu",
             precision,
             batch,
-            latency={"median_ms": ms, "throughput": 1.0},
+            latency={"median_ms": ms, "p90_ms": p90 or ms * 1.1, "throughput": 1.0},
         )
 
     rows = [
@@ -330,7 +330,7 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
         row("fp32", "openvino", "fp32", 1.20),
         row("int8", "openvino", "int8", 0.70),
         row("a.onnx", "onnxruntime", "fp32", 2.0),
-        row("a.int8.onnx", "onnxruntime", "int8", 2.5),  # artifact files pair by name
+        row("a.int8.onnx", "onnxruntime", "int8", 2.5, p90=4.0),  # artifact files pair by name; busy
     ]
     run = BenchRun({"label": "m", "cpu": "x"}, {}, rows)
     assert [(r.variant, ref.variant) for r, ref in slower_than_fp32(run)] == [
@@ -340,6 +340,8 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
     md = markdown(run)
     assert "| 4.80 ! |" in md and "| 0.900 |" in md
     assert "! resnet18 int8 on onnxruntime batch 1 is slower than fp32: 4.80 vs 1.46 ms" in md
+    assert "| 2.50 !~ |" in md and md.count("~") == 2  # its p90 spread wide: marked and said once
+    assert "~ resnet18 a.int8.onnx on onnxruntime batch 1: p90 1.6x its p50, the machine was busy" in md
     from rich.console import Console
 
     console = Console(width=80, record=True, file=__import__("io").StringIO())

@@ -88,6 +88,11 @@ def typical_ms(block_medians: Sequence[float]) -> float:
     return float(np.median(block_medians))
 
 
+BOOTSTRAP = 2000  # resamples of a paired timing's rounds
+# A paired ratio whose interval is wider than this is timed for more rounds before it is used
+STEADY_WIDTH = 0.1
+
+
 @dataclass(frozen=True)
 class PairedTimes:
     """Block medians (ms) of each callable, timed in alternation."""
@@ -106,6 +111,24 @@ class PairedTimes:
         rounds = [a / b for a, b in zip(self.blocks[i], self.blocks[j], strict=True)]
         return min(rounds), max(rounds)
 
+    @property
+    def rounds(self) -> int:
+        return len(self.blocks[0])
+
+    def interval(self, i: int = 0, j: int = 1, level: float = 0.9) -> tuple[float, float]:
+        """A bootstrap interval of `ratio(i, j)`: rounds drawn with replacement, each round's two
+        blocks kept together, so it says how far the ratio moves if the run were repeated here."""
+        a, b = np.asarray(self.blocks[i]), np.asarray(self.blocks[j])
+        picks = np.random.default_rng(0).integers(0, len(a), size=(BOOTSTRAP, len(a)))
+        ratios = np.median(a[picks], axis=1) / np.median(b[picks], axis=1)
+        lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+        return float(lo), float(hi)
+
+    def width(self, i: int = 0, j: int = 1) -> float:
+        """The interval's width relative to the ratio (0.1: about +-5%)."""
+        lo, hi = self.interval(i, j)
+        return (hi - lo) / self.ratio(i, j)
+
 
 def time_paired(
     fns: Sequence[Callable[[], object]],
@@ -116,23 +139,29 @@ def time_paired(
     warmup_s: float | Sequence[float] = 0.5,
     block_warmup_s: float = 0.0,
     min_iters: int = 10,
+    max_rounds: int | None = None,
 ) -> PairedTimes:
     """Time `fns` in `rounds` rounds of one block each (about `block_s` seconds, at least `min_iters`
     calls), alternating, so drift and bursts of load on a shared machine hit every side alike. Each
     callable is warmed for `warmup_s` (one figure, or one per callable) before its first block: a fresh
-    artifact's first calls run slow."""
+    artifact's first calls run slow. With `max_rounds`, rounds are added while the interval of the
+    first two's ratio is wider than STEADY_WIDTH (a busy machine), up to that many."""
     warm = [warmup_s] * len(fns) if isinstance(warmup_s, int | float) else list(warmup_s)
     for fn, seconds in zip(fns, warm, strict=True):
         if seconds > 0:
             time_calls(fn, batch=batch, warmup_s=seconds, min_iters=1, min_seconds=0.0)
     blocks: list[list[float]] = [[] for _ in fns]
-    for _ in range(max(1, rounds)):
+    times = PairedTimes(((),))
+    while times.rounds < max(1, rounds) or (
+        len(fns) > 1 and times.rounds < (max_rounds or 0) and times.width() > STEADY_WIDTH
+    ):
         for i, fn in enumerate(fns):
             stats = time_calls(
                 fn, batch=batch, warmup_s=block_warmup_s, min_iters=min_iters, min_seconds=block_s
             )
             blocks[i].append(stats.median_ms)
-    return PairedTimes(tuple(tuple(b) for b in blocks))
+        times = PairedTimes(tuple(tuple(b) for b in blocks))
+    return times
 
 
 def measure(runner, x: np.ndarray, **kwargs) -> LatencyStats:

@@ -190,6 +190,8 @@ def _print(result) -> None:
     lines = [
         f"{swapped_line}; {cache}",
         _latency_line(result),
+        *_steady_lines(result),
+        *_overshoot_lines(result.plan),
         *_baseline_lines(result),
         f"MACs {m0 / 1e6:.1f}M -> {m1 / 1e6:.1f}M, params {p0 / 1e6:.2f}M -> {p1 / 1e6:.2f}M{size}",
         f"test top-1 {t0:.2f}% -> {t1:.2f}% on {result.test_set} "
@@ -234,12 +236,42 @@ def _baseline_lines(result) -> list[str]:
             f"{result.speedup_over_plain_int8:.2f}x; int8 artifacts' test top-1 {student:.2f}% vs "
             f"{plain:.2f}% (plain), run in {result.runtime}"
         )
-        if result.beaten_by_plain_int8:
+        if result.shipped == "plain_int8":
+            why = "as fast" if result.speedup_over_plain_int8 <= 1.0 else "more accurate"
             lines.append(
-                "warning: plain INT8 of the original is as fast or more accurate here: "
-                f"`edgecnn export {result.model} --precision int8 --calib DATA` ships it"
+                f"warning: plain INT8 of the original is {why} here, so ship it, not the student: "
+                f"{result.artifacts['plain_int8']}"
             )
     return lines
+
+
+def _steady_lines(result) -> list[str]:
+    """A warning where the machine moved too much for the speed-up to be steady after every round."""
+    if result.steady:
+        return []
+    return [
+        f"warning: the machine was busy: after {result.rounds} rounds the speed-up could be anywhere in "
+        f"{result.speedup_interval[0]:.2f}-{result.speedup_interval[1]:.2f}x; run it again on a quieter "
+        "machine, or with a longer --duration"
+    ]
+
+
+def _overshoot_lines(plan) -> list[str]:
+    """Why a plan lands more than one grid step past its aim: the layers where a slower candidate fit."""
+    if not plan.unused:
+        return []
+    shown = sorted(plan.unused, key=lambda u: u.slower_error - u.chosen_error)[:2]
+    named = "; ".join(
+        f"{u.layer}: {u.chosen} (error {u.chosen_error:.3f}) over {u.slower} "
+        f"({u.slower_error:.3f}, {u.slower_by_ms:.3f} ms slower)"
+        for u in shown
+    )
+    aim = plan.aim_ms or plan.target_ms
+    return [
+        f"note: predicted {plan.predicted_speedup:.2f}x lands past the aim of {plan.original_ms / aim:.2f}x "
+        f"by more than one grid step: at {len(plan.unused)} layers a slower candidate fit the budget but "
+        f"scored no lower error ({named}); the scores do not reward keeping more there"
+    ]
 
 
 def _latency_line(result) -> str:
@@ -250,10 +282,14 @@ def _latency_line(result) -> str:
         if plan.aim_ms and plan.aim_ms < plan.target_ms
         else ""
     )
+    interval = ""
+    if result.speedup_interval:
+        lo, hi = result.speedup_interval
+        interval = f", 90% {lo:.2f}-{hi:.2f}x over {result.rounds} rounds"
     return (
         f"latency ({result.baseline_label}): original {result.original_ms:.2f} ms -> "
         f"{result.student_ms:.2f} ms measured "
-        f"({result.measured_speedup:.2f}x; asked {plan.original_ms / plan.target_ms:.2f}x{aimed}), "
+        f"({result.measured_speedup:.2f}x{interval}; asked {plan.original_ms / plan.target_ms:.2f}x{aimed}), "
         f"predicted {plan.predicted_speedup:.2f}x = {result.predicted_ms_here:.2f} ms here "
         f"({result.prediction_error_here:+.1%}; {plan.predicted_ms:.2f} ms when planned)"
     )

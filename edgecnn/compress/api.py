@@ -48,6 +48,9 @@ class CompressResult:
     # top-1 of both int8 artifacts (student, plain) run in the runtime on the same test images
     plain_int8_ms: float | None = None
     int8_top1: tuple[float, float] | None = None
+    # the measured speed-up's 90% bootstrap interval over the rounds timed (more where it was wide)
+    speedup_interval: tuple[float, float] | None = None
+    rounds: int = 0
 
     @property
     def other_speedup(self) -> float | None:
@@ -73,6 +76,21 @@ class CompressResult:
         if self.speedup_over_plain_int8 is None or self.int8_top1 is None:
             return False
         return self.speedup_over_plain_int8 <= 1.0 or self.int8_top1[0] < self.int8_top1[1] - 0.5
+
+    @property
+    def shipped(self) -> str:
+        """The artifact to deploy: the student's, or plain INT8 of the original where that beats it."""
+        return "plain_int8" if self.beaten_by_plain_int8 else "student"
+
+    @property
+    def steady(self) -> bool:
+        """Whether the measured speed-up's interval is within STEADY_WIDTH of it."""
+        from edgecnn.bench.latency import STEADY_WIDTH
+
+        if self.speedup_interval is None:
+            return True
+        lo, hi = self.speedup_interval
+        return (hi - lo) / self.measured_speedup <= STEADY_WIDTH
 
     @property
     def measured_speedup(self) -> float:
@@ -102,6 +120,8 @@ class CompressResult:
             other_speedup=self.other_speedup,
             speedup_over_plain_int8=self.speedup_over_plain_int8,
             beaten_by_plain_int8=self.beaten_by_plain_int8,
+            shipped=self.shipped,
+            shipped_artifact=self.artifacts.get(self.shipped),
             measured_speedup=self.measured_speedup,
             prediction_error=self.prediction_error,
             predicted_ms_here=self.predicted_ms_here,
@@ -166,6 +186,8 @@ def compress(
             other_math=timed.other_math,
             plain_int8_ms=timed.plain_int8_ms,
             int8_top1=int8_top1,
+            speedup_interval=timed.interval,
+            rounds=timed.rounds,
         )
         result.report = str(_write_report(result, out))
     return result

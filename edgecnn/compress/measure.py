@@ -21,6 +21,8 @@ class EndToEnd:
     other_ms: tuple[float, float] | None = None  # (original, student) under the other baseline
     other_math: str = ""
     plain_int8_ms: float | None = None  # export's plain INT8 of the original, under the baseline
+    interval: tuple[float, float] | None = None  # 90% bootstrap interval of original_ms / student_ms
+    rounds: int = 0  # rounds timed: more where the machine was too busy for a steady interval
 
 
 def _math(runner) -> str:
@@ -29,7 +31,8 @@ def _math(runner) -> str:
 
 def time_both(original, student, artifacts, chw, opts: CompressOptions) -> EndToEnd:
     """The original and the student under each baseline that differs here (and plain INT8 of the
-    original for an int8 plan), timed in alternating blocks of about BLOCK_S seconds."""
+    original for an int8 plan), timed in alternating blocks of about BLOCK_S seconds; up to three
+    times as many rounds where the speed-up's interval is not yet steady."""
     import numpy as np
 
     from edgecnn.bench.latency import time_paired
@@ -57,7 +60,7 @@ def time_both(original, student, artifacts, chw, opts: CompressOptions) -> EndTo
     rounds = max(1, opts.measure_rounds) * max(1, math.ceil(opts.measure_seconds / BLOCK_S))
     block_s = opts.measure_seconds * max(1, opts.measure_rounds) / rounds
     fns = [lambda r=r: r.run(x) for r in runners.values()]
-    times = time_paired(fns, batch=opts.batch, rounds=rounds, block_s=block_s)
+    times = time_paired(fns, batch=opts.batch, rounds=rounds, block_s=block_s, max_rounds=3 * rounds)
     ms = {name: times.typical_ms(i) for i, name in enumerate(runners)}
     pair = (ms["other_original"], ms["other_student"]) if "other_original" in ms else None
     return EndToEnd(
@@ -67,6 +70,8 @@ def time_both(original, student, artifacts, chw, opts: CompressOptions) -> EndTo
         pair,
         _math(runners.get("other_original")),
         ms.get("plain_int8"),
+        times.interval(),
+        times.rounds,
     )
 
 

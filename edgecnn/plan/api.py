@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgecnn.errors import BadArgumentError, OutOfReachError
 from edgecnn.plan.candidates import Grid, Slot, enumerate_slots
-from edgecnn.plan.choose import Budget, choose, target_ms
+from edgecnn.plan.choose import Budget, Unused, choose, target_ms, unused_steps
 from edgecnn.plan.latency import LatencyTable
 from edgecnn.plan.scores import score
 
@@ -117,6 +117,9 @@ class Plan:
     # timed whole in the plan, cost beyond its layers' sum (0 where the runtime cannot profile)
     context_ms: float = 0.0
     aim_ms: float | None = None  # what the choice aimed at: the target less the headroom
+    # layers where a slower candidate fit in the aim's slack but scored no lower error: why a plan
+    # overshoots its aim by more than one grid step (empty where it does not)
+    unused: list[Unused] = field(default_factory=list)
 
     def fp32_layers(self) -> list[str]:
         """Layers an int8 plan leaves in fp32 (where int8 was slower there, or cost too much error)."""
@@ -157,17 +160,33 @@ def make_plan(
     calibration: batches (N, C, H, W arrays) of real images for the error scores, or a list of them.
     on_progress(stage, done, total) reports each measured candidate and scored batch.
     """
-    import torch
-
     opts = options.validate()
     progress = on_progress or (lambda stage, done, total: None)
+    table, batches = _latency_table(opts), list(calibration)
+    try:
+        plan = _plan_with(table, model, input_shape, batches, opts, progress)
+        if plan.predicted_ms <= plan.target_ms or not table.hits:
+            return plan
+        failed = f"missed its check ({plan.predicted_speedup:.2f}x)"
+    except OutOfReachError as e:
+        if not table.hits:
+            raise
+        failed = f"is out of reach ({e.best_speedup:.2f}x at best)"
+    log.warning(
+        "the plan %s with %d latencies from the cache, measured at another moment: timing them again",
+        *(failed, table.hits),
+    )
+    table.refresh()
+    return _plan_with(table, model, input_shape, batches, opts, progress)
+
+
+def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptions, progress) -> Plan:
+    """One plan from the latencies `table` gives (cached, or measured now)."""
+    import torch
+
     slots = enumerate_slots(
         model, torch.zeros(1, *input_shape), opts.grid, include=opts.include, exclude=opts.exclude
     )
-    setting = dict(device=opts.device, threads=opts.threads, batch=opts.batch, seconds=opts.layer_seconds)
-    setting["baseline"] = opts.baseline
-    table = LatencyTable(opts.runtime, cache_dir=opts.cache_dir, use_cache=opts.use_cache, **setting)
-    batches = list(calibration)
     original_ms, int8 = _time_candidates(model, slots, input_shape, table, batches, opts, progress)
     on_batch = lambda i: progress("scoring candidates on calibration images", i, len(batches))  # noqa: E731
     images = score(slots, model, batches, on_batch=on_batch, activations=int8.activations if int8 else "s8")
@@ -189,17 +208,29 @@ def make_plan(
         for s, j in zip(slots, picks, strict=True)
     ]
     chosen_ms = sum(layer.latency_after_ms for layer in layers)
+    predicted = predicted if predicted is not None else budget.predict(chosen_ms)
     return Plan(
         *(opts.runtime, opts.device, opts.threads, opts.batch, tuple(input_shape)),
         original_ms,
         request_ms,
-        predicted if predicted is not None else budget.predict(chosen_ms),
+        predicted,
         layers,
         images,
         *(table.misses, table.hits),
         int8.activations if int8 else None,
-        context_ms=0.0 if predicted is None else predicted - (original_ms - sum(before.values()) + chosen_ms),
+        context_ms=predicted - (original_ms - sum(before.values()) + chosen_ms)
+        if table.backend.node_profiler
+        else 0.0,
         aim_ms=budget.target_ms,
+        unused=unused_steps(slots, picks, budget.target_ms - predicted),
+    )
+
+
+def _latency_table(opts: PlanOptions) -> LatencyTable:
+    """The runtime's latency table for this setting (each baseline and thread count has its own)."""
+    setting = dict(device=opts.device, threads=opts.threads, batch=opts.batch, seconds=opts.layer_seconds)
+    return LatencyTable(
+        opts.runtime, cache_dir=opts.cache_dir, use_cache=opts.use_cache, baseline=opts.baseline, **setting
     )
 
 

@@ -94,3 +94,36 @@ def choose(slots, budget: Budget, *, bins: int = 4000) -> list[int]:
         chosen.append(j)
         b -= max(0, math.ceil(slot.candidates[j].latency_ms / unit - 1e-9))
     return chosen[::-1]
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A layer where a slower candidate than the chosen one fit in what the plan left of its aim: the
+    knapsack passed it over because it scored no lower error (least error wins, among equals the
+    fastest), which is why a plan lands further past its aim than one grid step."""
+
+    layer: str
+    chosen: str
+    chosen_error: float
+    slower: str
+    slower_error: float
+    slower_by_ms: float
+
+
+def unused_steps(slots, picks: list[int], slack_ms: float) -> list[Unused]:
+    """Per layer, the most accurate of the slower candidates that `slack_ms` (aim less prediction)
+    still pays for; empty where the plan is within one grid step of its aim."""
+    found = []
+    for slot, j in zip(slots, picks, strict=True):
+        chosen = slot.candidates[j]
+        fits = [
+            c for c in slot.candidates if 0 < c.latency_ms - chosen.latency_ms <= slack_ms and c is not chosen
+        ]
+        if fits:
+            c = min(fits, key=lambda c: (c.error, c.latency_ms))
+            found.append(
+                Unused(
+                    slot.name, chosen.label, chosen.error, c.label, c.error, c.latency_ms - chosen.latency_ms
+                )
+            )
+    return found

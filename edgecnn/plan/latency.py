@@ -96,6 +96,13 @@ class LatencyTable:
         self.path = Path(cache_dir or default_cache_dir()) / name if use_cache else None
         self.entries: dict[str, float | dict] = self._load() if self.path else {}
         self.hits = self.misses = 0
+        self.refreshing = False  # every entry is measured again, once, and replaces the cached one
+        self._fresh: set[str] = set()
+
+    def refresh(self) -> None:
+        """Measure every entry asked for from now on afresh (once): a cached latency may come from a
+        moment of different load, and a plan that fails by it must not fail for good."""
+        self.refreshing, self.hits, self.misses = True, 0, 0
 
     def _load(self) -> dict:
         """The cached entries; a file that does not parse or validate is moved aside (named in a
@@ -124,6 +131,8 @@ class LatencyTable:
     def get(self, key: str):
         """The cached entry under `key` (counted as a hit), else None."""
         value = self.entries.get(key)
+        if self.refreshing and key not in self._fresh:
+            return None
         if value is not None:
             self.hits += 1
         return value
@@ -132,6 +141,7 @@ class LatencyTable:
         """Store what was just measured under `key` (counted as a measurement); returns it."""
         self.misses += 1
         self.entries[key] = value
+        self._fresh.add(key)
         return value
 
     @property

@@ -7,6 +7,8 @@ import re
 from edgecnn.bench.schema import BenchRow, BenchRun
 
 SLOWER = "!"  # marks a reduced-precision row slower than its fp32 row
+NOISY = "~"  # marks a row whose calls spread widely: the machine moved while it was timed
+NOISY_P90 = 1.5  # p90 / p50 above which a row is marked
 
 COLUMNS = (
     "model", "variant", "runtime", "batch", "MACs", "params", "file", "p50 ms", "p90 ms", "p99 ms",
@@ -61,6 +63,13 @@ def slower_than_fp32(run: BenchRun) -> list[tuple[BenchRow, BenchRow]]:
     return out
 
 
+def noisy(run: BenchRun) -> list[BenchRow]:
+    """Rows whose p90 is over NOISY_P90 times their p50: their median is not one to compare by."""
+    return [
+        r for r in run.rows if r.latency and r.latency.get("p90_ms", 0) > NOISY_P90 * r.latency["median_ms"]
+    ]
+
+
 def notes(run: BenchRun) -> list[str]:
     """Lines printed under the table."""
     slower = [
@@ -68,7 +77,13 @@ def notes(run: BenchRun) -> list[str]:
         f"{_ms(r.latency['median_ms'])} vs {_ms(ref.latency['median_ms'])} ms"
         for r, ref in slower_than_fp32(run)
     ]
-    return slower + float_math_notes(run)
+    spread = [
+        f"{NOISY} {r.model} {r.variant} on {r.runtime} batch {r.batch}: p90 "
+        f"{r.latency['p90_ms'] / r.latency['median_ms']:.1f}x its p50, the machine was busy; time it "
+        "again (a longer --duration) before comparing"
+        for r in noisy(run)
+    ]
+    return slower + spread + float_math_notes(run)
 
 
 def float_math_notes(run: BenchRun) -> list[str]:
@@ -86,7 +101,7 @@ def float_math_notes(run: BenchRun) -> list[str]:
     ]
 
 
-def cells(row: BenchRow, slower: bool = False) -> list[str]:
+def cells(row: BenchRow, marks: str = "") -> list[str]:
     lat, mem, acc = row.latency or {}, row.memory or {}, row.accuracy or {}
     peak = mem.get("peak_over_baseline_bytes")
 
@@ -101,7 +116,7 @@ def cells(row: BenchRow, slower: bool = False) -> list[str]:
         _macs(row.macs),
         "-" if row.params is None else f"{row.params / 1e6:.2f} M",
         _mb(row.file_size_bytes),
-        ms("median_ms") + (f" {SLOWER}" if slower else ""),
+        ms("median_ms") + (f" {marks}" if marks else ""),
         ms("p90_ms"),
         ms("p99_ms"),
         f"{lat['throughput']:.1f}" if lat else "-",
@@ -129,6 +144,7 @@ def _grid(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
     """(columns, cells per row, error lines): a status column only when a row failed, whose data
     cells then stay '-' (an error never sits in a data column)."""
     slow = {id(r) for r, _ in slower_than_fp32(run)}
+    spread = {id(r) for r in noisy(run)}
     errors = _errors(run)
     columns = list(COLUMNS)
     if errors:
@@ -141,7 +157,7 @@ def _grid(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
             )
             cells_ = [row.model, row.variant, row.runtime, str(row.batch)] + ["-"] * (len(COLUMNS) - 4)
         else:
-            cells_ = cells(row, id(row) in slow)
+            cells_ = cells(row, SLOWER * (id(row) in slow) + NOISY * (id(row) in spread))
         if errors:
             cells_.insert(4, f"error {len(lines)}" if id(row) in errors else "ok")
         grid.append(cells_)
