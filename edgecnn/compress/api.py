@@ -181,13 +181,8 @@ def compress(
             int8_given_back=given_back,
             student=student_model,
             baseline=opts.baseline,
-            float_math=timed.float_math,
-            other_ms=timed.other_ms,
-            other_math=timed.other_math,
-            plain_int8_ms=timed.plain_int8_ms,
             int8_top1=int8_top1,
-            speedup_interval=timed.interval,
-            rounds=timed.rounds,
+            **timed.result_fields(),
         )
         result.report = str(_write_report(result, out))
     return result

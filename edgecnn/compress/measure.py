@@ -24,6 +24,11 @@ class EndToEnd:
     interval: tuple[float, float] | None = None  # 90% bootstrap interval of original_ms / student_ms
     rounds: int = 0  # rounds timed: more where the machine was too busy for a steady interval
 
+    def result_fields(self) -> dict:
+        """What CompressResult keeps of it beyond the pair's ms."""
+        names = ("float_math", "other_ms", "other_math", "plain_int8_ms", "rounds")
+        return {"speedup_interval": self.interval, **{n: getattr(self, n) for n in names}}
+
 
 def _math(runner) -> str:
     return getattr(runner, "float_math", "") if runner is not None else ""
