@@ -380,6 +380,65 @@ def test_an_older_latency_cache_format_is_replaced_without_a_warning(tmp_path, c
     assert "unreadable" not in caplog.text and path.exists()
 
 
+def test_other_processes_load_is_measured_and_our_own_work_is_not(tmp_path):
+    """A CPU-bound process on a core shows as about one core of others' load; our own busy loop
+    does not count (the load average would count both)."""
+    import subprocess
+    import time
+
+    from edgecnn.bench.load import OtherLoad
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    own = OtherLoad().start()
+    spin(0.6)
+    own.stop()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        other = OtherLoad().start()
+        time.sleep(0.6)
+        other.stop()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert other.cores > 0.6 and other.noisy and own.cores < other.cores - 0.4
+
+
+def test_a_latency_timed_while_others_held_a_core_is_timed_again(tmp_path, monkeypatch):
+    """A timing made while other processes used over NOISY_CORES is made once more at once; the cache
+    keeps what the machine was doing, and an entry timed busy is timed again when the machine is
+    quiet (used as it is while the machine is still busy). A corrupt state is ignored."""
+    import edgecnn.bench.load as load
+    from edgecnn.plan.latency import LatencyTable
+
+    others = iter([0.9, 0.8, 0.1])  # busy, busy again (kept, marked), then quiet
+
+    class Fake(load.OtherLoad):
+        def stop(self):
+            self.cores = next(others)
+            return self
+
+    monkeypatch.setattr(load, "OtherLoad", Fake)
+    calls = []
+    table = LatencyTable("torch", cache_dir=tmp_path)
+    assert table.measured("busy", lambda: calls.append(1) or 2.0) == 2.0 and len(calls) == 2
+    assert table.measured("calm", lambda: calls.append(1) or 1.0) == 1.0 and len(calls) == 3
+    table.save()
+    assert json.loads(table.path.read_text())["state"] == {"busy": {"others": 0.8}, "calm": {"others": 0.1}}
+    for now, busy_entry in ((0.1, None), (0.9, 2.0)):
+        monkeypatch.setattr(load, "other_load_now", lambda cores=now: Fake(cores))
+        again = LatencyTable("torch", cache_dir=tmp_path)
+        assert again.get("busy") == busy_entry and again.get("calm") == 1.0
+        assert (again.stale, again.hits) == ((1, 1) if busy_entry is None else (0, 2))
+    body = json.loads(table.path.read_text())
+    table.path.write_text(json.dumps({**body, "state": ["not", "a", "dict"]}))
+    assert LatencyTable("torch", cache_dir=tmp_path).get("busy") == 2.0  # no state: trusted as before
+
+
 def _unreadable(root, good_per_class: int, bad_per_class: int):
     """Two class folders: `good_per_class` real images and `bad_per_class` files that do not decode."""
     _folder(root, per_class=good_per_class) if good_per_class else None

@@ -202,7 +202,10 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
         best = check.run(picks, opts.check_seconds, confirm_rounds)
         picks, after, predicted = best.picks, best.times, best.wall_ms
         table.save()
-    log.info("latency table: %d measured, %d from cache", table.misses, table.hits)
+    log.info(
+        "latency table: %d measured (%d cached ones timed while other processes held a core), %d from cache",
+        *(table.misses, table.stale, table.hits),
+    )
     layers = [
         _layer_choice(s, s.candidates[j], before[s.name], after[s.name])
         for s, j in zip(slots, picks, strict=True)

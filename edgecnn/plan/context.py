@@ -218,9 +218,9 @@ def context_latencies(
         key = table.key(probe, input_shape) + ":in-context" + (f":int8-{int8.activations}" if int8 else "")
         entry = table.get(key)
         if entry is None:
-            entry = table.put(
+            entry = table.measured(
                 key,
-                profile_probe(
+                lambda probe=probe: profile_probe(
                     probe, names, input_shape, table.backend, int8=int8, **table.setting
                 ).to_entry(),
             )
@@ -296,17 +296,19 @@ def _time_choice(
         key += f":int8-{int8.activations}:fp32-" + hashlib.sha1(",".join(fp32).encode()).hexdigest()[:12]
     entry = table.get(key)
     if entry is None:
-        times = profile_probe(
-            probe,
-            [s.name for s in slots],
-            input_shape,
-            table.backend,
-            int8=int8 if quantized else None,
-            fp32_layers=fp32 if quantized else (),
-            reference=reference,
-            profile=profile,
-            rounds=rounds,
-            **table.setting,
+        entry = table.measured(
+            key,
+            lambda: profile_probe(
+                probe,
+                [s.name for s in slots],
+                input_shape,
+                table.backend,
+                int8=int8 if quantized else None,
+                fp32_layers=fp32 if quantized else (),
+                reference=reference,
+                profile=profile,
+                rounds=rounds,
+                **table.setting,
+            ).to_entry(),
         )
-        entry = table.put(key, times.to_entry())
     return ProbeTimes.from_entry(entry)

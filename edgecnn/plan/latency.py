@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.bench.load import NOISY_CORES
+
 log = logging.getLogger(__name__)
 
 # 2: checks warm each artifact up first; 3: median blocks; 4: probes store {"layers", "ratio"}
@@ -59,6 +61,12 @@ def _valid_entry(value) -> bool:
     return ms(value)
 
 
+def _valid_state(value) -> bool:
+    """What the machine was doing when an entry was timed: {"others": cores} or {} (unknown)."""
+    others = value.get("others", 0) if isinstance(value, dict) else None
+    return isinstance(others, int | float) and not isinstance(others, bool) and others >= 0
+
+
 def default_cache_dir() -> Path:
     from edgecnn.artifacts import cache_dir
 
@@ -94,8 +102,10 @@ class LatencyTable:
         float_math = f"-{baseline}" if self.backend.float_pin else ""  # one file where they are one
         name = f"{self.machine}-{runtime}-{device}-t{threads or 0}-b{batch}{float_math}.json"
         self.path = Path(cache_dir or default_cache_dir()) / name if use_cache else None
+        self.state: dict[str, dict] = {}  # per entry: cores other processes used while it was timed
         self.entries: dict[str, float | dict] = self._load() if self.path else {}
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.stale = 0
+        self._quiet: bool | None = None
         self.refreshing = False  # every entry is measured again, once, and replaces the cached one
         self._fresh: set[str] = set()
 
@@ -118,6 +128,8 @@ class LatencyTable:
             entries = body["entries"]
             if not isinstance(entries, dict) or not all(_valid_entry(v) for v in entries.values()):
                 raise ValueError("an entry is not a latency")
+            state = body.get("state") if isinstance(body.get("state"), dict) else {}
+            self.state = {k: v for k, v in state.items() if k in entries and _valid_state(v)}
             return entries
         except (OSError, UnicodeDecodeError, ValueError, KeyError) as e:
             aside = self.path.with_name(self.path.name + ".bad")
@@ -129,13 +141,40 @@ class LatencyTable:
             return {}
 
     def get(self, key: str):
-        """The cached entry under `key` (counted as a hit), else None."""
+        """The cached entry under `key` (counted as a hit), else None: also where it was timed while
+        other processes held a core and the machine is quiet now (it is timed again)."""
         value = self.entries.get(key)
-        if self.refreshing and key not in self._fresh:
+        if value is None or (self.refreshing and key not in self._fresh):
             return None
-        if value is not None:
-            self.hits += 1
+        if key not in self._fresh and self.state.get(key, {}).get("others", 0) > NOISY_CORES and self.quiet:
+            self.stale += 1
+            return None
+        self.hits += 1
         return value
+
+    @property
+    def quiet(self) -> bool:
+        """Whether other processes leave this machine's cores alone now (sampled once per table)."""
+        if self._quiet is None:
+            from edgecnn.bench.load import other_load_now
+
+            self._quiet = not other_load_now().noisy
+        return self._quiet
+
+    def measured(self, key: str, measure):
+        """`measure()`, stored under `key` with the cores other processes used meanwhile; timed once
+        more where they used over NOISY_CORES (a busy moment is not this machine's speed)."""
+        from edgecnn.bench.load import OtherLoad
+
+        for attempt in (1, 2):
+            load = OtherLoad().start()
+            value = measure()
+            load.stop()
+            if not load.noisy:
+                break
+            log.info("other processes used %.1f cores while timing (attempt %d)", load.cores, attempt)
+        self.state[key] = {} if load.cores is None else {"others": round(load.cores, 3)}
+        return self.put(key, value)
 
     def put(self, key: str, value):
         """Store what was just measured under `key` (counted as a measurement); returns it."""
@@ -165,24 +204,26 @@ class LatencyTable:
         cached = self.get(key)
         if cached is not None:
             return cached
-        ms = measure(
-            block,
-            (self.batch, *in_shape),
-            self.backend,
-            device=self.device,
-            threads=self.threads,
-            seconds=seconds or self.seconds,
-            min_iters=self.min_iters,
-            baseline=self.baseline,
+        return self.measured(
+            key,
+            lambda: measure(
+                block,
+                (self.batch, *in_shape),
+                self.backend,
+                device=self.device,
+                threads=self.threads,
+                seconds=seconds or self.seconds,
+                min_iters=self.min_iters,
+                baseline=self.baseline,
+            ),
         )
-        return self.put(key, ms)
 
     def save(self) -> None:
         if self.path is None:
             return
         from edgecnn.artifacts import atomic_output
 
-        body = {"format": CACHE_FORMAT, "machine": self.machine, "entries": self.entries}
+        body = {"format": CACHE_FORMAT, "machine": self.machine, "entries": self.entries, "state": self.state}
         with atomic_output(self.path, force=True) as tmp:
             tmp.write_text(json.dumps(body))
 
