@@ -185,6 +185,8 @@ def _print(result) -> None:
     else:
         swapped_line = f"{swapped} of {len(plan.layers)} layers swapped"
     cache = f"{plan.latencies_measured} latencies measured, {plan.latencies_cached} from the cache"
+    if plan.latencies_retimed:
+        cache += f" ({plan.latencies_retimed} cached ones timed again: timed while the machine was busy)"
     (m0, m1), (p0, p1), (s0, s1), (t0, t1) = result.macs, result.params, result.size_bytes, result.top1
     size = f", size {s0 / 1e6:.1f} -> {s1 / 1e6:.1f} MB" if s0 and s1 else ""
     lines = [

@@ -12,7 +12,7 @@ from pathlib import Path
 from edgecnn.errors import BadArgumentError, OutOfReachError
 from edgecnn.plan.candidates import Grid, Slot, enumerate_slots
 from edgecnn.plan.choose import Budget, Unused, choose, target_ms, unused_steps
-from edgecnn.plan.latency import LatencyTable
+from edgecnn.plan.latency import RECENT_S, LatencyTable
 from edgecnn.plan.scores import score
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class Plan:
     # timed whole in the plan, cost beyond its layers' sum (0 where the runtime cannot profile)
     context_ms: float = 0.0
     aim_ms: float | None = None  # what the choice aimed at: the target less the headroom
+    latencies_retimed: int = 0  # of those measured, cached ones timed again: timed busy, quiet now
     # layers where a slower candidate fit in the aim's slack but scored no lower error: why a plan
     # overshoots its aim by more than one grid step (empty where it does not)
     unused: list[Unused] = field(default_factory=list)
@@ -165,16 +166,16 @@ def make_plan(
     table, batches = _latency_table(opts), list(calibration)
     try:
         plan = _plan_with(table, model, input_shape, batches, opts, progress)
-        if plan.predicted_ms <= plan.target_ms or not table.hits:
+        if plan.predicted_ms <= plan.target_ms or not table.old_hits:
             return plan
         failed = f"missed its check ({plan.predicted_speedup:.2f}x)"
     except OutOfReachError as e:
-        if not table.hits:
+        if not table.old_hits:
             raise
         failed = f"is out of reach ({e.best_speedup:.2f}x at best)"
     log.warning(
-        "the plan %s with %d latencies from the cache, measured at another moment: timing them again",
-        *(failed, table.hits),
+        "the plan %s with %d latencies from the cache, timed over %d minutes ago: timing them again",
+        *(failed, table.old_hits, RECENT_S // 60),
     )
     table.refresh()
     return _plan_with(table, model, input_shape, batches, opts, progress)
@@ -225,6 +226,7 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
         if table.backend.node_profiler
         else 0.0,
         aim_ms=budget.target_ms,
+        latencies_retimed=table.stale,
         unused=unused_steps(slots, picks, budget.target_ms - predicted),
     )
 

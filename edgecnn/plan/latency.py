@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ import numpy as np
 from edgecnn.bench.load import NOISY_CORES
 
 log = logging.getLogger(__name__)
+
+# A plan that fails by cached latencies older than this times them again (newer ones: this session's)
+RECENT_S = 600
 
 # 2: checks warm each artifact up first; 3: median blocks; 4: probes store {"layers", "ratio"}
 CACHE_FORMAT = "edgecnn-latency/4"
@@ -62,9 +66,12 @@ def _valid_entry(value) -> bool:
 
 
 def _valid_state(value) -> bool:
-    """What the machine was doing when an entry was timed: {"others": cores} or {} (unknown)."""
-    others = value.get("others", 0) if isinstance(value, dict) else None
-    return isinstance(others, int | float) and not isinstance(others, bool) and others >= 0
+    """When an entry was timed and what the machine was doing: {"at": unix time, "others": cores}."""
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+
+    return isinstance(value, dict) and all(number(value.get(k, 0)) for k in ("at", "others"))
 
 
 def default_cache_dir() -> Path:
@@ -105,6 +112,7 @@ class LatencyTable:
         self.state: dict[str, dict] = {}  # per entry: cores other processes used while it was timed
         self.entries: dict[str, float | dict] = self._load() if self.path else {}
         self.hits = self.misses = self.stale = 0
+        self.old_hits = 0  # hits on entries timed over RECENT_S ago (or at an unknown time)
         self._quiet: bool | None = None
         self.refreshing = False  # every entry is measured again, once, and replaces the cached one
         self._fresh: set[str] = set()
@@ -112,7 +120,7 @@ class LatencyTable:
     def refresh(self) -> None:
         """Measure every entry asked for from now on afresh (once): a cached latency may come from a
         moment of different load, and a plan that fails by it must not fail for good."""
-        self.refreshing, self.hits, self.misses = True, 0, 0
+        self.refreshing, self.hits, self.misses, self.old_hits = True, 0, 0, 0
 
     def _load(self) -> dict:
         """The cached entries; a file that does not parse or validate is moved aside (named in a
@@ -150,6 +158,7 @@ class LatencyTable:
             self.stale += 1
             return None
         self.hits += 1
+        self.old_hits += time.time() - self.state.get(key, {}).get("at", 0) > RECENT_S
         return value
 
     @property
@@ -173,7 +182,9 @@ class LatencyTable:
             if not load.noisy:
                 break
             log.info("other processes used %.1f cores while timing (attempt %d)", load.cores, attempt)
-        self.state[key] = {} if load.cores is None else {"others": round(load.cores, 3)}
+        self.state[key] = {"at": round(time.time())}
+        if load.cores is not None:
+            self.state[key]["others"] = round(load.cores, 3)
         return self.put(key, value)
 
     def put(self, key: str, value):
