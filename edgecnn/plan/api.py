@@ -227,7 +227,7 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
         else 0.0,
         aim_ms=budget.target_ms,
         latencies_retimed=table.stale,
-        unused=unused_steps(slots, picks, budget.target_ms - predicted),
+        unused=_unused(slots, picks, budget),
     )
 
 
@@ -237,6 +237,13 @@ def _latency_table(opts: PlanOptions) -> LatencyTable:
     return LatencyTable(
         opts.runtime, cache_dir=opts.cache_dir, use_cache=opts.use_cache, baseline=opts.baseline, **setting
     )
+
+
+def _unused(slots, picks, budget: Budget) -> list[Unused]:
+    """Layers where a slower candidate of no lower error fit in the aim, by the latencies the choice
+    was made with (a fresh timing of the whole can come out faster or slower than those)."""
+    chosen_ms = sum(s.candidates[j].latency_ms for s, j in zip(slots, picks, strict=True))
+    return unused_steps(slots, picks, budget.target_ms - budget.predict(chosen_ms))
 
 
 def _layer_choice(slot, chosen, before_ms: float, after_ms: float) -> LayerChoice:

@@ -111,13 +111,18 @@ class Unused:
 
 
 def unused_steps(slots, picks: list[int], slack_ms: float) -> list[Unused]:
-    """Per layer, the most accurate of the slower candidates that `slack_ms` (aim less prediction)
-    still pays for; empty where the plan is within one grid step of its aim."""
+    """Per layer, the most accurate of the slower candidates that `slack_ms` (the aim less what the
+    choice's layers add up to) still pays for and that score no lower error; empty where the plan
+    is within one grid step of its aim."""
     found = []
     for slot, j in zip(slots, picks, strict=True):
         chosen = slot.candidates[j]
         fits = [
-            c for c in slot.candidates if 0 < c.latency_ms - chosen.latency_ms <= slack_ms and c is not chosen
+            c
+            for c in slot.candidates
+            if 0 < c.latency_ms - chosen.latency_ms <= slack_ms
+            and c.error >= chosen.error
+            and c is not chosen
         ]
         if fits:
             c = min(fits, key=lambda c: (c.error, c.latency_ms))
