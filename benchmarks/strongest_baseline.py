@@ -99,6 +99,7 @@ def int8_row(model, runtime, ref, common, work) -> dict:
         "size_mb": [s / 1e6 if s else None for s in r.size_bytes],
         "plain_int8_mb": _size(r.artifacts.get("plain_int8")),
         "original_top1": r.top1[0],
+        "student_top1_torch": r.top1[1],
         "shipped": r.shipped,
         "test_set": r.test_set,
     }
@@ -191,9 +192,9 @@ def markdown(report: dict) -> str:
             "(all times from one compress's interleaved rounds; test top-1 of the int8 artifacts run in "
             f"the runtime, and of the fp32 original in PyTorch, on {report['int8'][0]['test_set']}):",
             "",
-            "| model | runtime | asked | over default | over f32 | vs plain INT8 | top-1 student / plain "
-            "/ fp32 | ships |",
-            "|---|---|---|---|---|---|---|---|",
+            "| model | runtime | asked | over default | over f32 | vs plain INT8 | int8 top-1 student / "
+            "plain | fp32 top-1 original / student | ships |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in report["int8"]:
             f32 = f"{r['other_speedup']:.2f}x" if r["other_speedup"] else "same"
@@ -203,7 +204,8 @@ def markdown(report: dict) -> str:
                 else "-"
             )
             top = r["int8_top1"] or (None, None)
-            tops = " / ".join("-" if t is None else f"{t:.2f}" for t in (*top, r["original_top1"]))
+            tops = " / ".join("-" if t is None else f"{t:.2f}" for t in top)
+            tops += f" | {r['original_top1']:.2f} / {r['student_top1_torch']:.2f}"
             over = f"{r['speedup']:.2f}x ({r['original_ms']:.2f} -> {r['student_ms']:.2f} ms)"
             lines.append(
                 f"| {r['model']} | {r['runtime']} | {_asked(r)} | {over} | {f32} | {plain} | {tops} | "
