@@ -62,8 +62,11 @@ class Variant:
     # compress's, with both in the other float math where it differs here (OpenVINO: f32 pinned)
     other_speedup: float | None = None
     other_math: str | None = None
+    float_math: str | None = None  # what compress ran both sides' float layers in (OpenVINO says)
     predicted_ms: float | None = None
-    bench_speedup: float | None = None  # the bench's fp32 rows on `runtime`, against the original's
+    # the bench's rows on `runtime` at compress's baseline (fp32, or bf16 where that is OpenVINO's
+    # default here), against the original's
+    bench_speedup: float | None = None
     table_top1: float | None = None  # its fp32 row's top-1 in the bench table
 
     @property
@@ -257,9 +260,12 @@ def _bench_and_report(model: str, opts: PipelineOptions, result, hooks: _Hooks) 
     from edgecnn.report.tables import markdown
 
     hooks.say("exporting and benchmarking every variant")
+    precisions = ("fp32", "int8") if opts.int8 else ("fp32",)
+    # rows at compress's baseline too where it is not fp32 (OpenVINO's bf16 default on CPUs with bf16)
+    baselines = {v.float_math for v in result.variants.values() if v.float_math}
     bench_opts = BenchOptions(
         runtimes=opts.runtimes,
-        precisions=("fp32", "int8") if opts.int8 else ("fp32",),
+        precisions=precisions + tuple(sorted(baselines - set(precisions))),
         data=opts.data,
         calib=opts.data or result.reference["data"],
         export_dir=str(result.out_dir / "artifacts"),
@@ -369,6 +375,7 @@ def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) 
             baseline=r.baseline_label,
             other_speedup=r.other_speedup,
             other_math=r.other_math or None,
+            float_math=r.float_math or None,
         )
         asked = f"asked {opts.speedup}x" + (
             f", planned {planned:.2f}x" if abs(planned - opts.speedup) > 1e-3 else ""
@@ -430,13 +437,17 @@ def _compress_within_reach(model, ref, runtime, size, opts: PipelineOptions, res
 
 
 def _speedup(run, original: Variant, variant: Variant) -> float | None:
-    """Original fp32 median / compressed fp32 median on the variant's runtime, from the bench rows."""
+    """Original median / compressed median on the variant's runtime, from the bench rows at the
+    precision compress timed both in (its float math where the runtime says, else fp32)."""
     from edgecnn.runtime import is_baseline
+
+    def at_baseline(row) -> bool:
+        return row.precision == variant.float_math if variant.float_math else is_baseline(row.precision)
 
     ms = {}
     for row in run.rows:
         same = row.runtime == variant.runtime and row.batch == 1
-        if same and is_baseline(row.precision) and row.latency:
+        if same and at_baseline(row) and row.latency:
             for key, v in (("original", original), ("student", variant)):
                 if row.source == v.source:
                     ms[key] = row.latency["median_ms"]

@@ -674,6 +674,52 @@ def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, messa
     assert not out.exists()
 
 
+def test_a_students_table_speedup_is_at_the_precision_compress_timed_it():
+    """The pipeline's line for a student planned against OpenVINO's bf16 default compares the
+    table's bf16 rows (never f32-pinned rows against a bf16 plan); ONNX Runtime's, the fp32 rows."""
+    from types import SimpleNamespace
+
+    from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.pipeline import Variant, _speedup
+
+    def row(source, runtime, precision, ms):
+        return BenchRow(
+            "r",
+            f"{source} {precision}",
+            runtime,
+            "cpu",
+            precision,
+            1,
+            latency={"median_ms": ms},
+            source=source,
+        )
+
+    rows = [
+        row(name, runtime, precision, ms)
+        for name, scale in (("original", 1.0), ("student", 0.5))
+        for runtime, precision, ms in (
+            ("openvino", "fp32", 2.0 * scale**0.1),  # f32-pinned: the student barely gains there
+            ("openvino", "bf16", 1.0 * scale),
+            ("openvino", "int8", 0.8 * scale),
+            ("onnxruntime", "fp32", 3.0 * scale),
+        )
+    ]
+    run = BenchRun({"label": "m"}, {}, rows)
+
+    def variant(name, runtime, float_math):
+        model = SimpleNamespace(path=f"x/{name}.safetensors")
+        return Variant(model, 1, 1, runtime=runtime, float_math=float_math)
+
+    original = variant("original", None, None)
+    assert _speedup(run, original, variant("student", "openvino", "bf16")) == pytest.approx(2.0)
+    assert _speedup(run, original, variant("student", "openvino", "fp32")) == pytest.approx(2**0.1)
+    assert _speedup(run, original, variant("student", "onnxruntime", None)) == pytest.approx(2.0)
+    assert (
+        _speedup(BenchRun({}, {}, rows[:1] + rows[4:5]), original, variant("student", "openvino", "bf16"))
+        is None
+    )
+
+
 def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
     tmp_path, monkeypatch, shared_cache
 ):

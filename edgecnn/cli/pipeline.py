@@ -101,9 +101,10 @@ def _print(result) -> None:
         faster = ""
         if v.runtime:
             faster = (
-                f"{v.bench_speedup:.2f}x faster than the original on {v.runtime} in this table"
+                f"{v.bench_speedup:.2f}x faster than the original on {v.runtime} in this table "
+                f"({v.float_math or 'fp32'} rows)"
                 if v.bench_speedup
-                else f"no fp32 rows on {v.runtime} to compare"
+                else f"no {v.float_math or 'fp32'} rows on {v.runtime} to compare"
             ) + f" (asked {v.requested_speedup}x{_compress_figures(v)}), "
         top1 = v.table_top1
         accuracy = (
