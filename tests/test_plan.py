@@ -92,6 +92,14 @@ def test_an_overshoot_past_one_grid_step_names_the_layers_that_caused_it():
     # a slower candidate of lower error that fits is not the knapsack's doing (the latencies moved
     # after the choice, or rounding): not listed
     assert [u.layer for u in unused_steps(slots, [3, 2], 0.6)] == ["s0"]
+    # a step is the next rank of the chosen kind: another kind that fits is a different choice
+    other = Slot(
+        "s",
+        None,
+        (1,),
+        [Candidate(k, 1, 0, 0, 0.0, None, t, e) for k, t, e in (("x", 0.5, 1.0), ("y", 0.8, 1.2))],
+    )
+    assert unused_steps([other], [0], 0.5) == []
     layers = [LayerChoice("s0", "x 3", "x", 3, 2.0, 0.5, 1.04, 1, 1)]
     plan = Plan("onnxruntime", "cpu", None, 1, (1,), 5.0, 4.0, predicted, layers, 8, 0, 0)
     assert _overshoot_lines(plan) == []

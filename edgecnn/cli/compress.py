@@ -259,7 +259,7 @@ def _steady_lines(result) -> list[str]:
 
 
 def _overshoot_lines(plan) -> list[str]:
-    """Why a plan lands more than one grid step past its aim: the layers where a slower candidate fit."""
+    """Why a plan lands more than one grid step past its aim: the layers where the next rank fit."""
     if not plan.unused:
         return []
     shown = sorted(plan.unused, key=lambda u: u.slower_error - u.chosen_error)[:2]
@@ -271,8 +271,8 @@ def _overshoot_lines(plan) -> list[str]:
     aim = plan.aim_ms or plan.target_ms
     return [
         f"note: predicted {plan.predicted_speedup:.2f}x lands past the aim of {plan.original_ms / aim:.2f}x "
-        f"by more than one grid step: at {len(plan.unused)} layers a slower candidate fit the budget but "
-        f"scored no lower error ({named}); the scores do not reward keeping more there"
+        f"by more than one grid step: at {len(plan.unused)} layers the next slower rank fit in what is "
+        f"left of the aim but scored no lower error ({named}); the scores do not reward keeping more there"
     ]
 
 

@@ -118,7 +118,7 @@ class Plan:
     context_ms: float = 0.0
     aim_ms: float | None = None  # what the choice aimed at: the target less the headroom
     latencies_retimed: int = 0  # of those measured, cached ones timed again: timed busy, quiet now
-    # layers where a slower candidate fit in the aim's slack but scored no lower error: why a plan
+    # layers whose next slower rank fit in the aim's slack but scored no lower error: why a plan
     # overshoots its aim by more than one grid step (empty where it does not)
     unused: list[Unused] = field(default_factory=list)
 
@@ -227,7 +227,7 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
         else 0.0,
         aim_ms=budget.target_ms,
         latencies_retimed=table.stale,
-        unused=_unused(slots, picks, budget),
+        unused=unused_steps(slots, picks, budget.target_ms - predicted),
     )
 
 
@@ -237,13 +237,6 @@ def _latency_table(opts: PlanOptions) -> LatencyTable:
     return LatencyTable(
         opts.runtime, cache_dir=opts.cache_dir, use_cache=opts.use_cache, baseline=opts.baseline, **setting
     )
-
-
-def _unused(slots, picks, budget: Budget) -> list[Unused]:
-    """Layers where a slower candidate of no lower error fit in the aim, by the latencies the choice
-    was made with (a fresh timing of the whole can come out faster or slower than those)."""
-    chosen_ms = sum(s.candidates[j].latency_ms for s, j in zip(slots, picks, strict=True))
-    return unused_steps(slots, picks, budget.target_ms - budget.predict(chosen_ms))
 
 
 def _layer_choice(slot, chosen, before_ms: float, after_ms: float) -> LayerChoice:

@@ -98,9 +98,9 @@ def choose(slots, budget: Budget, *, bins: int = 4000) -> list[int]:
 
 @dataclass(frozen=True)
 class Unused:
-    """A layer where a slower candidate than the chosen one fit in what the plan left of its aim: the
-    knapsack passed it over because it scored no lower error (least error wins, among equals the
-    fastest), which is why a plan lands further past its aim than one grid step."""
+    """A layer whose next slower rank (the chosen kind, one grid step up) fit in what the plan left of
+    its aim yet scored no lower error (least error wins, among equals the fastest): where a plan
+    lands more than one grid step past its aim."""
 
     layer: str
     chosen: str
@@ -111,24 +111,21 @@ class Unused:
 
 
 def unused_steps(slots, picks: list[int], slack_ms: float) -> list[Unused]:
-    """Per layer, the most accurate of the slower candidates that `slack_ms` (the aim less what the
-    choice's layers add up to) still pays for and that score no lower error; empty where the plan
-    is within one grid step of its aim."""
+    """Per layer, the next slower rank of the chosen kind (same precision) where `slack_ms` (the aim
+    less the prediction) still pays for it and it scores no lower error: the plan lands more than
+    that grid step past its aim there. Empty where the plan is within one grid step of its aim."""
     found = []
     for slot, j in zip(slots, picks, strict=True):
         chosen = slot.candidates[j]
-        fits = [
+        ranks = [
             c
             for c in slot.candidates
-            if 0 < c.latency_ms - chosen.latency_ms <= slack_ms
-            and c.error >= chosen.error
-            and c is not chosen
+            if c.kind == chosen.kind and c.precision == chosen.precision and c.latency_ms > chosen.latency_ms
         ]
-        if fits:
-            c = min(fits, key=lambda c: (c.error, c.latency_ms))
-            found.append(
-                Unused(
-                    slot.name, chosen.label, chosen.error, c.label, c.error, c.latency_ms - chosen.latency_ms
-                )
-            )
+        if not ranks:
+            continue
+        up = min(ranks, key=lambda c: c.latency_ms)
+        if up.latency_ms - chosen.latency_ms <= slack_ms and up.error >= chosen.error:
+            step = up.latency_ms - chosen.latency_ms
+            found.append(Unused(slot.name, chosen.label, chosen.error, up.label, up.error, step))
     return found
