@@ -436,6 +436,11 @@ def test_a_latency_timed_while_others_held_a_core_is_timed_again(tmp_path, monke
         again = LatencyTable("torch", cache_dir=tmp_path)
         assert again.get("busy") == busy_entry and again.get("calm") == 1.0
         assert (again.stale, again.hits) == ((1, 1) if busy_entry is None else (0, 2))
+    others = iter([0.9] * 7)  # a load that stays: timed twice three times, then once each
+    table, calls = LatencyTable("torch", cache_dir=tmp_path), []
+    for k in range(4):
+        table.measured(f"hog{k}", lambda: calls.append(1) or 1.0)
+    assert len(calls) == 7
     body = json.loads(table.path.read_text())
     table.path.write_text(json.dumps({**body, "state": ["not", "a", "dict"]}))
     assert LatencyTable("torch", cache_dir=tmp_path).get("busy") == 2.0  # no state: trusted as before

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # A plan that fails by cached latencies older than this times them again (newer ones: this session's)
 RECENT_S = 600
+# After this many busy timings in a row the load is taken to stay, and each latency is timed once
+BUSY_STREAK = 3
 
 # 2: checks warm each artifact up first; 3: median blocks; 4: probes store {"layers", "ratio"}
 CACHE_FORMAT = "edgecnn-latency/4"
@@ -114,6 +116,7 @@ class LatencyTable:
         self.hits = self.misses = self.stale = 0
         self.old_hits = 0  # hits on entries timed over RECENT_S ago (or at an unknown time)
         self._quiet: bool | None = None
+        self._busy_streak = 0  # timings in a row made while other processes held a core
         self.refreshing = False  # every entry is measured again, once, and replaces the cached one
         self._fresh: set[str] = set()
 
@@ -172,16 +175,21 @@ class LatencyTable:
 
     def measured(self, key: str, measure):
         """`measure()`, stored under `key` with the cores other processes used meanwhile; timed once
-        more where they used over NOISY_CORES (a busy moment is not this machine's speed)."""
+        more where they used over NOISY_CORES (a busy moment is not this machine's speed), unless
+        the last BUSY_STREAK timings were busy both times (a load that stays: timing again is waste)."""
         from edgecnn.bench.load import OtherLoad
 
-        for attempt in (1, 2):
+        attempts = 1 if self._busy_streak >= BUSY_STREAK else 2
+        for attempt in range(1, attempts + 1):
             load = OtherLoad().start()
             value = measure()
             load.stop()
             if not load.noisy:
                 break
             log.info("other processes used %.1f cores while timing (attempt %d)", load.cores, attempt)
+        self._busy_streak = self._busy_streak + 1 if load.noisy else 0
+        if self._busy_streak == BUSY_STREAK:
+            log.warning("other processes keep over %.1f core busy: timing each latency once", NOISY_CORES)
         self.state[key] = {"at": round(time.time())}
         if load.cores is not None:
             self.state[key]["others"] = round(load.cores, 3)
