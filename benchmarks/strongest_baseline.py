@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/strongest_baseline.py [--models resnet18,resnet50]
         [--runtimes openvino,onnxruntime] [--parts int8,aims,hog] [--epochs 5] [--distill-epochs 2]
+    .venv/bin/python benchmarks/strongest_baseline.py --merge A.json B.json ...   # runs into one report
 
 Each model is trained on the bundled digits at 64x64 (`reference_model`, cached; SGD lr 0.02 as
 benchmarks/compress_accuracy.py does), and every top-1 is on the same 1,000 held-out test digits.
@@ -190,7 +191,7 @@ def markdown(report: dict) -> str:
         lines += [
             "**`compress --int8 --speedup 3`**, or 97% of the best reachable where 3x is out of reach "
             "(all times from one compress's interleaved rounds; test top-1 of the int8 artifacts run in "
-            f"the runtime, and of the fp32 original in PyTorch, on {report['int8'][0]['test_set']}):",
+            f"the runtime, and of the original and the student in PyTorch, on {report['int8'][0]['test_set']}):",
             "",
             "| model | runtime | asked | over default | over f32 | vs plain INT8 | int8 top-1 student / "
             "plain | fp32 top-1 original / student | ships |",
@@ -249,6 +250,24 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(reports: list[dict], out: Path) -> int:
+    """One report of several runs on one machine (each part's rows in run order, each run's command)."""
+    machines = {r["machine"] for r in reports}
+    if len(machines) != 1:
+        print(f"error: the reports come from different machines: {sorted(machines)}", file=sys.stderr)
+        return 2
+    merged = {"machine": machines.pop(), "command": "; ".join(r["command"] for r in reports)}
+    merged.update({part: [row for r in reports for row in r[part]] for part in ("int8", "aims", "hog")})
+    write(merged, out)
+    return 0
+
+
+def write(report: dict, out: Path) -> None:
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,resnet50")
@@ -258,7 +277,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--distill-epochs", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/strongest_baseline")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine earlier runs' reports into --out")
     args = parser.parse_args()
+    if args.merge:
+        return merge([json.loads(Path(p).read_text()) for p in args.merge], Path(args.out))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from edgecnn.data import Preprocess
@@ -292,10 +314,7 @@ def main() -> int:
             if "hog" in parts and model == "resnet18":
                 report["hog"] = hog_rows(ref, size, common, work)
                 print(json.dumps(report["hog"]), flush=True)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write(report, Path(args.out))
     return 0
 
 
