@@ -191,7 +191,8 @@ def markdown(report: dict) -> str:
         lines += [
             "**`compress --int8 --speedup 3`**, or 97% of the best reachable where 3x is out of reach "
             "(all times from one compress's interleaved rounds; test top-1 of the int8 artifacts run in "
-            f"the runtime, and of the original and the student in PyTorch, on {report['int8'][0]['test_set']}):",
+            "the runtime, and of the original and the student in PyTorch, on "
+            f"{report['int8'][0]['test_set']}):",
             "",
             "| model | runtime | asked | over default | over f32 | vs plain INT8 | int8 top-1 student / "
             "plain | fp32 top-1 original / student | ships |",
