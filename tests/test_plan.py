@@ -61,6 +61,14 @@ def test_knapsack_finds_the_least_error_within_the_budget():
         assert sum(table[i][j][1] for i, j in enumerate(picks)) <= best + 1e-2  # discretisation only
 
 
+def test_a_budget_the_fastest_candidates_just_meet_takes_them():
+    """Latencies are rounded up to the knapsack's grid, so a budget the fastest candidates meet
+    exactly can round out of reach: it is met by them, not refused."""
+    slots = _slots([[(2.0, 0.0), (1.0 + 1e-7, 0.5)], [(2.0, 0.0), (1.0 + 1e-7, 0.1)]])
+    budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=3.0000003)  # 1 ms fixed + 2 ms of layers
+    assert choose(slots, budget, bins=3) == [1, 1]
+
+
 def test_an_unreachable_budget_names_the_best_speedup():
     slots = _slots([[(2.0, 0.0), (1.0, 0.5)], [(2.0, 0.0), (1.5, 0.1)]])
     budget = Budget(original_ms=5.0, layers_ms=4.0, target_ms=1.0)  # fixed 1 ms alone uses it all

@@ -55,7 +55,7 @@ def target_ms(original_ms: float, *, speedup: float | None = None, latency_ms: f
 
 def choose(slots, budget: Budget, *, bins: int = 4000) -> list[int]:
     """Index of the chosen candidate per slot; a one-line error naming the best reachable speed-up
-    when even the fastest candidate everywhere misses the budget."""
+    when even the fastest candidate everywhere misses the budget (where it just meets it, that)."""
     fastest = sum(min(c.latency_ms for c in s.candidates) for s in slots)
     if fastest > budget.slots_ms:
         best = budget.original_ms / budget.predict(fastest)
@@ -83,10 +83,9 @@ def choose(slots, budget: Budget, *, bins: int = 4000) -> list[int]:
             new[better], pick[better] = total[better], j
         best = new
         picks.append(pick)
-    if not np.isfinite(best).any():  # rounding up made a just-reachable budget unreachable
-        raise BadArgumentError(
-            f"the budget of {budget.target_ms:.2f} ms is at the edge of reach; ask for a little less"
-        )
+    if not np.isfinite(best).any():  # rounding up made a just-reachable budget unreachable: the
+        # fastest candidate everywhere meets it (checked above)
+        return [min(range(len(s.candidates)), key=lambda j, s=s: s.candidates[j].latency_ms) for s in slots]
     b = int(np.argmin(best))  # least error; among equals the fastest (argmin takes the first)
     chosen = []
     for slot, pick in zip(reversed(slots), reversed(picks), strict=True):
