@@ -216,7 +216,8 @@ def markdown(report: dict) -> str:
         lines.append("")
     if report["aims"]:
         lines += [
-            "**Plans against their aim** (no distillation; past: layers where a slower candidate fit):",
+            "**Plans against their aim** (no distillation; past one grid step: layers whose next slower rank "
+            "fit in what the plan left of its aim and scored no lower error):",
             "",
             "| model | runtime | plan | asked | aim | predicted | past one grid step at |",
             "|---|---|---|---|---|---|---|",
