@@ -114,6 +114,13 @@ def test_an_overshoot_past_one_grid_step_names_the_layers_that_caused_it():
     (line,) = _overshoot_lines(dataclasses.replace(plan, aim_ms=4.0, unused=unused))
     assert line.startswith("note: predicted 1.43x lands past the aim of 1.25x by more than one grid step")
     assert "s0: x 3 (error 1.040) over x 2 (1.080, 0.500 ms slower)" in line
+    # no layer to blame: a choice re-timed faster than the check that picked it says so
+    timed = dataclasses.replace(plan, aim_ms=4.0, predicted_ms=3.5, checked_ms=3.9)
+    assert _overshoot_lines(timed) == [
+        "note: predicted 1.43x lands past the aim of 1.25x by timing, not by the grid: the choice was "
+        "checked at 1.28x and re-timed at 1.43x"
+    ]
+    assert _overshoot_lines(dataclasses.replace(timed, predicted_ms=3.9)) == []  # within 5% of its aim
 
 
 @pytest.mark.parametrize("outcome", ["out of reach", "missed"])

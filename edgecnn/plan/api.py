@@ -118,6 +118,8 @@ class Plan:
     context_ms: float = 0.0
     aim_ms: float | None = None  # what the choice aimed at: the target less the headroom
     latencies_retimed: int = 0  # of those measured, cached ones timed again: timed busy, quiet now
+    # the chosen model's whole time in the check that picked it (predicted_ms is its fresh re-timing)
+    checked_ms: float | None = None
     # layers whose next slower rank fit in the aim's slack but scored no lower error: why a plan
     # overshoots its aim by more than one grid step (empty where it does not)
     unused: list[Unused] = field(default_factory=list)
@@ -196,12 +198,12 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
     picks = choose_with_headroom(slots, budget, opts.aim_headroom)
     before = {s.name: s.keep.latency_ms for s in slots}
     after = {s.name: s.candidates[j].latency_ms for s, j in zip(slots, picks, strict=True)}
-    predicted = None
+    predicted = checked = None
     if table.backend.node_profiler:
         check = _Check(model, slots, input_shape, table, budget, int8, progress, request_ms)
         confirm_rounds = max(7, math.ceil(opts.confirm_seconds / opts.check_seconds))
         best = check.run(picks, opts.check_seconds, confirm_rounds)
-        picks, after, predicted = best.picks, best.times, best.wall_ms
+        picks, after, predicted, checked = best.picks, best.times, best.wall_ms, best.checked_ms
         table.save()
     log.info(
         "latency table: %d measured (%d cached ones timed while other processes held a core), %d from cache",
@@ -227,6 +229,7 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
         else 0.0,
         aim_ms=budget.target_ms,
         latencies_retimed=table.stale,
+        checked_ms=checked,
         unused=unused_steps(slots, picks, budget.target_ms - predicted),
     )
 
@@ -313,6 +316,7 @@ class Measured:
     error: float
     picks: list[int]
     times: dict[str, float]
+    checked_ms: float | None = None  # once re-timed (wall_ms), what the check had timed
 
 
 class _Check:
@@ -359,7 +363,7 @@ class _Check:
         finally:
             self.reference.close()
             shipped.close()
-        return dataclasses.replace(best, wall_ms=wall)
+        return dataclasses.replace(best, wall_ms=wall, checked_ms=best.wall_ms)
 
     def measure(self, picks) -> None:
         from edgecnn.plan.context import choice_latencies
