@@ -51,12 +51,14 @@ def block_signature(block) -> list:
     return out
 
 
+def _non_negative(v) -> bool:
+    """A real number >= 0 (not a bool), as every figure of the cache file is."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+
+
 def _valid_entry(value) -> bool:
     """A block's ms, or a probe's {"layers": {name: ms}, "ratio": whole / original or None}."""
-
-    def ms(v) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-
+    ms = _non_negative
     if isinstance(value, dict):
         layers, ratio = value.get("layers"), value.get("ratio")
         return (
@@ -69,11 +71,7 @@ def _valid_entry(value) -> bool:
 
 def _valid_state(value) -> bool:
     """When an entry was timed and what the machine was doing: {"at": unix time, "others": cores}."""
-
-    def number(v) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-
-    return isinstance(value, dict) and all(number(value.get(k, 0)) for k in ("at", "others"))
+    return isinstance(value, dict) and all(_non_negative(value.get(k, 0)) for k in ("at", "others"))
 
 
 def default_cache_dir() -> Path:
