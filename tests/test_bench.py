@@ -27,6 +27,7 @@ def test_latency_statistics_from_known_times():
     assert (s.min_ms, s.median_ms, s.mean_ms) == pytest.approx((1.0, 50.5, 50.5))
     assert s.p90_ms == pytest.approx(np.percentile(np.arange(1, 101), 90))
     assert s.p99_ms == pytest.approx(99.01)
+    assert s.fast_ms == pytest.approx(10.9)  # the 10th percentile, what paired timings compare
     assert s.throughput == pytest.approx(4 * 1000 / 50.5)
 
 

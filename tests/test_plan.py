@@ -247,12 +247,12 @@ def test_whole_model_timings_take_the_typical_block_not_a_burst(monkeypatch):
     blocks = {"original": iter([10.0] * 99), "student": iter([4.0, 4.0, 1.0, *[4.0] * 96])}
     timed = []
 
-    def time_calls(fn, *, min_seconds, **_):  # block medians by the name the runner answers
+    def time_calls(fn, *, min_seconds, **_):  # block times by the name the runner answers
         name = fn()
         if min_seconds == 0:  # a warm-up
-            return SimpleNamespace(median_ms=float("nan"))
+            return SimpleNamespace(fast_ms=float("nan"))
         timed.append(name)
-        return SimpleNamespace(median_ms=next(blocks[name]))
+        return SimpleNamespace(fast_ms=next(blocks[name]))
 
     class Named:
         def __init__(self, name):
@@ -315,7 +315,7 @@ def test_no_timed_pair_differs_in_float_precision(monkeypatch, int8, baseline, d
         return Fake(source, options.get("precision"))
 
     monkeypatch.setattr(edgecnn.runtime, "get_runner", get_runner)
-    monkeypatch.setattr(edgecnn.bench.latency, "time_calls", lambda fn, **_: SimpleNamespace(median_ms=fn()))
+    monkeypatch.setattr(edgecnn.bench.latency, "time_calls", lambda fn, **_: SimpleNamespace(fast_ms=fn()))
     opts = CompressOptions(runtime="openvino", int8=int8, baseline=baseline, measure_seconds=0.2)
     t = time_both(None, None, {"original": "o", "student": "s"}, (3, 8, 8), opts)
     pin, other_pin = ("f32", None) if baseline == "fp32" else (None, "f32")
@@ -363,7 +363,7 @@ def test_a_paired_ratio_has_an_interval_and_a_busy_one_is_timed_longer(monkeypat
 
     def timer(student):
         blocks = {"o": iter([10.0] * 99), "s": iter(student)}
-        return lambda fn, **_: SimpleNamespace(median_ms=next(blocks[fn()]))
+        return lambda fn, **_: SimpleNamespace(fast_ms=next(blocks[fn()]))
 
     fns = [lambda: "o", lambda: "s"]
     monkeypatch.setattr(edgecnn.bench.latency, "time_calls", timer([4.0, 6.0, 3.0, *[5.0] * 96]))

@@ -12,7 +12,7 @@ from edgecnn.train.options import USES
 CALIB_IMAGES = 64  # training images that score each candidate's error, when the data has them
 MIN_CALIB = 8
 # The end-to-end timing alternates the two models in blocks this long and takes each one's median
-# block: load on a shared machine moves both alike (benchmarks/results/speed_regimes_*.txt).
+# block (each block's fast time): load on a shared machine moves both alike.
 BLOCK_S = 0.5
 
 

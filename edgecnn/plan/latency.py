@@ -1,7 +1,8 @@
 """The latency table: each candidate block run alone, at its layer's real input shape, on the target.
 
 A block is exported and built exactly as a deployed model would be (ONNX, then the backend's
-builder), loaded by the same runner the benchmark uses, warmed up and timed to a median. Results are
+builder), loaded by the same runner the benchmark uses, warmed up and timed to its fast time
+(`bench.latency.FAST_PERCENTILE`). Results are
 cached on disk keyed by machine, runtime and version, device, threads, batch, input shape and the
 block's structure (not its weights: they do not change the time), so the second plan of a model on
 a machine, and every repeated layer geometry within one, does no timing.
@@ -28,8 +29,9 @@ RECENT_S = 600
 # After this many busy timings in a row the load is taken to stay, and each latency is timed once
 BUSY_STREAK = 3
 
-# 2: checks warm each artifact up first; 3: median blocks; 4: probes store {"layers", "ratio"}
-CACHE_FORMAT = "edgecnn-latency/4"
+# 2: checks warm each artifact up first; 3: median blocks; 4: probes store {"layers", "ratio"};
+# 5: fast times (a low percentile of the calls) instead of medians
+CACHE_FORMAT = "edgecnn-latency/5"
 
 
 def block_signature(block) -> list:
@@ -259,16 +261,16 @@ def measure(
     if backend.target is None:  # runs the module itself
         with torch.no_grad():
             runner = get_runner(backend.runtime, model, device=device, threads=threads, **options)
-            return _median(runner, x, seconds, min_iters)
+            return _fast_ms(runner, x, seconds, min_iters)
     with tempfile.TemporaryDirectory(prefix="edgecnn-latency-") as work:
         artifact = build_artifact(model, shape, backend, Path(work))
         runner = get_runner(backend.runtime, artifact, device=device, threads=threads, **options)
-        ms = _median(runner, x, seconds, min_iters)
+        ms = _fast_ms(runner, x, seconds, min_iters)
         del runner  # release the artifact's files before the folder goes
     return ms
 
 
-def _median(runner, x, seconds, min_iters) -> float:
+def _fast_ms(runner, x, seconds, min_iters) -> float:
     from edgecnn.bench.latency import time_calls
 
     stats = time_calls(
@@ -278,7 +280,7 @@ def _median(runner, x, seconds, min_iters) -> float:
         min_iters=min_iters,
         min_seconds=seconds,
     )
-    return stats.median_ms
+    return stats.fast_ms
 
 
 def build_artifact(model, shape, backend, work: Path) -> Path:
