@@ -8,6 +8,7 @@ rebuilds the base, replays the recipe's structure and loads the tensors: no pick
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -28,6 +29,7 @@ _REPLAY = {
     "separable": "edgecnn.transforms.separable:replay",
     "bottleneck": "edgecnn.transforms.bottleneck:replay",
     "lowrank": "edgecnn.transforms.lowrank:replay",
+    "prune": "edgecnn.transforms.prune:replay",
 }
 
 
@@ -154,11 +156,30 @@ def check_recipe(recipe, path) -> dict:
         layers = step.get("layers")
         if not isinstance(layers, dict) or not layers:
             bad(f"{where}.layers", "must map layer names to ranks")
+        check = _check_kept if step["name"] == "prune" else _check_ranks
         for name, value in layers.items():
-            ranks = value if isinstance(value, list) else [value]
-            if not ranks or not all(type(r) is int and r >= 1 for r in ranks):
-                bad(f"{where}.layers.{name}", f"must be a positive integer rank, got {value!r}")
+            check(value, f"{where}.layers.{name}", bad)
     return recipe
+
+
+def _check_ranks(value, field: str, bad) -> None:
+    ranks = value if isinstance(value, list) else [value]
+    if not ranks or not all(type(r) is int and r >= 1 for r in ranks):
+        bad(field, f"must be a positive integer rank, got {value!r}")
+
+
+def _check_kept(value, field: str, bad) -> None:
+    """A pruned layer's kept channels: {"out": [...], "in": [...]}, each increasing indices >= 0."""
+    if not isinstance(value, dict) or not value or set(value) - {"out", "in"}:
+        bad(field, "must map 'out' and/or 'in' to kept channel indices")
+    for dim, kept in value.items():
+        if not (
+            isinstance(kept, list)
+            and kept
+            and all(type(i) is int and i >= 0 for i in kept)
+            and all(a < b for a, b in itertools.pairwise(kept))
+        ):
+            bad(f"{field}.{dim}", "must list kept channel indices, increasing from 0")
 
 
 def _check_description(recipe: dict, bad) -> None:
