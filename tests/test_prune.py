@@ -165,3 +165,38 @@ def test_replay_rejects_a_layer_it_cannot_cut():
     m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8))
     with pytest.raises(TypeError, match="GroupNorm"):
         replay(m, {"layers": {"1": {"out": [0, 1]}}})
+
+
+def test_convert_prune_cuts_every_group_uniformly_and_the_file_reloads(tmp_path):
+    from tests._cli import run_cli
+
+    out = tmp_path / "r18p.safetensors"
+    r = run_cli("convert", "resnet18", "--prune", "0.25", "--input-size", "32", "32", "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    result = json.loads(r.stdout)
+    prune_report = next(rep for rep in result["reports"] if rep["transform"] == "prune")
+    assert len(prune_report["groups"]) == 12  # every group of ResNet-18, residual streams included
+    assert all(kept == channels * 3 // 4 for channels, kept in prune_report["groups"].values())
+    assert 1.6 < result["params_before"] / result["params_after"] < 1.9  # ~(3/4)^2 of the conv weights
+    from edgecnn.transforms import load_model_file
+
+    loaded = load_model_file(out)
+    assert [s["name"] for s in loaded.recipe["transforms"]] == ["fold_bn", "prune"]
+    assert loaded.module(torch.randn(1, 3, 32, 32)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--prune", "1.5"), "fraction of channels removed"),
+        (("--prune", "0"), "fraction of channels removed"),
+    ],
+)
+def test_convert_prune_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    from tests._cli import run_cli
+
+    r = run_cli("convert", "resnet18", *args, "-o", tmp_path / "x.safetensors")
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.safetensors").exists()

@@ -14,6 +14,13 @@ Weights = Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safeten
 Separable = Annotated[bool, typer.Option("--separable", help="Depthwise + pointwise swap (SVD).")]
 Bottleneck = Annotated[bool, typer.Option("--bottleneck", help="1x1-KxK-1x1 swap (Tucker-2).")]
 Lowrank = Annotated[bool, typer.Option("--lowrank", help="1x1 convs and Linear layers split C->r->N (SVD).")]
+Prune = Annotated[
+    float | None,
+    typer.Option(
+        help="Remove this fraction of every coupled channel group (the weakest by L2 norm; counts kept at "
+        "multiples of 8), as Torch-Pruning's uniform pruning_ratio."
+    ),
+]
 Rank = Annotated[int | None, typer.Option(help="Separable channel multiplier T for every layer.")]
 RankRatio = Annotated[
     float | None,

@@ -1,4 +1,4 @@
-"""`edgecnn convert`: fold BN and swap convolutions, save a reloadable converted model."""
+"""`edgecnn convert`: fold BN, prune channels and swap convolutions, save a reloadable converted model."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def convert(
     separable: o.Separable = False,
     bottleneck: o.Bottleneck = False,
     lowrank: o.Lowrank = False,
+    prune: o.Prune = None,
     rank: o.Rank = None,
     rank_ratio: o.RankRatio = None,
     energy: o.Energy = None,
@@ -46,25 +47,49 @@ def convert(
     force: o.Force = False,
     as_json: o.AsJson = False,
 ) -> None:
-    """Fold BN, swap KxK convs (separable / bottleneck) and 1x1 / Linear layers (lowrank) from the weights."""
+    """Fold BN, prune channel groups, swap KxK convs (separable / bottleneck) and 1x1 / Linear (lowrank)."""
     from edgecnn.artifacts import check_writable
     from edgecnn.transforms import convert as run_convert
     from edgecnn.transforms import load_source, save_converted
 
     sep, bot, low = o.swap_options_of(locals())
+    if prune is not None:
+        from edgecnn.transforms.prune import check_ratio
+
+        check_ratio(prune)
 
     out = output or default_output(model, "converted")
     check_writable(out, force=force)
     loaded = load_source(model, weights, num_classes, in_chans, parse_kv(model_arg))
     with console.status(f"converting {model}...") if not as_json else contextlib.nullcontext():
-        result = run_convert(
-            loaded, fold_bn=fold_bn, separable=sep, bottleneck=bot, lowrank=low, input_size=input_size
-        )
+        swaps = dict(separable=sep, bottleneck=bot, lowrank=low)
+        result = run_convert(loaded, fold_bn=fold_bn, prune=prune, input_size=input_size, **swaps)
         save_converted(result, out, force=force)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     _print(result)
+
+
+def _print_prune(report) -> None:
+    console.print(
+        f"prune: {len(report.groups)} channel groups pruned ({len(report.recipe['layers'])} layers cut), "
+        f"{len(report.skipped)} left whole",
+        highlight=False,
+    )
+    table = Table()
+    for col in ("group (root conv)", "channels", "kept"):
+        table.add_column(col, justify="left" if col.startswith("group") else "right")
+    for root, (channels, kept) in list(report.groups.items())[:MAX_PRUNE_ROWS]:
+        table.add_row(root, str(channels), str(kept))
+    console.print(table)
+    if len(report.groups) > MAX_PRUNE_ROWS:
+        more = len(report.groups) - MAX_PRUNE_ROWS
+        console.print(f"... and {more} more groups (--json lists them all)", highlight=False)
+    _skipped(report.skipped)
+
+
+MAX_PRUNE_ROWS = 12
 
 
 def _print(result) -> None:
@@ -76,6 +101,9 @@ def _print(result) -> None:
                 highlight=False,
             )
             _skipped(report.skipped)
+            continue
+        if report.transform == "prune":
+            _print_prune(report)
             continue
         table = Table(
             title=f"{report.transform}: {len(report.changed)} layers swapped, {len(report.skipped)} skipped"

@@ -95,6 +95,7 @@ class TransformReport:
     changed: list[LayerChange] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (layer, why)
     recipe: dict = field(default_factory=dict)
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)  # prune: root -> (channels, kept)
 
 
 def selected(name: str, options: SwapOptions) -> bool:

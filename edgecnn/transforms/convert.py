@@ -65,10 +65,13 @@ def convert(
     separable: SwapOptions | None = None,
     bottleneck: SwapOptions | None = None,
     lowrank: SwapOptions | None = None,
+    prune: float | None = None,
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
 ) -> ConvertResult:
-    """Apply the requested transforms to a `LoadedModel`; the original is left untouched."""
+    """Apply the requested transforms to a `LoadedModel`; the original is left untouched. `prune`:
+    the fraction of each coupled channel group removed (uniform, the weakest by L2 norm), before the
+    swaps."""
     import torch
 
     from edgecnn.analysis import analyze
@@ -77,10 +80,14 @@ def convert(
     from edgecnn.transforms.lowrank import lowrank as lowrank_fn
     from edgecnn.transforms.separable import separable as separable_fn
 
-    if not (fold_bn or separable or bottleneck or lowrank):
+    if not (fold_bn or separable or bottleneck or lowrank or prune):
         raise BadArgumentError(
-            "nothing to convert: give --fold-bn, --separable, --bottleneck and/or --lowrank"
+            "nothing to convert: give --fold-bn, --prune, --separable, --bottleneck and/or --lowrank"
         )
+    if prune is not None:
+        from edgecnn.transforms.prune import check_ratio
+
+        check_ratio(prune)
     size = input_size_of(loaded, input_size)
     gen = torch.Generator().manual_seed(seed)
     example = torch.randn(1, loaded.in_chans, *size, generator=gen)
@@ -92,6 +99,11 @@ def convert(
         reports.append(report)
         if not report.recipe["pairs"]:
             log.warning("%s has no BatchNorm that follows a conv: nothing folded", loaded.card.name)
+    if prune:
+        from edgecnn.transforms.prune import prune_uniform
+
+        model, report = prune_uniform(model, prune, example)
+        reports.append(report)
     for options, swap in ((separable, separable_fn), (bottleneck, bottleneck_fn), (lowrank, lowrank_fn)):
         if options is None:
             continue

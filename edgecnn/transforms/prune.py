@@ -50,20 +50,15 @@ def _graph(model, example):
     import torch_pruning as tp
     from torch import nn
 
-    order = []
-    hooks = [
-        m.register_forward_hook(lambda m, a, o: order.append(m))
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d | nn.Linear)
-    ]
-    try:
-        import torch
+    from edgecnn.transforms.base import run_with_hooks
 
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    order = []
+
+    def record(module, args, out) -> None:
+        order.append(module)
+
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    run_with_hooks(model, example, dict.fromkeys(layers, record))
     last = order[-1] if order else None
     # The output layer is kept out of the groups' roots, not out of the graph: ignoring a Linear
     # there maps the channels through the flatten before it wrongly (512 channels became 612)
@@ -114,6 +109,30 @@ def prune_groups(model, example) -> list[PruneGroup]:
         )
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     return sorted(groups, key=lambda g: order[g.root])
+
+
+def check_ratio(ratio: float) -> float:
+    if not 0 < ratio < 1:
+        raise BadArgumentError(f"--prune is the fraction of channels removed, in (0, 1), got {ratio}")
+    return ratio
+
+
+def prune_uniform(model, ratio: float, example, multiple_of: int = 8):
+    """(copy of `model` with `ratio` of the channels of every group it can prune removed, report):
+    Torch-Pruning's uniform `pruning_ratio` with `round_to`. Groups it cannot prune stay whole and
+    are listed in the report's skipped, with the reason."""
+    check_ratio(ratio)
+    groups = prune_groups(model, example)
+    keep = {g.root: keep_count(g.channels, 1 - ratio, multiple_of) for g in groups if not g.why_not}
+    keep = {root: n for root, n in keep.items() if n < next(g.channels for g in groups if g.root == root)}
+    if not keep:
+        why = (
+            "; ".join(f"{g.root}: {g.why_not}" for g in groups if g.why_not)[:200] or "no conv roots a group"
+        )
+        raise BadArgumentError(f"--prune {ratio}: no group of channels can be pruned ({why})")
+    new, report = prune(model, keep, example)
+    report.skipped = [(g.root, g.why_not) for g in groups if g.why_not]
+    return new, report
 
 
 def _is_grouped(module) -> bool:
@@ -167,6 +186,7 @@ def prune(model, keep: dict[str, int], example) -> tuple[object, TransformReport
         layers.setdefault(name, {})[dim] = [i for i in range(size) if i not in gone]
     replay(new, {"layers": layers})
     report.recipe = {"layers": layers}
+    report.groups = {root: (groups[root].channels, count) for root, count in keep.items()}
     log.info("pruned %d groups, %d layers cut", len(keep), len(layers))
     return new, report
 
