@@ -1,4 +1,8 @@
-"""Every `edgecnn ...` command in README.md, as written, so the README and the CLI cannot drift apart.
+"""Every `edgecnn ...` command in README.md and docs/, as written, so the docs and the CLI cannot drift.
+
+The README's walkthrough runs first, then the docs pages in reading order (models, convert, export,
+bench, compress, train, errors): later examples use files earlier ones wrote. Python blocks are
+checked for imports that no longer resolve.
 
 The commands run in order in one temporary folder, with the files they expect made first (image
 folders for `~/imagenet/val` and friends, a checkpoint, an old result file). To keep the suite short
@@ -25,7 +29,10 @@ import pytest
 from _cli import run_cli
 from PIL import Image
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+DOCS = ["models", "convert", "export", "bench", "compress", "train", "errors", "internals"]
+PAGES = [README, *(ROOT / "docs" / f"{name}.md" for name in DOCS)]
 PARSE_ONLY = {"distill", "pipeline", "compress"}
 FIXED_SIZE = {"lenet5", "alexnet2012"}  # models that take no --input-size
 SMALL = ("--input-size", "32", "32")
@@ -45,9 +52,13 @@ SHORTER = {"--epochs": "1", "--batch": "1"}  # option -> the value it takes here
 TRAIN_DATA = {"digits": "digits_small"}  # ten classes of twelve 28x28 grey images, made below
 
 
-def readme_commands() -> list[tuple[int, str, str | None]]:
-    """(line, command, the error line the README shows after it or None), in README order."""
-    lines, out, fence = README.read_text().splitlines(), [], False
+def readme_commands() -> list[tuple[str, str, str | None]]:
+    """(page:line, command, the error line the page shows after it or None), in reading order."""
+    return [c for page in PAGES for c in _page_commands(page)]
+
+
+def _page_commands(page: Path) -> list[tuple[str, str, str | None]]:
+    lines, out, fence = page.read_text().splitlines(), [], False
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -62,7 +73,7 @@ def readme_commands() -> list[tuple[int, str, str | None]]:
             if command.startswith("$ "):
                 command = command[2:]
                 expected = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("error:") else None
-            out.append((start, command, expected))
+            out.append((f"{page.relative_to(ROOT)}:{start}", command, expected))
         i += 1
     return out
 
@@ -136,7 +147,7 @@ def test_every_readme_command_runs_as_written(workdir):
     group = get_command(app)
     for line, command, expected in readme_commands():
         args = argv(command)
-        where = f"README.md:{line}: {command}"
+        where = f"{line}: {command}"
         if expected is not None:
             r = run_cli(*args, cwd=workdir / "errors")  # each error example stands alone
             shown = expected.split("...")[0].rstrip(": ")
@@ -157,3 +168,26 @@ def test_every_readme_command_runs_as_written(workdir):
             assert r.returncode == 1 and "tensorrt is not installed" in r.stderr, f"{where}\n{r.stderr}"
             continue
         assert r.returncode == 0, f"{where}\n{r.stderr[-2000:]}"
+
+
+def test_every_python_block_imports_what_exists():
+    """The names each ```python block of the README and docs/ imports from edgecnn exist (the blocks
+    themselves train and compress for minutes: their flows run in test_plan.py and test_train.py)."""
+    import ast
+    import importlib
+
+    for page in PAGES:
+        blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+        for block in blocks:
+            for node in ast.walk(ast.parse(block)):
+                if isinstance(node, ast.ImportFrom) and node.module.startswith("edgecnn"):
+                    module = importlib.import_module(node.module)
+                    missing = [a.name for a in node.names if not hasattr(module, a.name)]
+                    assert not missing, f"{page.name}: {node.module} has no {missing}"
+
+
+def test_the_readme_is_a_guide_and_every_page_it_links_exists():
+    text = README.read_text()
+    assert len(text.splitlines()) < 300
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        assert (ROOT / link).exists(), link

@@ -83,12 +83,12 @@ def _imports(tree, path):
             yield module, [a.name for a in node.names]
 
 
-README = PACKAGE.parent / "README.md"
+LAYOUT = PACKAGE.parent / "docs" / "internals.md"  # holds the "Import order:" line
 
 
 def _layer_order() -> dict[str, int]:
-    """The README's "Import order:" line as {top-level module: rank}; lower ranks sit below."""
-    text = " ".join(README.read_text().split())
+    """docs/internals.md's "Import order:" line as {top-level module: rank}; lower ranks sit below."""
+    text = " ".join(LAYOUT.read_text().split())
     line = re.search(r"Import order: (.*?<- cli)\b", text).group(1)
     ranks = {}
     for rank, group in enumerate(line.split("<-")):
@@ -111,14 +111,14 @@ def _back_arrows(order: dict[str, int]) -> list[str]:
             if not module.startswith("edgecnn") or other in ("", own) or own == "__main__":
                 continue
             if other not in order or own not in order:
-                found.append(f"{path.relative_to(PACKAGE)}: {own}/{other} not in the README's order")
+                found.append(f"{path.relative_to(PACKAGE)}: {own}/{other} not in docs/internals.md's order")
             elif order[other] >= order[own]:
                 found.append(f"{path.relative_to(PACKAGE)} ({own}) imports {module} (not below it)")
     return found
 
 
 def test_every_import_follows_the_readme_import_order():
-    """Every edgecnn module imports only layers strictly below its own, in the README's order."""
+    """Every edgecnn module imports only layers strictly below its own, in docs/internals.md's order."""
     order = _layer_order()
     assert order["errors"] == 0 and order["cli"] == max(order.values()) and len(order) > 15
     found = _back_arrows(order)

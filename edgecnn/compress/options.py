@@ -51,7 +51,7 @@ class CompressOptions:
     # bf16 units, what the plain model gets deployed) or over float layers pinned to fp32 ("fp32")
     baseline: str = "default"
     # least-squares refit of each swapped block's last factor before distilling: measured to help
-    # (benchmarks/results/compress_accuracy_resnet50_refit_default.md)
+    # (docs/compress.md, Refit)
     refit: bool = True
     calib_size: int = 100  # images calibrating the int8 export
     check_seconds: float = 0.4  # the planner's whole-model checks, per model and round

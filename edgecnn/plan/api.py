@@ -18,8 +18,7 @@ from edgecnn.plan.scores import score
 log = logging.getLogger(__name__)
 
 HEADROOM = 0.05
-# An int8 student's speed-up moves more between runs than an fp32 one's
-# (benchmarks/results/compress_speed_openvino_int8_blocks.md).
+# An int8 student's speed-up moves more between runs than an fp32 one's (benchmarks/HISTORY.md).
 INT8_HEADROOM = 0.10
 
 
@@ -41,11 +40,11 @@ class PlanOptions:
     check_seconds: float = 0.4  # per model and round when a choice is timed whole against the original
     # Per model, the chosen model's re-timing against the original (the prediction): as long as the
     # measurement it predicts, so both sample a shared host's speed regimes alike
-    # (benchmarks/results/speed_regimes_openvino_2x_2core_cpu.txt).
+    # (benchmarks/speed_regimes.py).
     confirm_seconds: float = 6.0
     int8: bool = False  # precision in the plan too: each layer fp32 or int8 (the runtime's fast scheme)
     # Aim this fraction faster than asked (None: HEADROOM, INT8_HEADROOM with int8): a whole-model
-    # timing on a shared host moves between runs (benchmarks/results/compress_speed_before_headroom.md).
+    # timing on a shared host moves between runs (benchmarks/HISTORY.md).
     headroom: float | None = None
     # What the speed-up is over: the runtime's default float math (OpenVINO: bf16 on CPUs with bf16
     # units, what a user deploying the plain model gets) or "fp32" (float layers pinned to fp32)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Reference:
     """The original model's artifact, timed interleaved with each checked choice, so a choice's whole
     time is measured as a ratio to it: drift and bursts of load on a shared machine hit both alike
-    (benchmarks/results/check_vs_end_to_end_2core_cpu.txt). Built on first use, so a plan
+    (benchmarks/check_vs_end_to_end.py). Built on first use, so a plan
     whose checks all come from the cache times nothing."""
 
     def __init__(
@@ -260,7 +260,7 @@ def confirm_ratio(
     its check, exported as shipped (`reference` must be too). The check that picked a choice is not
     an estimate of it: among several choices timed on a shared host, the one picked (least error
     within the budget) is biased towards the one whose timing came out fast
-    (benchmarks/results/compress_speed_confirm_run1.md). Cached like the check."""
+    (benchmarks/HISTORY.md). Cached like the check."""
     times = _time_choice(
         model,
         slots,
