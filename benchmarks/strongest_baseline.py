@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/strongest_baseline.py [--models resnet18,resnet50]
         [--runtimes openvino,onnxruntime] [--parts int8,aims,hog] [--epochs 5] [--distill-epochs 2]
     .venv/bin/python benchmarks/strongest_baseline.py --merge A.json B.json ...   # runs into one report
+        (int8 and aims rows of every run; the hog pair of the last run that has one)
 
 Each model is trained on the bundled digits at 64x64 (`reference_model`, cached; SGD lr 0.02 as
 benchmarks/compress_accuracy.py does), and every top-1 is on the same 1,000 held-out test digits.
@@ -259,7 +260,8 @@ def merge(reports: list[dict], out: Path) -> int:
         print(f"error: the reports come from different machines: {sorted(machines)}", file=sys.stderr)
         return 2
     merged = {"machine": machines.pop(), "command": "; ".join(r["command"] for r in reports)}
-    merged.update({part: [row for r in reports for row in r[part]] for part in ("int8", "aims", "hog")})
+    merged.update({part: [row for r in reports for row in r[part]] for part in ("int8", "aims")})
+    merged["hog"] = next((r["hog"] for r in reversed(reports) if r["hog"]), [])  # the last run's pair
     write(merged, out)
     return 0
 
