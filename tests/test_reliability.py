@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from _cli import run_cli
 
+from edgecnn.plan.latency import CACHE_FORMAT
+
 EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 
@@ -345,8 +347,10 @@ def test_a_full_disk_while_saving_results_leaves_neither_file(tmp_path, monkeypa
     [
         b"\x00\x9f\xff binary garbage",
         b"[]",
-        b'{"format": "edgecnn-latency/4", "entries": {"k": "fast"}}',
-        b'{"format": "edgecnn-latency/4", "entries": {"k": {"layers": {"conv1": -1.0}, "ratio": null}}}',
+        json.dumps({"format": CACHE_FORMAT, "entries": {"k": "fast"}}).encode(),
+        json.dumps(
+            {"format": CACHE_FORMAT, "entries": {"k": {"layers": {"conv1": -1.0}, "ratio": None}}}
+        ).encode(),
         b'{"format": "something else", "entries": {}}',
     ],
     ids=["binary", "list", "string-value", "negative-ms", "foreign"],
