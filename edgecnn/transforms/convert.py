@@ -116,7 +116,8 @@ def convert(
 
 def convert_exact(loaded, steps: list[dict], *, input_size: tuple[int, int] | None = None, seed: int = 0):
     """Swap exactly the layers at exactly the ranks of `steps` (recipe steps such as a plan's:
-    {"name": "separable", "layers": {"layer1.0.conv1": 2}}), from the trained weights, BN kept."""
+    {"name": "separable", "layers": {"layer1.0.conv1": 2}}), from the trained weights, BN kept; a
+    {"name": "prune", "groups": {root: kept channels}} step cuts those groups first."""
     import copy
 
     import torch
@@ -132,6 +133,12 @@ def convert_exact(loaded, steps: list[dict], *, input_size: tuple[int, int] | No
     sizes = conv_geometry(model, example)
     reports = []
     for step in steps:
+        if step["name"] == "prune":  # the plan's kept channels per group root, before any swap
+            from edgecnn.transforms.prune import prune
+
+            model, report = prune(model, dict(step["groups"]), example)
+            reports.append(report)
+            continue
         swap, report = SWAPS[step["name"]], TransformReport(step["name"])
         for name, value in step["layers"].items():
             ranks = tuple(value) if isinstance(value, list | tuple) else (value,)

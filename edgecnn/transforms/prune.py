@@ -150,18 +150,29 @@ def _importance(group) -> list[float]:
     return tp.importance.GroupMagnitudeImportance(p=2)(group).tolist()
 
 
-def prune(model, keep: dict[str, int], example) -> tuple[object, TransformReport]:
-    """(copy of `model` with each group rooted at `keep`'s convs cut to that many channels, report).
-    The kept channels are each group's strongest by L2 norm; the recipe records them per layer."""
+def prune(model, keep: dict[str, int | list[int]], example) -> tuple[object, TransformReport]:
+    """(copy of `model` with each group rooted at `keep`'s convs cut, report). A count keeps the
+    group's strongest channels by L2 norm; a list keeps those channels of the root (a plan's choice,
+    made on the BN-folded model, applied to the model with BN). The recipe records them per layer."""
     import torch_pruning as tp
 
-    groups = {g.root: g for g in prune_groups(model, example)}
+    found = prune_groups(model, example)
+    groups = {g.root: g for g in found}
+    # a root named by its group's conv: the graph may root the same group elsewhere (BN kept or not)
+    by_conv = {n: g for g in found for n, d in g.members if d == "out" and n not in groups}
+    keep = {
+        (root if root in groups else by_conv[root].root if root in by_conv else root): v
+        for root, v in keep.items()
+    }
     for root, count in keep.items():
         if root not in groups:
             raise BadArgumentError(f"prune: {root} roots no group of channels (roots: {', '.join(groups)})")
         if groups[root].why_not:
             raise BadArgumentError(f"prune: the group of {root} {groups[root].why_not}")
-        if not 1 <= count <= groups[root].channels:
+        n = len(count) if isinstance(count, list) else count
+        if not 1 <= n <= groups[root].channels or (
+            isinstance(count, list) and not all(0 <= i < groups[root].channels for i in count)
+        ):
             raise BadArgumentError(f"prune: {root} keeps 1..{groups[root].channels} channels, not {count}")
     new = copy.deepcopy(model).eval()
     names = {m: n for n, m in new.named_modules()}
@@ -170,10 +181,14 @@ def prune(model, keep: dict[str, int], example) -> tuple[object, TransformReport
     report = TransformReport("prune")
     for root, count in keep.items():
         module = new.get_submodule(root)
-        full = graph.get_pruning_group(module, tp.prune_conv_out_channels, list(range(groups[root].channels)))
-        scores = _importance(full)
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        cut = sorted(order[count:])
+        if isinstance(count, list):
+            cut = sorted(set(range(groups[root].channels)) - set(count))
+        else:
+            full = graph.get_pruning_group(
+                module, tp.prune_conv_out_channels, list(range(groups[root].channels))
+            )
+            scores = _importance(full)
+            cut = sorted(sorted(range(len(scores)), key=lambda i: -scores[i])[count:])
         if not cut:
             continue
         for name, dim, idxs in _members(
@@ -186,7 +201,10 @@ def prune(model, keep: dict[str, int], example) -> tuple[object, TransformReport
         layers.setdefault(name, {})[dim] = [i for i in range(size) if i not in gone]
     replay(new, {"layers": layers})
     report.recipe = {"layers": layers}
-    report.groups = {root: (groups[root].channels, count) for root, count in keep.items()}
+    report.groups = {
+        root: (groups[root].channels, len(count) if isinstance(count, list) else count)
+        for root, count in keep.items()
+    }
     log.info("pruned %d groups, %d layers cut", len(keep), len(layers))
     return new, report
 
