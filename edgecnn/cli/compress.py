@@ -59,8 +59,15 @@ GridSpec = Annotated[
     typer.Option(
         "--grid",
         help="Ranks tried per layer, KIND=V1,V2,... (repeatable; KIND: separable, bottleneck, lowrank, "
-        "multiple_of), replacing that kind's default grid.",
+        "prune (fractions of a channel group kept), multiple_of), replacing that kind's default grid.",
         show_default=False,
+    ),
+]
+Candidates = Annotated[
+    str,
+    typer.Option(
+        help="What the plan may choose: channel pruning of groups inside blocks (prune) and the swaps "
+        "(separable, bottleneck, lowrank), comma-separated."
     ),
 ]
 Baseline = Annotated[
@@ -104,6 +111,7 @@ def compress(
     refit: Refit = True,
     headroom: Headroom = None,
     grid: GridSpec = None,
+    candidates: Candidates = "prune,separable,bottleneck,lowrank",
     baseline: Baseline = "default",
     input_size: o.InputSize = None,
     device: Device = "cpu",
@@ -156,7 +164,7 @@ def _compress_options(p: dict):
         out_dir=p["output"],
         measure_seconds=p["duration"],
         headroom=p["headroom"],
-        grid=Grid.parse(p["grid"] or ()),
+        grid=Grid.parse(p["grid"] or ()).with_candidates(p["candidates"]),
         **{k: p[k] for k in same},
     ).validate()
 
@@ -177,13 +185,13 @@ def _print(result) -> None:
             f"{layer.error:.3f}",
         )
     console.print(table)
-    swapped = sum(layer.kind != "keep" for layer in plan.layers)
+    pruned = sum(layer.kind == "prune" for layer in plan.layers)
+    swapped_line = f"{len(plan.swapped())} of {len(plan.layers) - pruned} layers swapped"
+    if pruned:
+        swapped_line += f", {pruned} channel groups pruned"
     if plan.int8_activations:
         fp32 = plan.fp32_layers()
-        scheme = f"int8 ({plan.int8_activations} activations)"
-        swapped_line = f"{swapped} of {len(plan.layers)} layers swapped; {scheme} but for {len(fp32)} in fp32"
-    else:
-        swapped_line = f"{swapped} of {len(plan.layers)} layers swapped"
+        swapped_line += f"; int8 ({plan.int8_activations} activations) but for {len(fp32)} in fp32"
     cache = f"{plan.latencies_measured} latencies measured, {plan.latencies_cached} from the cache"
     if plan.latencies_retimed:
         cache += f" ({plan.latencies_retimed} cached ones timed again: timed while the machine was busy)"

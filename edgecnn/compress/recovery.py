@@ -44,7 +44,7 @@ def recover(loaded, plan: Plan, size, splits, batches, opts: CompressOptions, pr
 
     progress("building the student", 0, 1)
     student = convert_exact(loaded, plan.transforms(), input_size=size, seed=opts.seed)
-    swapped = [layer.name for layer in plan.layers if layer.kind != "keep"]
+    swapped = plan.swapped()
     if opts.refit:
         progress("refitting the swapped layers on the calibration images", 0, 1)
     reports = refit(student.model, loaded.module, swapped, batches) if opts.refit else []

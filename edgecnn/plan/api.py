@@ -134,14 +134,21 @@ class Plan:
         return self.original_ms / self.predicted_ms
 
     def transforms(self) -> list[dict]:
-        """The recipe's transform steps that rebuild the chosen structure, one per swap kind."""
+        """The recipe's transform steps that rebuild the chosen structure: the pruned groups first
+        ({"name": "prune", "groups": {root: kept channels}}), then one step per swap kind."""
         steps: dict[str, dict] = {}
         for layer in self.layers:
-            if layer.kind != "keep":
+            if layer.kind == "prune":
+                steps.setdefault("prune", {"name": "prune", "groups": {}})["groups"].update(layer.value)
+            elif layer.kind != "keep":
                 steps.setdefault(layer.kind, {"name": layer.kind, "layers": {}})["layers"][layer.name] = (
                     layer.value
                 )
-        return list(steps.values())
+        return sorted(steps.values(), key=lambda step: step["name"] != "prune")
+
+    def swapped(self) -> list[str]:
+        """The layers a swap replaces (what refit fits), not the pruned groups."""
+        return [layer.name for layer in self.layers if layer.kind not in ("keep", "prune")]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -186,12 +193,16 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
     """One plan from the latencies `table` gives (cached, or measured now)."""
     import torch
 
-    slots = enumerate_slots(
-        model, torch.zeros(1, *input_shape), opts.grid, include=opts.include, exclude=opts.exclude
-    )
+    example = torch.zeros(1, *input_shape)
+    select = dict(include=opts.include, exclude=opts.exclude)
+    pruning = "prune" in opts.grid.kinds
+    slots = enumerate_slots(model, example, opts.grid, **select, required=not pruning)
+    comps = _composites(model, example, slots, table, opts, progress) if pruning else []
     original_ms, int8 = _time_candidates(model, slots, input_shape, table, batches, opts, progress)
     on_batch = lambda i: progress("scoring candidates on calibration images", i, len(batches))  # noqa: E731
     images = score(slots, model, batches, on_batch=on_batch, activations=int8.activations if int8 else "s8")
+    if comps:
+        slots = _with_composites(model, slots, comps, input_shape, table, batches, progress)
     request_ms = target_ms(original_ms, speedup=opts.speedup, latency_ms=opts.latency_ms)
     budget = Budget(original_ms, sum(s.keep.latency_ms for s in slots), request_ms)
     picks = choose_with_headroom(slots, budget, opts.aim_headroom)
@@ -209,10 +220,11 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
         *(table.misses, table.stale, table.hits),
     )
     layers = [
-        _layer_choice(s, s.candidates[j], before[s.name], after[s.name])
+        layer
         for s, j in zip(slots, picks, strict=True)
+        for layer in _layer_choices(s, s.candidates[j], before[s.name], after[s.name])
     ]
-    chosen_ms = sum(layer.latency_after_ms for layer in layers)
+    chosen_ms = sum(after.values())
     predicted = predicted if predicted is not None else budget.predict(chosen_ms)
     return Plan(
         *(opts.runtime, opts.device, opts.threads, opts.batch, tuple(input_shape)),
@@ -233,6 +245,46 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
     )
 
 
+def _with_composites(model, slots, comps, input_shape, table, batches, progress) -> list[Slot]:
+    """The slots with each composite's convs as one slot, its prune candidates timed in context and
+    scored on the calibration images."""
+    from edgecnn.plan.groups import compose, score_prunes, time_prunes
+
+    on_probe = lambda k, n: progress("profiling pruned probe models", k, n)  # noqa: E731
+    time_prunes(model, comps, input_shape, table, on_probe=on_probe)
+    progress("scoring pruned groups on calibration images", 0, 1)
+    score_prunes(model, comps, batches)
+    table.save()
+    return compose(slots, comps)
+
+
+def _composites(model, example, slots, table, opts: PlanOptions, progress) -> list:
+    """The prunable groups inside blocks (`plan.groups`), where the runtime profiles in context and
+    the plan is fp32 (else none, with a warning); nothing to choose from at all is a one-line error."""
+    from edgecnn.plan.groups import find_composites
+    from edgecnn.transforms.base import SwapOptions, selected
+
+    comps = []
+    if opts.int8 or not table.backend.node_profiler:
+        why = "int8 plans" if opts.int8 else f"{opts.runtime}, which has no in-context profiler"
+        log.warning("pruning candidates are not planned for %s: swaps only", why)
+    else:
+        progress("finding prunable channel groups", 0, 1)
+        select = SwapOptions(include=opts.include, exclude=opts.exclude)
+        comps = [
+            c
+            for c in find_composites(model, example, opts.grid.prune, opts.grid.multiple_of)
+            if all(selected(n, select) for n in c.convs)
+        ]
+    if not slots and not comps:
+        where = " among the selected layers" if opts.include or opts.exclude else ""
+        raise BadArgumentError(
+            f"--candidates {','.join(opts.grid.kinds)}: no layer or channel group of the model{where} can "
+            "take them; allow more kinds (--candidates prune,separable,bottleneck,lowrank)"
+        )
+    return comps
+
+
 def _latency_table(opts: PlanOptions) -> LatencyTable:
     """The runtime's latency table for this setting (each baseline and thread count has its own)."""
     setting = dict(device=opts.device, threads=opts.threads, batch=opts.batch, seconds=opts.layer_seconds)
@@ -241,16 +293,38 @@ def _latency_table(opts: PlanOptions) -> LatencyTable:
     )
 
 
-def _layer_choice(slot, chosen, before_ms: float, after_ms: float) -> LayerChoice:
+def _layer_choices(slot, chosen, before_ms: float, after_ms: float) -> list[LayerChoice]:
+    """What a slot's choice does, per layer: a composite's mix (or keep) as each of its swappable
+    convs' own choice, the composite's times shared out in proportion to their probes (so the rows
+    still add up to what the plan counted); a pruned group as one row."""
+    if not slot.own or chosen.kind == "prune":
+        return [_layer_choice(slot.name, slot.keep, chosen, before_ms, after_ms)]
+    mix = chosen.value or {}
+    picked = {name: mix.get(name, own.keep) for name, own in slot.own.items()}
+    ms_before = sum(own.keep.latency_ms for own in slot.own.values()) or 1.0
+    ms_after = sum(c.latency_ms for c in picked.values()) or 1.0
+    return [
+        _layer_choice(
+            name,
+            own.keep,
+            picked[name],
+            before_ms * own.keep.latency_ms / ms_before,
+            after_ms * picked[name].latency_ms / ms_after,
+        )
+        for name, own in slot.own.items()
+    ]
+
+
+def _layer_choice(name, keep, chosen, before_ms: float, after_ms: float) -> LayerChoice:
     return LayerChoice(
-        slot.name,
+        name,
         chosen.label,
         chosen.kind,
         chosen.value,
         before_ms,
         after_ms,
         chosen.error,
-        slot.keep.macs,
+        keep.macs,
         chosen.macs,
         chosen.precision,
     )
@@ -262,7 +336,7 @@ def _time_candidates(model, slots, input_shape, table, batches, opts: PlanOption
     Returns (original ms, the int8 setting or None); the table is saved."""
     progress("timing the original model", 0, 1)
     original_ms = table.latency(model, input_shape, seconds=opts.model_seconds)
-    if table.backend.node_profiler:
+    if table.backend.node_profiler and slots:
         from edgecnn.plan.context import context_latencies
 
         context_latencies(
@@ -274,7 +348,7 @@ def _time_candidates(model, slots, input_shape, table, batches, opts: PlanOption
             progress("timing each candidate alone", i + 1, len(todo))
             cand.latency_ms = table.latency(cand.block, slot.in_shape)
     int8 = None
-    if opts.int8:
+    if opts.int8 and slots:
         import numpy as np
 
         from edgecnn.plan.context import Quantized, context_latencies

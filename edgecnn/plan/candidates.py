@@ -11,15 +11,35 @@ from dataclasses import dataclass, field
 
 from edgecnn.errors import BadArgumentError, UnknownNameError
 
+# What a plan may choose per layer or group (`--candidates`): channel pruning and the three swaps
+CANDIDATES = ("prune", "separable", "bottleneck", "lowrank")
+
 
 @dataclass(frozen=True)
 class Grid:
-    """The ranks tried per layer. Ranks are rounded to multiples of `multiple_of` where possible."""
+    """The ranks tried per layer, and the kinds of candidate. Ranks and kept channel counts are
+    rounded to multiples of `multiple_of` where possible."""
 
     separable: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier T
     bottleneck: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.75)  # R1/C and R2/N
     lowrank: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)  # r / min(C, N)
+    prune: tuple[float, ...] = (0.25, 0.375, 0.5, 0.625, 0.75)  # fraction of a group's channels kept
     multiple_of: int = 8
+    kinds: tuple[str, ...] = CANDIDATES
+
+    def with_candidates(self, names) -> Grid:
+        """Only the candidate kinds `names` (a comma-separated string or a sequence); an unknown one
+        is a one-line error naming the valid ones."""
+        import dataclasses
+
+        given = names.split(",") if isinstance(names, str) else list(names)
+        kinds = tuple(dict.fromkeys(n.strip() for n in given if n.strip()))
+        for kind in kinds:
+            if kind not in CANDIDATES:
+                raise UnknownNameError("--candidates kind", kind, CANDIDATES)
+        if not kinds:
+            raise BadArgumentError(f"--candidates needs at least one of {', '.join(CANDIDATES)}")
+        return dataclasses.replace(self, kinds=kinds)
 
     @classmethod
     def parse(cls, specs) -> Grid:
@@ -61,6 +81,7 @@ KINDS = {
     "separable": (int, lambda v: v >= 1, "channel multipliers T >= 1", "1,2,4"),
     "bottleneck": (float, lambda v: 0 < v <= 1, "rank ratios in (0, 1]", "0.0625,0.125,0.25"),
     "lowrank": (float, lambda v: 0 < v < 1, "rank ratios in (0, 1)", "0.0625,0.125,0.25"),
+    "prune": (float, lambda v: 0 < v < 1, "fractions of channels kept, in (0, 1)", "0.25,0.5,0.75"),
     "multiple_of": (int, lambda v: v >= 1, "one positive integer", "8"),
 }
 
@@ -76,12 +97,19 @@ class Candidate:
     latency_ms: float | None = None
     error: float | None = None  # relative error of the layer's output on calibration images
     precision: str = "fp32"  # what the runtime computes it in (int8: Q/DQ in the plan's scheme)
+    # A composite slot's candidate: the modules it puts in place, by name (a pruned group's cut
+    # layers, or a mix's swapped convs); None: `block` replaces the slot's own layer
+    parts: dict | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
         from edgecnn.runtime import is_baseline
 
         tag = "" if is_baseline(self.precision) else f" {self.precision}"
+        if self.kind == "prune":  # root -> kept channel indices
+            return "prune " + "/".join(str(len(kept)) for kept in self.value.values()) + tag
+        if self.kind == "mix":  # conv -> its own candidate
+            return ", ".join(f"{n.rsplit('.', 1)[-1]} {c.label}" for n, c in self.value.items())
         if self.value is None:
             return self.kind + tag
         ranks = self.value if isinstance(self.value, list | tuple) else [self.value]
@@ -102,6 +130,19 @@ class Slot:
     layer: object = field(repr=False)
     in_shape: tuple[int, ...]  # one sample's input shape: (C, H, W) or (C,)
     candidates: list[Candidate] = field(default_factory=list)  # [0] is keep
+    members: tuple[str, ...] = ()  # a composite slot's convs (its name joins them), else empty
+    own: dict = field(default_factory=dict, repr=False)  # a composite's swappable convs: name -> Slot
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The model's layers this slot's candidates change."""
+        return self.members or (self.name,)
+
+    def parts(self, cand: Candidate) -> dict:
+        """What `cand` puts in place in the model, by layer name (nothing for keep)."""
+        if cand.parts is not None:
+            return cand.parts
+        return {} if cand.kind == "keep" else {self.name: cand.block}
 
     @property
     def keep(self) -> Candidate:
@@ -128,8 +169,11 @@ def _input_shapes(model, example, names) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def enumerate_slots(model, example, grid: Grid | None = None, *, include=(), exclude=()) -> list[Slot]:
-    """A Slot for every layer some swap can take (KxK convs, 1x1 convs, Linear), in model order."""
+def enumerate_slots(
+    model, example, grid: Grid | None = None, *, include=(), exclude=(), required: bool = True
+) -> list[Slot]:
+    """A Slot for every layer some swap of the grid's kinds can take (KxK convs, 1x1 convs, Linear),
+    in model order; none is an error where `required`."""
     import copy
 
     from edgecnn.transforms import SWAPS, SwapOptions
@@ -139,7 +183,7 @@ def enumerate_slots(model, example, grid: Grid | None = None, *, include=(), exc
     select = SwapOptions(include=tuple(include), exclude=tuple(exclude))
     sizes = conv_geometry(model, example)
     eligible = [
-        (name, module, [s for s in SWAPS.values() if s.eligible(module) is None])
+        (name, module, [s for s in SWAPS.values() if s.kind in grid.kinds and s.eligible(module) is None])
         for name, module in model.named_modules()
         if name in sizes and selected(name, select)
     ]
@@ -169,7 +213,7 @@ def enumerate_slots(model, example, grid: Grid | None = None, *, include=(), exc
                 )
         if len(slot.candidates) > 1:
             slots.append(slot)
-    if not slots:
+    if not slots and required:
         where = " among the selected layers" if include or exclude else ""
         raise BadArgumentError(
             f"no layer of the model can be swapped{where}: {', '.join(SWAPS)} need KxK or 1x1 convs "

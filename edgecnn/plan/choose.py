@@ -116,6 +116,8 @@ def unused_steps(slots, picks: list[int], slack_ms: float) -> list[Unused]:
     found = []
     for slot, j in zip(slots, picks, strict=True):
         chosen = slot.candidates[j]
+        if chosen.kind == "mix":  # a composite's mixes have no order of rank
+            continue
         ranks = [
             c
             for c in slot.candidates

@@ -286,12 +286,15 @@ def _time_choice(
     chosen = [s.candidates[j] for s, j in zip(slots, picks, strict=True)]
     probe = copy.deepcopy(model)
     for slot, cand in zip(slots, chosen, strict=True):
-        if cand.kind != "keep":
-            probe.set_submodule(slot.name, copy.deepcopy(cand.block))
+        for name, part in slot.parts(cand).items():
+            probe.set_submodule(name, copy.deepcopy(part))
     probe.eval()
     fp32 = sorted(s.name for s, c in zip(slots, chosen, strict=True) if is_baseline(c.precision))
     quantized = int8 is not None and len(fp32) < len(slots)
+    layers = [n for s in slots for n in s.layers]
     key = table.key(probe, input_shape) + ":in-context" + suffix
+    if any(s.members for s in slots):  # composites tag their convs, not the slot's name
+        key += ":layers-" + hashlib.sha1(",".join(layers).encode()).hexdigest()[:12]
     if quantized:
         key += f":int8-{int8.activations}:fp32-" + hashlib.sha1(",".join(fp32).encode()).hexdigest()[:12]
     entry = table.get(key)
@@ -300,7 +303,7 @@ def _time_choice(
             key,
             lambda: profile_probe(
                 probe,
-                [s.name for s in slots],
+                layers,
                 input_shape,
                 table.backend,
                 int8=int8 if quantized else None,
@@ -311,4 +314,6 @@ def _time_choice(
                 **table.setting,
             ).to_entry(),
         )
-    return ProbeTimes.from_entry(entry)
+    times = ProbeTimes.from_entry(entry)
+    by_slot = {s.name: sum(times.layers.get(n, 0.0) for n in s.layers) for s in slots}
+    return ProbeTimes(by_slot, times.ratio)

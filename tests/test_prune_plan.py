@@ -1,0 +1,138 @@
+"""Channel pruning as a planner candidate: groups inside blocks as composite slots, timed in context,
+chosen in the same knapsack as the swaps, rebuilt from the recipe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from edgecnn.plan.groups import compose, find_composites
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+KEEP = (0.25, 0.5, 0.75)
+
+
+def _folded(ctor, size=32):
+    from edgecnn.transforms import fold_bn
+
+    torch.manual_seed(0)
+    model = ctor(num_classes=5).eval()
+    x = torch.randn(1, 3, size, size)
+    folded, _ = fold_bn(model, example=x)
+    return folded.eval(), x
+
+
+def test_resnet_groups_inside_blocks_become_composites_and_streams_do_not():
+    r18, x = _folded(torchvision.models.resnet18)
+    comps = find_composites(r18, x, KEEP)
+    assert [c.convs for c in comps][:2] == [
+        ["layer1.0.conv1", "layer1.0.conv2"],
+        ["layer1.1.conv1", "layer1.1.conv2"],
+    ]
+    assert len(comps) == 8  # one per BasicBlock; the residual streams reach more than 3 convs
+    kept = [len(next(iter(p.value.values()))) for p in comps[0].prunes]
+    assert kept == [16, 32, 48]  # 64 channels at 1/4, 1/2, 3/4
+    r50, x = _folded(torchvision.models.resnet50)
+    comps = find_composites(r50, x, KEEP)
+    assert len(comps) == 16 and all(len(c.convs) == 3 and len(c.roots) == 2 for c in comps)  # merged
+
+
+@pytest.mark.parametrize("ctor", [torchvision.models.mobilenet_v2, torchvision.models.densenet121])
+def test_depthwise_and_dense_models_prune_and_export_to_an_onnx_that_matches(tmp_path, ctor):
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgecnn.export.onnx import export_onnx
+
+    model, x = _folded(ctor)
+    comps = find_composites(model, x, KEEP)
+    assert comps
+    if ctor is torchvision.models.mobilenet_v2:  # expand -> depthwise -> project: one group each
+        assert any(len(c.convs) == 3 and model.get_submodule(c.convs[1]).groups > 1 for c in comps)
+    pruned = model
+    import copy
+
+    pruned = copy.deepcopy(model)
+    for comp in comps:
+        for name, part in comp.prunes[0].parts.items():
+            pruned.set_submodule(name, part)
+    export_onnx(pruned, tmp_path / "m.onnx", input_shape=(1, 3, 32, 32))
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = pruned(x).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_a_composite_offers_its_prunes_and_every_mix_of_its_convs_candidates():
+    from edgecnn.plan.candidates import Candidate, Slot
+
+    model, x = _folded(torchvision.models.resnet18)
+    comp = find_composites(model, x, KEEP)[0]
+    comp.base_ms = {n: 1.0 for n in comp.convs}
+    for i, p in enumerate(comp.prunes):
+        p.latency_ms, p.error = 0.5 + 0.2 * i, 0.3 - 0.1 * i
+
+    def slot(name, cands):
+        s = Slot(
+            name,
+            None,
+            (64, 8, 8),
+            [Candidate(k, v, 1, 1, 0.0, None, latency_ms=ms, error=e) for k, v, ms, e in cands],
+        )
+        return s
+
+    a = slot(
+        comp.convs[0], [("keep", None, 1.0, 0.0), ("separable", 2, 0.6, 0.4), ("separable", 1, 0.7, 0.5)]
+    )
+    b = slot(comp.convs[1], [("keep", None, 1.0, 0.0), ("bottleneck", [16, 16], 0.4, 0.6)])
+    other = slot("fc", [("keep", None, 0.1, 0.0), ("lowrank", 8, 0.05, 0.2)])
+    units = compose([a, b, other], [comp])
+    unit = next(u for u in units if u.members)
+    kinds = [c.kind for c in unit.candidates]
+    assert kinds[0] == "keep" and kinds.count("prune") == 3
+    mixes = [c for c in unit.candidates if c.kind == "mix"]
+    # separable 1 is slower and worse than separable 2 (dominated): never part of a mix
+    assert len(mixes) == 3 and all("separable 1" not in c.label for c in mixes)
+    both = next(c for c in mixes if len(c.value) == 2)
+    assert both.latency_ms == pytest.approx(1.0) and both.error == pytest.approx(1.0)
+    assert unit.keep.latency_ms == pytest.approx(2.0)
+    assert any(u.name == "fc" for u in units)
+
+
+def test_a_plan_prunes_rebuilds_reloads_and_a_second_plan_times_nothing(tmp_path):
+    from edgecnn.plan import PlanOptions, make_plan
+    from edgecnn.plan.candidates import Grid
+    from edgecnn.transforms import convert_exact, load_model_file, save_converted
+    from edgecnn.zoo import load_model
+
+    loaded = load_model("resnet18", num_classes=5)
+    model, x = _folded(lambda num_classes: loaded.module)
+    batches = [torch.randn(8, 3, 32, 32).numpy() for _ in range(2)]
+    grid = Grid(prune=KEEP).with_candidates("prune")
+    opts = PlanOptions(
+        runtime="onnxruntime",
+        speedup=1.3,
+        grid=grid,
+        cache_dir=tmp_path,
+        check_seconds=0.1,
+        confirm_seconds=0.3,
+    )
+    plan = make_plan(model, (3, 32, 32), batches, opts)
+    pruned = [layer for layer in plan.layers if layer.kind == "prune"]
+    assert pruned and all(layer.kind in ("keep", "prune") for layer in plan.layers)
+    assert plan.swapped() == []
+    steps = plan.transforms()
+    assert steps[0]["name"] == "prune" and set(steps[0]["groups"]) == {
+        layer.name.split("+")[0] for layer in pruned
+    }
+    student = convert_exact(loaded, steps, input_size=(32, 32))
+    assert student.macs_after < student.macs_before
+    path = save_converted(student, tmp_path / "s.safetensors")
+    again = load_model_file(path)
+    with torch.no_grad():
+        assert torch.equal(again.module.eval()(x), student.model.eval()(x))
+    second = make_plan(model, (3, 32, 32), batches, opts)
+    assert second.latencies_measured == 0 and second.latencies_cached > 0
