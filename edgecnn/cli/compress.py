@@ -266,34 +266,9 @@ def _steady_lines(result) -> list[str]:
     ]
 
 
-# A plan predicted this much faster than its aim, with no layer to blame, says where it came from
-PAST_AIM = 1.05
-
-
 def _overshoot_lines(plan) -> list[str]:
-    """Why a plan lands more than one grid step past its aim: the layers where the next rank fit; or,
-    with none, the re-timing of the choice that came out faster than the check that picked it."""
-    aim_ms = plan.aim_ms or plan.target_ms
-    if not plan.unused:
-        if plan.checked_ms and plan.predicted_ms * PAST_AIM < aim_ms:
-            return [
-                f"note: predicted {plan.predicted_speedup:.2f}x lands past the aim of "
-                f"{plan.original_ms / aim_ms:.2f}x by timing, not by the grid: the choice was checked at "
-                f"{plan.original_ms / plan.checked_ms:.2f}x and re-timed at {plan.predicted_speedup:.2f}x"
-            ]
-        return []
-    shown = sorted(plan.unused, key=lambda u: u.slower_error - u.chosen_error)[:2]
-    named = "; ".join(
-        f"{u.layer}: {u.chosen} (error {u.chosen_error:.3f}) over {u.slower} "
-        f"({u.slower_error:.3f}, {u.slower_by_ms:.3f} ms slower)"
-        for u in shown
-    )
-    return [
-        f"note: predicted {plan.predicted_speedup:.2f}x lands past the aim of "
-        f"{plan.original_ms / aim_ms:.2f}x by more than one grid step: at {len(plan.unused)} layers the "
-        f"next slower rank fit in what is left of the aim but scored no lower error ({named}); the "
-        "scores do not reward keeping more there"
-    ]
+    note = plan.overshoot()
+    return [f"note: {note}"] if note else []
 
 
 def _latency_line(result) -> str:

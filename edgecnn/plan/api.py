@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 HEADROOM = 0.05
 # An int8 student's speed-up moves more between runs than an fp32 one's (benchmarks/HISTORY.md).
 INT8_HEADROOM = 0.10
+# A prediction this much faster than the aim, with no layer to blame, is explained by its timing
+PAST_AIM = 1.05
 
 
 @dataclass
@@ -123,6 +125,33 @@ class Plan:
     # overshoots its aim by more than one grid step (empty where it does not)
     unused: list[Unused] = field(default_factory=list)
 
+    def overshoot(self) -> str | None:
+        """Why the prediction lands more than one grid step past the aim, where it does: the layers
+        whose next slower rank fit in what is left of the aim; or, with none, the re-timing of the
+        choice that came out faster than the check that picked it (more than PAST_AIM)."""
+        aim_ms = self.aim_ms or self.target_ms
+        past = (
+            f"predicted {self.predicted_speedup:.2f}x lands past the aim of {self.original_ms / aim_ms:.2f}x"
+        )
+        if not self.unused:
+            if self.checked_ms and self.predicted_ms * PAST_AIM < aim_ms:
+                return (
+                    f"{past} by timing, not by the grid: the choice was checked at "
+                    f"{self.original_ms / self.checked_ms:.2f}x and re-timed at {self.predicted_speedup:.2f}x"
+                )
+            return None
+        shown = sorted(self.unused, key=lambda u: u.slower_error - u.chosen_error)[:2]
+        named = "; ".join(
+            f"{u.layer}: {u.chosen} (error {u.chosen_error:.3f}) over {u.slower} "
+            f"({u.slower_error:.3f}, {u.slower_by_ms:.3f} ms slower)"
+            for u in shown
+        )
+        return (
+            f"{past} by more than one grid step: at {len(self.unused)} layers the next slower rank fit in "
+            f"what is left of the aim but scored no lower error ({named}); the scores do not reward "
+            "keeping more there"
+        )
+
     def fp32_layers(self) -> list[str]:
         """Layers an int8 plan leaves in fp32 (where int8 was slower there, or cost too much error)."""
         from edgecnn.runtime import is_baseline
@@ -198,7 +227,8 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
     pruning = "prune" in opts.grid.kinds
     slots = enumerate_slots(model, example, opts.grid, **select, required=not pruning)
     comps = _composites(model, example, slots, table, opts, progress) if pruning else []
-    original_ms, int8 = _time_candidates(model, slots, input_shape, table, batches, opts, progress)
+    extra = [n for c in comps for n in c.convs]
+    original_ms, int8 = _time_candidates(model, slots, input_shape, table, batches, opts, progress, extra)
     on_batch = lambda i: progress("scoring candidates on calibration images", i, len(batches))  # noqa: E731
     images = score(slots, model, batches, on_batch=on_batch, activations=int8.activations if int8 else "s8")
     if comps:
@@ -248,10 +278,10 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
 def _with_composites(model, slots, comps, input_shape, table, batches, progress) -> list[Slot]:
     """The slots with each composite's convs as one slot, its prune candidates timed in context and
     scored on the calibration images."""
-    from edgecnn.plan.groups import compose, score_prunes, time_prunes
+    from edgecnn.plan.groups import compose, score_prunes, tagged, time_prunes
 
     on_probe = lambda k, n: progress("profiling pruned probe models", k, n)  # noqa: E731
-    time_prunes(model, comps, input_shape, table, on_probe=on_probe)
+    time_prunes(model, comps, tagged(slots, comps), input_shape, table, on_probe=on_probe)
     progress("scoring pruned groups on calibration images", 0, 1)
     score_prunes(model, comps, batches)
     table.save()
@@ -330,7 +360,7 @@ def _layer_choice(name, keep, chosen, before_ms: float, after_ms: float) -> Laye
     )
 
 
-def _time_candidates(model, slots, input_shape, table, batches, opts: PlanOptions, progress):
+def _time_candidates(model, slots, input_shape, table, batches, opts: PlanOptions, progress, extra=()):
     """Time the original and every candidate on the runtime: inside the model by its profiler where it
     has one, else each alone at its layer's input shape. With --int8, each candidate in int8 too.
     Returns (original ms, the int8 setting or None); the table is saved."""
@@ -339,9 +369,8 @@ def _time_candidates(model, slots, input_shape, table, batches, opts: PlanOption
     if table.backend.node_profiler and slots:
         from edgecnn.plan.context import context_latencies
 
-        context_latencies(
-            model, slots, input_shape, table, on_probe=lambda k, n: progress("profiling probe models", k, n)
-        )
+        on_probe = lambda k, n: progress("profiling probe models", k, n)  # noqa: E731
+        context_latencies(model, slots, input_shape, table, on_probe=on_probe, extra=extra)
     else:
         todo = [(s, c) for s in slots for c in s.candidates]
         for i, (slot, cand) in enumerate(todo):

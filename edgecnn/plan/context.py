@@ -204,18 +204,21 @@ def _probe_artifact(probe, layers, shape, backend, work: Path, int8, fp32_layers
 
 
 def context_latencies(
-    model, slots, input_shape, table, *, on_probe=None, int8: Quantized | None = None
+    model, slots, input_shape, table, *, on_probe=None, int8: Quantized | None = None, extra=()
 ) -> None:
     """Fill `latency_ms` of every candidate in the probed precision (fp32, or int8 when `int8` says
-    how) with its in-context time (probes cached in `table`)."""
+    how) with its in-context time (probes cached in `table`). `extra`: other layers tagged in every
+    probe, so their nodes are not counted in the slot that feeds them (a composite's depthwise conv)."""
     precision = "int8" if int8 else "fp32"
     count = max(len(s.in_precision(precision)) for s in slots)
-    names = [s.name for s in slots]
+    names = [s.name for s in slots] + [n for n in extra if n not in {s.name for s in slots}]
     for k in range(count):
         if on_probe:
             on_probe(k + 1, count)
         probe = probe_model(model, slots, k, precision)
         key = table.key(probe, input_shape) + ":in-context" + (f":int8-{int8.activations}" if int8 else "")
+        if len(names) > len(slots):
+            key += ":extra-" + hashlib.sha1(",".join(names).encode()).hexdigest()[:12]
         entry = table.get(key)
         if entry is None:
             entry = table.measured(

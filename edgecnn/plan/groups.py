@@ -120,12 +120,17 @@ def _prune_candidates(model, example, comps, keep_ratios, multiple_of, sizes) ->
             )
 
 
-def time_prunes(model, comps: list[Composite], input_shape, table, on_probe=None) -> None:
+def tagged(slots: list[Slot], comps: list[Composite]) -> list[str]:
+    """The layers every probe of a plan with composites tags: the slots and the composites' convs (the
+    same set everywhere, so a node is counted in the same layer in every probe)."""
+    return list(dict.fromkeys([*(s.name for s in slots), *(n for c in comps for n in c.convs)]))
+
+
+def time_prunes(model, comps: list[Composite], names: list[str], input_shape, table, on_probe=None) -> None:
     """Each composite's convs timed in context: unpruned (probe 0) and at each keep count (probe k
-    cuts every composite to its k-th), by the runtime's profiler; cached in `table`."""
+    cuts every composite to its k-th), by the runtime's profiler, tagging `names`; cached in `table`."""
     from edgecnn.plan.context import ProbeTimes, profile_probe
 
-    names = [n for c in comps for n in c.convs]
     tag = hashlib.sha1(",".join(names).encode()).hexdigest()[:12]
     count = 1 + max(len(c.prunes) for c in comps)
     for k in range(count):
