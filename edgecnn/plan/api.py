@@ -290,14 +290,14 @@ def _with_composites(model, slots, comps, input_shape, table, batches, progress)
 
 def _composites(model, example, slots, table, opts: PlanOptions, progress) -> list:
     """The prunable groups inside blocks (`plan.groups`), where the runtime profiles in context and
-    the plan is fp32 (else none, with a warning); nothing to choose from at all is a one-line error."""
+    the plan is fp32 (else none, logged); nothing to choose from at all is a one-line error."""
     from edgecnn.plan.groups import find_composites
     from edgecnn.transforms.base import SwapOptions, selected
 
     comps = []
     if opts.int8 or not table.backend.node_profiler:
         why = "int8 plans" if opts.int8 else f"{opts.runtime}, which has no in-context profiler"
-        log.warning("pruning candidates are not planned for %s: swaps only", why)
+        log.info("pruning candidates are not planned for %s: swaps only", why)
     else:
         progress("finding prunable channel groups", 0, 1)
         select = SwapOptions(include=opts.include, exclude=opts.exclude)
