@@ -136,3 +136,19 @@ def test_a_plan_prunes_rebuilds_reloads_and_a_second_plan_times_nothing(tmp_path
         assert torch.equal(again.module.eval()(x), student.model.eval()(x))
     second = make_plan(model, (3, 32, 32), batches, opts)
     assert second.latencies_measured == 0 and second.latencies_cached > 0
+
+
+def test_a_pruned_student_distills_with_feature_reconstruction_of_its_unchanged_outputs():
+    """The layers a cut narrows have no teacher counterpart; the convs that only lost inputs do."""
+    from edgecnn.train import DistillOptions, TrainOptions, distill
+    from edgecnn.train.distillation import swapped_layers
+    from edgecnn.transforms import convert_exact
+    from edgecnn.zoo import load_model
+
+    loaded = load_model("resnet18", num_classes=10)
+    step = {"name": "prune", "groups": {"layer1.0.conv1": list(range(0, 64, 2))}}
+    student = convert_exact(loaded, [step], input_size=(32, 32))
+    assert swapped_layers(student.recipe) == ["layer1.0.conv2"]
+    train = TrainOptions(epochs=1, max_steps=3, batch_size=16, lr=0.005, feature_steps=2)
+    result = distill(loaded, student, "digits", DistillOptions(train=train))
+    assert result.student_test_top1 >= 0

@@ -198,10 +198,16 @@ def _name(teacher) -> str:
 
 
 def swapped_layers(recipe: dict) -> list[str]:
-    """Names of the layers a converter recipe replaced (the ones feature reconstruction matches)."""
+    """Names of the layers a converter recipe replaced whose outputs keep their shape (the ones
+    feature reconstruction matches): every swapped layer, and of a pruned group the layers that
+    only lost input channels (a cut conv's narrower output has no teacher counterpart)."""
     names: list[str] = []
     for step in recipe.get("transforms", []):
-        names += list(step.get("layers", ()))
+        layers = step.get("layers", {})
+        if step.get("name") == "prune":
+            names += [n for n, dims in layers.items() if "out" not in dims]
+        else:
+            names += list(layers)
     return names
 
 
