@@ -71,6 +71,9 @@ def convert(
     _print(result)
 
 
+MAX_PRUNE_ROWS = 12  # groups listed; --json has them all
+
+
 def _print_prune(report) -> None:
     console.print(
         f"prune: {len(report.groups)} channel groups pruned ({len(report.recipe['layers'])} layers cut), "
@@ -87,9 +90,6 @@ def _print_prune(report) -> None:
         more = len(report.groups) - MAX_PRUNE_ROWS
         console.print(f"... and {more} more groups (--json lists them all)", highlight=False)
     _skipped(report.skipped)
-
-
-MAX_PRUNE_ROWS = 12
 
 
 def _print(result) -> None:

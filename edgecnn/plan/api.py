@@ -281,7 +281,8 @@ def _with_composites(model, slots, comps, input_shape, table, batches, progress)
     from edgecnn.plan.groups import compose, score_prunes, tagged, time_prunes
 
     on_probe = lambda k, n: progress("profiling pruned probe models", k, n)  # noqa: E731
-    time_prunes(model, comps, tagged(slots, comps), input_shape, table, on_probe=on_probe)
+    timed = {s.name for s in slots}
+    time_prunes(model, comps, tagged(slots, comps), input_shape, table, timed=timed, on_probe=on_probe)
     progress("scoring pruned groups on calibration images", 0, 1)
     score_prunes(model, comps, batches)
     table.save()

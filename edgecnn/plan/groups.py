@@ -126,16 +126,20 @@ def tagged(slots: list[Slot], comps: list[Composite]) -> list[str]:
     return list(dict.fromkeys([*(s.name for s in slots), *(n for c in comps for n in c.convs)]))
 
 
-def time_prunes(model, comps: list[Composite], names: list[str], input_shape, table, on_probe=None) -> None:
-    """Each composite's convs timed in context: unpruned (probe 0) and at each keep count (probe k
-    cuts every composite to its k-th), by the runtime's profiler, tagging `names`; cached in `table`."""
+def time_prunes(
+    model, comps: list[Composite], names: list[str], input_shape, table, *, timed=(), on_probe=None
+) -> None:
+    """Each composite's convs timed in context at each keep count (probe k cuts every composite to its
+    k-th) and, where a conv is not among `timed` (the slots the swap probes time), unpruned (probe 0),
+    by the runtime's profiler, tagging `names`; cached in `table`."""
     from edgecnn.plan.context import ProbeTimes, profile_probe
 
     tag = hashlib.sha1(",".join(names).encode()).hexdigest()[:12]
     count = 1 + max(len(c.prunes) for c in comps)
-    for k in range(count):
+    first = 0 if any(n not in timed for c in comps for n in c.convs) else 1
+    for k in range(first, count):
         if on_probe:
-            on_probe(k + 1, count)
+            on_probe(k + 1 - first, count - first)
         probe = copy.deepcopy(model)
         for comp in comps:
             if 0 < k <= len(comp.prunes):
@@ -164,27 +168,31 @@ def score_prunes(model, comps: list[Composite], batches) -> None:
 
     from edgecnn.analysis import hooked
 
-    def outputs(net, name) -> list:
-        got = []
+    def outputs(net, names) -> dict[str, list]:
+        got: dict[str, list] = {n: [] for n in names}
 
-        def keep(module, args, out) -> None:
-            got.append(out.double())
+        def keep(name):
+            def fn(module, args, out) -> None:
+                got[name].append(out.double())
 
-        with hooked(net, forward={name: keep}), torch.no_grad():
+            return fn
+
+        with hooked(net, forward={n: keep(n) for n in names}), torch.no_grad():
             for x in batches:
                 net(torch.from_numpy(np.ascontiguousarray(x)))
         return got
 
     model.eval()
+    references = outputs(model, {c.convs[-1] for c in comps})  # one pass for every composite
     for comp in comps:
         last = comp.convs[-1]
-        reference = outputs(model, last)
+        reference = references[last]
         norm = sum(float(r.pow(2).sum()) for r in reference)
         for cand in comp.prunes:
             probe = copy.deepcopy(model)
             for name, part in cand.parts.items():
                 probe.set_submodule(name, copy.deepcopy(part))
-            got = outputs(probe.eval(), last)
+            got = outputs(probe.eval(), [last])[last]
             sq = sum(float((g - r).pow(2).sum()) for g, r in zip(got, reference, strict=True))
             cand.error = math.sqrt(sq / norm) if norm > 0 else 0.0
 

@@ -1,11 +1,11 @@
 """The latency table: each candidate block run alone, at its layer's real input shape, on the target.
 
 A block is exported and built exactly as a deployed model would be (ONNX, then the backend's
-builder), loaded by the same runner the benchmark uses, warmed up and timed to its fast time
-(`bench.latency.FAST_PERCENTILE`). Results are
-cached on disk keyed by machine, runtime and version, device, threads, batch, input shape and the
-block's structure (not its weights: they do not change the time), so the second plan of a model on
-a machine, and every repeated layer geometry within one, does no timing.
+builder), loaded by the same runner the benchmark uses, warmed up and timed to its fast time (a low
+percentile of its calls, `bench.latency.FAST_PERCENTILE`). Results are cached on disk keyed by
+machine, runtime and version, device, threads, batch, input shape and the block's structure (not its
+weights: they do not change the time), so the second plan of a model on a machine, and every
+repeated layer geometry within one, does no timing.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ class LatencyTable:
         return hashlib.sha1(text.encode()).hexdigest()
 
     def latency(self, block, in_shape, *, seconds: float | None = None) -> float:
-        """Median milliseconds of one call of `block` on a batch of `in_shape` inputs."""
+        """Milliseconds of one call of `block` on a batch of `in_shape` inputs (its fast time)."""
         key = self.key(block, in_shape)
         cached = self.get(key)
         if cached is not None:

@@ -80,10 +80,14 @@ def _members(graph, group, names) -> list[tuple[str, str, list[int]]]:
 def prune_groups(model, example) -> list[PruneGroup]:
     """Every group of channels rooted at a conv, in model order, each with the reason it cannot be
     pruned here where there is one."""
+    return _groups(model, *_graph(model, example))
+
+
+def _groups(model, graph, last) -> list[PruneGroup]:
+    """`prune_groups` from `model`'s dependency graph and output layer (`_graph`)."""
     from torch import nn
 
     names = {m: n for n, m in model.named_modules()}
-    graph, last = _graph(model, example)
     ignored = [last] if last is not None else []
     groups = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv2d,)):
@@ -156,7 +160,9 @@ def prune(model, keep: dict[str, int | list[int]], example) -> tuple[object, Tra
     made on the BN-folded model, applied to the model with BN). The recipe records them per layer."""
     import torch_pruning as tp
 
-    found = prune_groups(model, example)
+    new = copy.deepcopy(model).eval()
+    graph, last = _graph(new, example)  # one graph: the groups and the cuts both come from the copy's
+    found = _groups(new, graph, last)
     groups = {g.root: g for g in found}
     # a root named by its group's conv: the graph may root the same group elsewhere (BN kept or not)
     by_conv = {n: g for g in found for n, d in g.members if d == "out" and n not in groups}
@@ -174,9 +180,7 @@ def prune(model, keep: dict[str, int | list[int]], example) -> tuple[object, Tra
             isinstance(count, list) and not all(0 <= i < groups[root].channels for i in count)
         ):
             raise BadArgumentError(f"prune: {root} keeps 1..{groups[root].channels} channels, not {count}")
-    new = copy.deepcopy(model).eval()
     names = {m: n for n, m in new.named_modules()}
-    graph, _ = _graph(new, example)
     removed: dict[tuple[str, str], set[int]] = {}
     report = TransformReport("prune")
     for root, count in keep.items():
