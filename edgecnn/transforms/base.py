@@ -169,13 +169,22 @@ def rank_for_energy(squared: list[float] | object, energy: float) -> int:
     return int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=torch.float64)).item()) + 1
 
 
+def subclass_reason(module) -> str:
+    """Why a subclass of a layer edgecnn swaps is left as it is: its forward (timm's Conv2dSame pads
+    at run time, StdConv2d standardises its weight) is not the plain layer's a swap reproduces."""
+    kind, parent = type(module).__name__, type(module).__mro__[1].__name__
+    return f"{kind}, a {parent} subclass whose forward a swap would not keep"
+
+
 def kxk_conv(module) -> str | None:
     """None for a standard KxK conv (what separable and bottleneck swap), else why it is not one;
     layers of other types are not candidates at all ("")."""
     from torch import nn
 
-    if type(module) is not nn.Conv2d:
+    if not isinstance(module, nn.Conv2d):
         return ""
+    if type(module) is not nn.Conv2d:
+        return subclass_reason(module)
     if module.groups != 1:
         why = "depthwise" if module.groups == module.in_channels else f"grouped ({module.groups} groups)"
         return f"{why} conv"

@@ -15,6 +15,13 @@ from edgecnn.transforms.base import TransformReport
 
 log = logging.getLogger(__name__)
 
+# Subclasses of a BN that compute more after the normalisation, by class name: the modules that stay
+# in its place once the normalisation folds (timm's BatchNormAct2d: drop, then its activation).
+BN_RESIDUE = {"BatchNormAct2d": ("drop", "act"), "SyncBatchNormAct": ("drop", "act")}
+# Conv subclasses whose forward uses the weight and bias as they are (timm's Conv2dSame only pads the
+# input first), so a BN folds into them; others (StdConv2d standardises its weight) keep their BN.
+PLAIN_WEIGHT_CONVS = ("Conv2dSame",)
+
 
 def _producers(model, example):
     """Run `example`; return {bn_name: producer} where producer is (name, module) or a reason string."""
@@ -74,6 +81,10 @@ def _verdict(bn_name: str, bn, prod, calls: dict[str, int]):
     name, layer = prod
     if not isinstance(layer, (nn.Conv2d, nn.Linear)):
         return f"it follows {type(layer).__name__} '{name}', not a conv/linear layer"
+    if type(layer) not in (nn.Conv2d, nn.Linear) and type(layer).__name__ not in PLAIN_WEIGHT_CONVS:
+        return f"it follows {type(layer).__name__} '{name}', whose forward may change its weight"
+    if isinstance(_residue(bn), str):
+        return _residue(bn)
     if calls.get(bn_name, 0) > 1 or calls.get(name, 0) > 1:
         return "the BN or its conv is called more than once"
     if not bn.track_running_stats or bn.running_mean is None:
@@ -81,6 +92,19 @@ def _verdict(bn_name: str, bn, prod, calls: dict[str, int]):
     if isinstance(layer, nn.Conv2d) and bn.num_features != layer.out_channels:
         return "channel count differs from the conv's"
     return prod
+
+
+def _residue(bn):
+    """What stays in a BN's place once its normalisation folds: Identity, the activation of a BN
+    subclass that has one (`BN_RESIDUE`), or why a subclass cannot fold (what it adds is unknown)."""
+    from torch import nn
+
+    if type(bn) in (nn.BatchNorm1d, nn.BatchNorm2d):
+        return nn.Identity()
+    parts = BN_RESIDUE.get(type(bn).__name__)
+    if parts is None or not all(isinstance(getattr(bn, p, None), nn.Module) for p in parts):
+        return f"{type(bn).__name__} computes more than a BatchNorm; edgecnn does not know what, so keeps it"
+    return nn.Sequential(*(getattr(bn, p) for p in parts))
 
 
 def _fold_into(layer, bn) -> None:
@@ -143,4 +167,4 @@ def replay(model, recipe: dict, *, fill: bool = False) -> None:
             layer.bias = nn.Parameter(
                 torch.zeros(layer.weight.shape[0], dtype=layer.weight.dtype, device=layer.weight.device)
             )
-        model.set_submodule(bn_name, nn.Identity())
+        model.set_submodule(bn_name, _residue(bn))

@@ -18,6 +18,7 @@ from edgecnn.transforms.base import (
     memo_by_weight,
     rank_for_energy,
     round_rank,
+    subclass_reason,
 )
 
 
@@ -26,8 +27,10 @@ def _eligible(module) -> str | None:
 
     if type(module) is nn.Linear:
         return None
-    if type(module) is not nn.Conv2d:
+    if not isinstance(module, nn.Conv2d | nn.Linear):
         return ""
+    if type(module) is not nn.Conv2d:
+        return subclass_reason(module)
     if math.prod(module.kernel_size) != 1:
         return "KxK conv (separable / bottleneck swap it)"
     if module.groups != 1:
