@@ -240,6 +240,16 @@ def write_catalog(names, path: Path = CATALOG) -> Path:
     return path
 
 
+def onnx_stats(path, input_size=None) -> ModelStats:
+    """`ModelStats` of an ONNX file (one edgecnn did not write, too) at batch 1, from its graph."""
+    from edgecnn.runtime.graphs import onnx_layers
+
+    shape, params, rows = onnx_layers(path, input_size)
+    layers = [LayerStats(*row, math.prod(row[2][1:]) if row[2] else 0, bool(row[3])) for row in rows]
+    activations = math.prod(shape[1:]) + sum(x.activations for x in layers if x.counted)
+    return ModelStats(Path(path).name, shape, params, sum(x.macs for x in layers), activations, layers)
+
+
 def inspect_model(
     name,
     *,
@@ -255,13 +265,22 @@ def inspect_model(
     from edgecnn.errors import BadArgumentError
     from edgecnn.zoo import card_for, load_model
 
+    if str(name).endswith(".onnx"):  # a graph, not a module: ONNX shape inference
+        return onnx_stats(name, input_size)
     if isinstance(name, Model):
         shown = Path(name.path).name if name.path else name.card.name
         size = tuple(input_size or name.card.input_size)
         return analyze(name.module, size, in_chans=name.in_chans, name=shown)
+    from edgecnn.zoo.external import kind_of
+
     card = card_for(name)
     default = weights is None and not any(v is not None for v in model_kwargs.values())
-    if default and not live and (input_size is None or tuple(input_size) == card.input_size):
+    if (
+        default
+        and not live
+        and not kind_of(name)
+        and (input_size is None or tuple(input_size) == card.input_size)
+    ):
         stats = catalog_stats(card.name)
         if stats is not None:
             return dataclasses.replace(stats, model=name)

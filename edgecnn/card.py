@@ -18,8 +18,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TASKS = ("classification", "segmentation")
 # A base's structure comes from the zoo (rebuilt by name) or from a module the caller hands in (a
-# file made from it reloads only onto that module: a file never makes edgecnn import code).
-ZOO, MODULE = "zoo", "module"
+# file made from it reloads only onto that module), or by reference (`edgecnn.zoo.external`): one of
+# timm's architectures, or the user's builder function, whose file reloads only where it is trusted.
+ZOO, MODULE, TIMM, BUILDER = "zoo", "module", "timm", "builder"
 
 
 @dataclass(frozen=True)

@@ -142,13 +142,14 @@ def _prepare(model: str, opts: PipelineOptions):
     """(model name, the given reference file or None, options, output folder), checked before work."""
     from edgecnn.artifacts import check_dir_writable
     from edgecnn.data import DIGITS, open_dataset
+    from edgecnn.zoo.external import short_name
 
     given = _given_reference(model, opts)  # a model file: checked (classes, data) before any work
     if given is not None:
         model = given.card.name
     elif opts.data is None:
         opts = dataclasses.replace(opts, data=DIGITS)
-    out = Path(opts.out_dir or Path("export") / model / "pipeline")
+    out = Path(opts.out_dir or Path("export") / short_name(model) / "pipeline")
     if opts.data is not None and str(opts.data) != DIGITS:  # missing, empty or one-class: one line now
         open_dataset(opts.data, None, min_classes=2)
     check_dir_writable(out)

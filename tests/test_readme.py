@@ -110,6 +110,7 @@ def workdir(tmp_path_factory, lenet_weights):
     from edgecnn.zoo import load_model
 
     root = tmp_path_factory.mktemp("readme")
+    shutil.copytree(ROOT / "examples", root / "examples")  # the README's own network (file.py:function)
     rng = np.random.default_rng(0)
     folders = (("val", 3, 6, 3), ("flowers", 3, 6, 3), ("errors/one_class_folder", 1, 6, 3))
     for folder, classes, per, chans in (*folders, ("digits_small", 10, 12, 1)):

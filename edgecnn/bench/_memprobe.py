@@ -20,9 +20,11 @@ def main(job: dict) -> dict:
     artifact = job["artifact"]
     if artifact is None:  # an in-memory model: rebuild it from its source
         from edgecnn.transforms import load_source
+        from edgecnn.zoo.external import trusting
 
         source = job["source"]
-        artifact = load_source(source["source"], source.get("weights")).module
+        with trusting(source.get("trust", False)):
+            artifact = load_source(source["source"], source.get("weights")).module
     options = {k: v for k, v in job.get("options", {}).items() if k != "compile"}
     runner = get_runner(
         runtime, artifact, device=job.get("device", "cpu"), threads=job.get("threads"), **options

@@ -138,10 +138,12 @@ def _memory_source(item, loaded, opts: BenchOptions) -> dict | None:
     """How the memory probe's own process rebuilds the module: by name or file; None for a `Model`
     handed in from Python and not read from a file (its row has no memory figure)."""
     from edgecnn.card import Model
+    from edgecnn.zoo.external import trust_state
 
+    trust = trust_state()  # the builders this process may import, the probe's process may too
     if not isinstance(item, Model):
-        return {"source": item, "weights": opts.weights}
-    return {"source": loaded.path, "weights": None} if loaded.path else None
+        return {"source": item, "weights": opts.weights, "trust": trust}
+    return {"source": loaded.path, "weights": None, "trust": trust} if loaded.path else None
 
 
 def _jobs_for_source(item, opts: BenchOptions, step) -> list[_Job]:
@@ -271,9 +273,23 @@ def _existing_or_export(item, eo, loaded, step, reuse_dirs=()) -> Path:
     return Path(target.path)
 
 
+def _foreign_input(path: Path, manifest: dict, problem):
+    """(the graph's image input, problem) for an artifact without edgecnn's manifest (one edgecnn did
+    not write: its input shape comes from the graph), else (None, problem)."""
+    from edgecnn.runtime.graphs import graph_input
+
+    if problem is not None or manifest or path.suffix not in (".onnx", ".xml"):
+        return None, problem
+    try:
+        return graph_input(path), None
+    except BadArgumentError as e:
+        return None, str(e)
+
+
 def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     from edgecnn.data import Preprocess
     from edgecnn.export import check_files, read_manifest
+    from edgecnn.runtime.graphs import input_chw
 
     path = Path(item)
     backend = backend_for(path)
@@ -282,6 +298,7 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     manifest = read_manifest(path) if problem is None else {}
     inp = manifest.get("input", {})
     shape = inp.get("shape")
+    foreign, problem = _foreign_input(path, manifest, problem)
     preprocess = None
     if inp:
         try:
@@ -310,11 +327,16 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
             row.error = (
                 f"{path.name} has a static batch of {shape[0]}; export it with --batch {b} or --dynamic-batch"
             )
+        chw = tuple(shape[1:]) if shape else None
+        if foreign is not None and not row.error:
+            try:
+                chw = input_chw(foreign, path, b, opts.input_size)
+            except BadArgumentError as e:
+                row.error = str(e)
         if row.error:
             jobs.append(_Job(row, None, None, preprocess, None))
             continue
         row.file_size_bytes = _file_size(path)
-        chw = tuple(shape[1:]) if shape else None
         mem = {"runtime": runtime, "artifact": str(path)}
         jobs.append(_Job(row, lambda p=path: p, mem, preprocess, chw, manifest.get("recipe")))
     return jobs
@@ -387,7 +409,10 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
         from edgecnn.data.splits import held_out_images
 
         if job.preprocess is None:
-            raise BadArgumentError(f"{row.artifact}: no manifest beside it, so its preprocessing is unknown")
+            raise BadArgumentError(
+                f"{row.artifact}: no edgecnn manifest beside it, so its preprocessing is unknown: top-1 "
+                "of such a file is not supported yet (bench it without --data)"
+            )
         dataset = held_out_images(opts.data, job.preprocess, job.recipe)
         if dataset is not None:
             row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()

@@ -41,6 +41,9 @@ def _root(
     ] = False,
 ) -> None:
     setup_logging(verbose)
+    from edgecnn.zoo.external import reset_trust
+
+    reset_trust()  # --trust-code holds for one command (and one CLI call in a test's process)
 
 
 app.command("zoo")(zoo_cmds.zoo)

@@ -108,4 +108,7 @@ def default_output(source: str, kind: str):
     if source.endswith(".safetensors"):
         path = Path(source)
         return path.with_name(f"{path.name.removesuffix('.safetensors')}.{kind}.safetensors")
-    return Path("export") / source / f"{source}.{kind}.safetensors"
+    from edgecnn.zoo.external import short_name
+
+    name = short_name(source)
+    return Path("export") / name / f"{name}.{kind}.safetensors"

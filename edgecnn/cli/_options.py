@@ -6,9 +6,25 @@ from typing import Annotated
 
 import typer
 
-Source = Annotated[
-    str,
-    typer.Argument(help="Zoo model name (see `edgecnn zoo`) or a model file edgecnn wrote."),
+MODEL_HELP = "Zoo name (`edgecnn zoo`), timm:NAME, file.py:function, or a model file edgecnn wrote."
+Source = Annotated[str, typer.Argument(help=MODEL_HELP)]
+
+
+def _trust(value: bool) -> bool:
+    if value:
+        from edgecnn.zoo.external import set_trust
+
+        set_trust(True)
+    return value
+
+
+TrustCode = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        callback=_trust,
+        help="Let model files made from your Python builder (file.py:function) import it.",
+    ),
 ]
 Weights = Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safetensors file.")]
 Separable = Annotated[bool, typer.Option("--separable", help="Depthwise + pointwise swap (SVD).")]

@@ -21,7 +21,9 @@ def _csv(value: str, cast=str) -> tuple:
         raise BadArgumentError(f"expected a comma-separated list, got {value!r}") from None
 
 
-Items = Annotated[list[str], typer.Argument(help="Zoo model names, converted .safetensors or artifacts.")]
+Items = Annotated[
+    list[str], typer.Argument(help="Zoo names, timm:NAME, file.py:function, model files or artifacts.")
+]
 Runtime = Annotated[
     str, typer.Option("--runtime", "-r", help="Comma-separated: torch, onnxruntime, openvino, tensorrt.")
 ]
@@ -96,6 +98,7 @@ def bench(
     markdown: Markdown = False,
     as_json: o.AsJson = False,
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
 ) -> None:
     """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes.
 
@@ -196,6 +199,7 @@ def plot(
         "bench.png"
     ),
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
 ) -> None:
     """Latency vs top-1 (Pareto front marked) and MACs vs measured latency."""
     from edgecnn.bench.schema import load

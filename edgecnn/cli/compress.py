@@ -124,6 +124,7 @@ def compress(
     cache: Cache = True,
     output: Output = None,
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
     as_json: o.AsJson = False,
 ) -> None:
     """Choose per layer what to swap from latencies measured on RUNTIME, so the result is faster there.

@@ -45,6 +45,7 @@ def convert(
         ),
     ] = None,
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
     as_json: o.AsJson = False,
 ) -> None:
     """Fold BN, prune channel groups, swap KxK convs (separable / bottleneck) and 1x1 / Linear (lowrank)."""

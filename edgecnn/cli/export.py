@@ -40,7 +40,7 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-Model = Annotated[str, typer.Argument(help="Zoo model name, or a .safetensors from `edgecnn convert`.")]
+Model = Annotated[str, typer.Argument(help=o.MODEL_HELP)]
 Target = Annotated[str, typer.Option("--target", "-t", help="Comma-separated: onnx, openvino, tensorrt.")]
 Precision = Annotated[str, typer.Option(help="fp32, fp16 or int8 (Q/DQ; needs --calib).")]
 Calib = Annotated[
@@ -111,6 +111,7 @@ def export(
     in_chans: o.InChans = None,
     model_arg: o.ModelArg = None,
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
     as_json: o.AsJson = False,
 ) -> None:
     """Export to ONNX / OpenVINO IR / TensorRT, verify each artifact against PyTorch, write manifests.

@@ -61,6 +61,7 @@ def pipeline(
     memory: Memory = True,
     output: Output = None,
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
 ) -> None:
     """Train or load the reference -> fold BN -> swap -> distill -> export -> benchmark -> table + plot."""
     from edgecnn.pipeline import PipelineOptions, run_pipeline

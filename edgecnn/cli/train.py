@@ -50,7 +50,7 @@ def progress_bars(title: str):
         yield rep.on_step, rep.on_epoch
 
 
-Model = Annotated[str, typer.Argument(help="Zoo model name.")]
+Model = Annotated[str, typer.Argument(help="Zoo name (`edgecnn zoo`), timm:NAME or file.py:function.")]
 FreezeEpochs = Annotated[
     int, typer.Option(help="With --weights: epochs that train the new head alone, backbone frozen.")
 ]
@@ -87,6 +87,7 @@ def train(
     amp: Amp = False,
     workers: Workers = 0,
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
     as_json: o.AsJson = False,
 ) -> None:
     """Train a zoo model on your images, or fine-tune pretrained --weights to your classes.
@@ -111,8 +112,9 @@ def _train_options(p: dict):
     from edgecnn.data.splits import resolve
     from edgecnn.errors import BadArgumentError
     from edgecnn.train import train_options
+    from edgecnn.zoo.external import short_name
 
-    model = p["model"]
+    model = short_name(p["model"])
     out = p["output"] or Path("export") / model / f"{model}.trained.safetensors"
     if out.suffix != ".safetensors":
         raise BadArgumentError(f"trained weights are written as .safetensors, got {out.name}")
@@ -199,6 +201,7 @@ def distill(
     amp: Amp = False,
     workers: Workers = 0,
     force: o.Force = False,
+    trust_code: o.TrustCode = False,
     as_json: o.AsJson = False,
 ) -> None:
     """Knowledge distillation from the original model into its converted student.

@@ -21,10 +21,16 @@ def _fmt_int(n: int) -> str:
 def zoo(
     pattern: Annotated[str, typer.Argument(help="fnmatch pattern on names, e.g. 'res*'")] = "*",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    timm: Annotated[
+        bool, typer.Option("--timm", help="List timm's architectures matching PATTERN (timm:NAME) instead.")
+    ] = False,
 ) -> None:
     """List the registered models with their family, task, input size, params and MACs."""
     from edgecnn.zoo import list_specs
 
+    if timm:
+        _zoo_timm(pattern, as_json)
+        return
     specs = list_specs(pattern)
     if not specs:
         from edgecnn.errors import BadArgumentError
@@ -50,6 +56,17 @@ def zoo(
     console.print(table)
 
 
+def _zoo_timm(pattern: str, as_json: bool) -> None:
+    """timm's names matching `pattern`, one per line (they are many: `grep`, `head` and `wc` apply)."""
+    from edgecnn.errors import BadArgumentError
+    from edgecnn.zoo.external import list_timm
+
+    names = list_timm(pattern)
+    if not names:
+        raise BadArgumentError(f"no timm model matches '{pattern}'; try a pattern such as 'resnet*'")
+    typer.echo(json.dumps(names) if as_json else "\n".join(names))
+
+
 @handle_errors
 def inspect(
     model: o.Source,
@@ -66,12 +83,15 @@ def inspect(
         typer.Option("--model-arg", "-a", help="Builder argument KEY=VALUE, e.g. padding=same."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    trust_code: o.TrustCode = False,
 ) -> None:
     """Per-layer table: output shape, weights, bias, MACs and activations, with totals."""
     from edgecnn.analysis import format_shape, inspect_model
+    from edgecnn.zoo.external import kind_of
 
     source = model
-    if model.endswith(".safetensors"):  # a model file: its own classes and size
+    named_again = kind_of(model) and str(weights).endswith(".safetensors")  # mynet.py:build --weights F
+    if model.endswith(".safetensors") or named_again:  # a model file: its own classes and size
         from edgecnn.transforms import load_source
 
         source, weights = load_source(model, weights), None

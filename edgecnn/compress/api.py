@@ -151,7 +151,7 @@ def compress(
     progress = on_progress or (lambda stage, done, total: None)
     progress("loading model and data", 0, 1)
     splits, recorded, opts = _data(card, size, loaded, opts)
-    loaded = _with_classes(loaded, card, weights, splits)
+    loaded = _with_classes(loaded, model if isinstance(model, str) else card.name, weights, splits)
     batches = calibration_batches(splits, opts)
     plan = _plan(loaded, size, batches, opts, progress)
     student, top1, test_set, refits = recover(
@@ -207,16 +207,17 @@ def _int8_top1(artifacts, test, opts: CompressOptions, progress) -> tuple[float,
     return tuple(artifact_top1(artifacts[k], test, opts, "int8") for k in ("student", "plain_int8"))
 
 
-def _with_classes(loaded, card, weights, splits):
-    """The Model to compress: a zoo model built with as many outputs as the data has classes, or the
-    given one when its classes are the data's."""
+def _with_classes(loaded, name: str, weights, splits):
+    """The Model to compress: the model `name` references built with as many outputs as the data has
+    classes, or the given one when its classes are the data's."""
     if loaded is None:
         from edgecnn.transforms import load_source
 
-        return load_source(card.name, weights, num_classes=len(splits.classes))
+        return load_source(name, weights, num_classes=len(splits.classes))
     if loaded.num_classes != len(splits.classes):
         raise BadArgumentError(
-            f"{card.name} has {loaded.num_classes} classes and {splits.source} has {len(splits.classes)}"
+            f"{loaded.card.name} has {loaded.num_classes} classes and {splits.source} has "
+            f"{len(splits.classes)}"
         )
     return loaded
 
@@ -227,8 +228,10 @@ def _source(model, weights, loaded, opts: CompressOptions):
     from edgecnn.card import Model
     from edgecnn.transforms import load_source
     from edgecnn.zoo import card_for
+    from edgecnn.zoo.external import kind_of
 
-    if loaded is None and (isinstance(model, Model) or str(model).endswith(".safetensors")):
+    named_again = kind_of(model) and str(weights).endswith(".safetensors")  # mynet.py:build --weights F
+    if loaded is None and (isinstance(model, Model) or str(model).endswith(".safetensors") or named_again):
         loaded = load_source(model, weights)  # its card: classes, size, and the split it records
     card = loaded.card if loaded is not None else card_for(model)
     size = card.check_input_size(opts.input_size)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from edgecnn.artifacts import atomic_output, sha256_file
-from edgecnn.card import MODULE, ZOO
+from edgecnn.card import BUILDER, MODULE, TIMM, ZOO
 from edgecnn.errors import BadArgumentError, UnknownNameError, WeightsError
 from edgecnn.lazy import import_string
 
@@ -52,6 +52,8 @@ def model_recipe(loaded, input_size, transforms=(), **extra) -> dict:
         "base_weights": previous.get("base_weights") or asdict(loaded.weights),
         "transforms": list(previous.get("transforms", [])) + list(transforms),
     }
+    if recipe["base"] in (TIMM, BUILDER):  # what rebuilds it: the reference, not the card's short name
+        recipe["builder"] = loaded.base["name"]
     recipe.update({k: previous[k] for k in INHERITED if k in previous})
     recipe.update({k: v for k, v in extra.items() if v is not None})
     card = loaded.card.at_size(recipe["input_size"])
@@ -121,8 +123,17 @@ def check_recipe(recipe, path) -> dict:
         bad("(header)", "is not a JSON object")
     from edgecnn.zoo import list_models
 
-    if recipe.get("base", ZOO) not in (ZOO, MODULE):
-        bad("base", f"must be '{ZOO}' or '{MODULE}', got {recipe.get('base')!r}")
+    kinds = (ZOO, MODULE, TIMM, BUILDER)
+    if recipe.get("base", ZOO) not in kinds:
+        bad("base", f"must be one of {', '.join(kinds)}, got {recipe.get('base')!r}")
+    if recipe.get("base") in (TIMM, BUILDER):
+        from edgecnn.zoo.external import kind_of
+
+        if kind_of(recipe.get("builder")) != recipe["base"]:
+            bad(
+                "builder",
+                f"must name the {recipe['base']} reference that builds it, got {recipe.get('builder')!r}",
+            )
     if recipe.get("base", ZOO) == ZOO and recipe.get("model") not in list_models():
         bad("model", f"must name a zoo model, got {recipe.get('model')!r}")
     if not isinstance(recipe.get("model"), str) or not recipe["model"]:
@@ -252,9 +263,13 @@ def _base_module(recipe: dict, path: Path, base):
                 "load_model_file(path, base=module), giving that module"
             )
         return copy.deepcopy(getattr(base, "module", base)).cpu(), {"kind": MODULE}
+    if recipe.get("base") == BUILDER:
+        from edgecnn.zoo.external import require_trust
+
+        require_trust(recipe["builder"], path)  # before anything of the user's code is imported
     try:
         built = load_model(
-            recipe["model"],
+            recipe.get("builder") or recipe["model"],
             num_classes=recipe["num_classes"],
             in_chans=recipe["in_chans"],
             device="meta",
@@ -333,13 +348,40 @@ def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwa
                     f"--{flag} goes with a zoo model name"
                 )
         return loaded
-    if Path(source).suffix in (".pt", ".pth", ".onnx"):
+    if Path(source).suffix == ".onnx":
         raise BadArgumentError(
-            f"{source}: give a zoo model name or a .safetensors model file written by edgecnn; "
-            "for a zoo model with your weights use MODEL --weights FILE"
+            f"{source} is an ONNX graph: inspect and bench take it as it is; this command needs the "
+            "PyTorch model (a zoo name, timm:NAME, file.py:function or an edgecnn model file)"
+        )
+    if Path(source).suffix in (".pt", ".pth"):
+        raise BadArgumentError(
+            f"{source}: give a zoo model name, timm:NAME, file.py:function or a .safetensors model file "
+            "written by edgecnn; for a model with your weights use MODEL --weights FILE"
         )
     kwargs = model_kwargs or {}
+    if weights is not None and _names_its_builder(source, weights):  # the builder named again: trusted
+        from edgecnn.zoo.external import trusting
+
+        with trusting(source):
+            return load_source(weights, None, num_classes, in_chans)
     return load_model(source, weights=weights, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def _names_its_builder(source: str, weights) -> bool:
+    """Whether `weights` is a model file made from the builder `source` references (`mynet.py:build
+    --weights mynet.trained.safetensors`): then it loads as that model file."""
+    from edgecnn.zoo.external import canonical, kind_of
+
+    if kind_of(source) != BUILDER or not str(weights).endswith(".safetensors") or not Path(weights).is_file():
+        return False
+    if not _is_model_file(weights):
+        return False
+    recipe = read_recipe(weights)
+    if recipe.get("builder") != canonical(source):
+        raise BadArgumentError(
+            f"{weights} was built by {recipe.get('builder') or recipe['model']}, not {canonical(source)}"
+        )
+    return True
 
 
 def _is_model_file(path) -> bool:

@@ -1,5 +1,6 @@
 """The model zoo: a registry of classic CNNs, built by name with safe weight loading."""
 
+from edgecnn.zoo.external import list_timm, trusting
 from edgecnn.zoo.factory import create_model, load_model
 from edgecnn.zoo.registry import (
     ModelSpec,
@@ -19,6 +20,8 @@ __all__ = [
     "get_spec",
     "list_models",
     "list_specs",
+    "list_timm",
     "load_model",
     "register",
+    "trusting",
 ]

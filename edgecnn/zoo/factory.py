@@ -44,6 +44,11 @@ def load_model(
     """
     import torch
 
+    from edgecnn.zoo import external
+
+    if external.kind_of(name):
+        args = dict(weights=weights, num_classes=num_classes, in_chans=in_chans, device=device)
+        return external.load(name, **args, reset_head=reset_head, **kwargs)
     spec = get_spec(name)
     if num_classes is None and weights is not None and str(weights).endswith(".safetensors"):
         num_classes = _trained_classes(Path(weights), spec.name)  # what `train` recorded, if it did

@@ -127,5 +127,10 @@ def check_input_size(spec: ModelSpec, size: tuple[int, int]) -> tuple[int, int]:
 
 
 def card_for(name: str, **changes) -> Card:
-    """The card of zoo model `name` (`ModelSpec.card`'s arguments): how a name becomes a card."""
+    """The card of zoo model `name` (`ModelSpec.card`'s arguments), or of a reference to a model
+    outside the zoo (`edgecnn.zoo.external`): how a name becomes a card."""
+    from edgecnn.zoo import external
+
+    if external.kind_of(name):
+        return external.card(name, **changes)
     return get_spec(name).card(**changes)
