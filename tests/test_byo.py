@@ -366,3 +366,30 @@ def test_your_network_in_a_py_file_trains_compresses_exports_and_benches(tmp_pat
     scored = {f"{row['accuracy']['images']} images from {row['accuracy']['dataset']}" for row in rows}
     assert scored == {trained["test_set"]}  # train's own test images, for the original and the student
     assert all(row["memory"] for row in rows if row["runtime"] == "torch")  # its own process trusted it too
+
+
+def test_a_bn_with_its_activation_inside_is_pruned_and_the_file_replays_the_cut(tmp_path):
+    """timm's BatchNormAct2d is cut as its channels are (a copy, its activation kept), so MobileNetV3-
+    and EfficientNet-style blocks plan pruning and their students reload."""
+    pytest.importorskip("timm")
+    from timm.layers import BatchNormAct2d
+    from torch import nn
+
+    from edgecnn.card import Model, card_from
+    from edgecnn.transforms import convert, load_model_file, save_converted
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1, bias=False), BatchNormAct2d(32, act_layer=nn.SiLU),
+        nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+    ).eval()  # fmt: skip
+    _random_bn(net)
+    model = Model(net, card_from(net, input_size=(16, 16), name="bnact"))
+    pruned = convert(model, fold_bn=False, prune=0.5)
+    cut = pruned.model[1]
+    assert type(cut) is BatchNormAct2d and cut.num_features == 16 and isinstance(cut.act, nn.SiLU)
+    path = save_converted(pruned, tmp_path / "bnact.safetensors")
+    again = load_model_file(path, base=net)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(pruned.model(x), again.module(x))

@@ -18,8 +18,9 @@ from edgecnn.transforms.base import TransformReport
 
 log = logging.getLogger(__name__)
 
-# Layers whose channels edgecnn can cut by index (and replay without Torch-Pruning)
-CUTTABLE = ("Conv2d", "BatchNorm2d", "Linear")
+# Layers whose channels edgecnn can cut by index (and replay without Torch-Pruning); a BN subclass
+# whose parts beyond the statistics hold no tensors (timm's BatchNormAct2d) is cut as a copy
+CUTTABLE = ("Conv2d", "BatchNorm2d", "Linear", "BatchNormAct2d")
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,8 @@ def _cut_on_device(module, out_idx, in_idx):
     def pick(t, idx, dim=0):
         return t if idx is None or t is None else t.index_select(dim, torch.as_tensor(idx, device=t.device))
 
+    if isinstance(module, nn.BatchNorm2d) and type(module) is not nn.BatchNorm2d:
+        return _cut_bn_subclass(module, out_idx, pick)
     if isinstance(module, nn.BatchNorm2d):
         new = nn.BatchNorm2d(
             len(out_idx), module.eps, module.momentum, module.affine, module.track_running_stats
@@ -280,3 +283,20 @@ def _cut_on_device(module, out_idx, in_idx):
     else:
         raise TypeError(f"cannot cut channels of {type(module).__name__}")
     return new, state
+
+
+def _cut_bn_subclass(module, out_idx, pick):
+    """A copy of a BN subclass (its own forward kept) with its per-channel tensors cut; one whose other
+    parts hold tensors (a per-channel activation) is not cut."""
+    from torch import nn
+
+    if any(True for child in module.children() for _ in child.parameters()):
+        raise TypeError(f"cannot cut channels of {type(module).__name__} (its activation has tensors)")
+    new = copy.deepcopy(module)
+    for name, param in list(new.named_parameters(recurse=False)):
+        setattr(new, name, nn.Parameter(pick(param.data, out_idx), requires_grad=param.requires_grad))
+    for name, buf in list(new.named_buffers(recurse=False)):
+        if buf is not None and buf.dim() == 1:
+            new.register_buffer(name, pick(buf, out_idx))
+    new.num_features = len(out_idx)
+    return new, new.state_dict()
