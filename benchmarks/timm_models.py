@@ -5,7 +5,10 @@
 
 - sweep, per model (random weights, 10 classes, --size input): fold_bn's output error against the
   unfolded model, `compress --runtime onnxruntime --speedup 1.3 --distill-epochs 0` (97% of the best
-  reachable where 1.3x is out of reach; the speed-up in compress's own end-to-end table), `export -t
+  reachable where 1.3x is out of reach; the speed-up in compress's own end-to-end table; its artifacts
+  not checked against PyTorch: a random-weight student with BN re-estimated on the digits is
+  ill-conditioned in fp32 (efficientnet_b0's: PyTorch fp32 against fp64 2.8e-3, over export's 1e-4
+  tolerance), so the parity check is export's, below, on the model as built), `export -t
   onnx,openvino` fp32 and INT8 (calibrated on the digits; each artifact's status: "ok" = verified
   against PyTorch), and bench rows of the fp32 artifacts.
 - trained: timm:--trained trained on the bundled digits at --size (`reference_model`, SGD lr 0.02 as the
@@ -61,8 +64,8 @@ def sweep_row(name: str, size, work: Path) -> dict:
     def run(speedup):
         opts = CompressOptions(
             runtime="onnxruntime", speedup=speedup, distill_epochs=0, data="digits", input_size=size,
-            out_dir=work / name, force=True,
-        )  # fmt: skip
+            out_dir=work / name, force=True, verify=False,
+        )  # fmt: skip  # random weights with BN re-estimated: speed only (fp32 ill-conditioned, below)
         return compress(model, opts)
 
     try:
