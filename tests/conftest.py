@@ -13,6 +13,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_trust_left():
+    """A command's --trust-code holds for that command; in one test process it must not outlive a test."""
+    yield
+    from edgecnn.zoo.external import reset_trust
+
+    reset_trust()
+
+
 @pytest.fixture(scope="session")
 def lenet_weights(tmp_path_factory):
     """LeNet-5 trained for three epochs on the bundled digits (~92% test top-1): int8 agreement on a
