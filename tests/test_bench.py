@@ -472,6 +472,23 @@ def test_bench_json_is_the_result_alone(tmp_path):
     assert f"wrote {path}" in r.stderr and json.loads(path.read_text())["rows"] == d["rows"]
 
 
+@pytest.mark.parametrize(("given", "metric"), [("p50_ms", "median_ms"), ("top-1", "top1"), ("p90", "p90_ms")])
+def test_compare_takes_a_metric_by_the_name_the_bench_table_shows(given, metric):
+    from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.errors import UnknownNameError
+    from edgecnn.report.compare import compare
+
+    def run(ms):
+        row = BenchRow("m", "fp32", "onnxruntime", "cpu", "fp32", 1, latency={"median_ms": ms, "p90_ms": ms})
+        row.accuracy = {"top1": ms}
+        return BenchRun({"label": f"run{ms}"}, {}, [row])
+
+    c = compare([run(2.0), run(4.0)], metric=given)
+    assert c.metric == metric and c.rows[0][1] == [2.0, 4.0]
+    with pytest.raises(UnknownNameError, match="did you mean: p50_ms"):
+        compare([run(2.0), run(4.0)], metric="p50ms")
+
+
 def test_compare_tells_a_cpu_and_a_cuda_run_of_one_machine_apart():
     from edgecnn.bench.schema import BenchRow, BenchRun
     from edgecnn.report.compare import compare

@@ -174,7 +174,7 @@ def _show(result, as_json: bool, markdown: bool, say) -> None:
 def compare(
     files: Annotated[list[Path], typer.Argument(help="Two or more result JSON files from `edgecnn bench`.")],
     metric: Annotated[
-        str, typer.Option(help="median_ms, p90_ms, p99_ms, throughput, peak_mem or top1.")
+        str, typer.Option(help="p50_ms (median_ms), p90_ms, p99_ms, throughput, peak_mem or top1.")
     ] = "median_ms",
     baseline: Annotated[int, typer.Option(help="Index of the file the ratios divide by.")] = 0,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a markdown table.")] = False,

@@ -20,6 +20,12 @@ METRICS = {
     "top1": ("accuracy", "top1"),
 }
 
+# The names the bench table and its JSON show, each for the metric it is: "p50 ms" is the median.
+ALIASES = {
+    "p50_ms": "median_ms", "p50": "median_ms", "median": "median_ms", "p90": "p90_ms", "p99": "p99_ms",
+    "img/s": "throughput", "top-1": "top1", "memory": "peak_mem", "peak_over_baseline_bytes": "peak_mem",
+}  # fmt: skip
+
 UNITS = {
     "median_ms": "ms", "p90_ms": "ms", "p99_ms": "ms", "throughput": "images/s", "peak_mem": "bytes",
     "top1": "%",
@@ -50,8 +56,9 @@ def _labels(runs: list[BenchRun]) -> list[str]:
 
 
 def compare(runs: list[BenchRun], *, metric: str = "median_ms", baseline: int = 0) -> Comparison:
+    metric = ALIASES.get(metric, metric)
     if metric not in METRICS:
-        raise UnknownNameError("metric", metric, METRICS)
+        raise UnknownNameError("metric", metric, [*METRICS, *ALIASES])
     if len(runs) < 2:
         raise BadArgumentError("compare needs at least two result files")
     if not 0 <= baseline < len(runs):
