@@ -87,11 +87,10 @@ def inspect(
 ) -> None:
     """Per-layer table: output shape, weights, bias, MACs and activations, with totals."""
     from edgecnn.analysis import format_shape, inspect_model
-    from edgecnn.zoo.external import kind_of
+    from edgecnn.transforms.model_file import reads_model_file
 
     source = model
-    named_again = kind_of(model) and str(weights).endswith(".safetensors")  # mynet.py:build --weights F
-    if model.endswith(".safetensors") or named_again:  # a model file: its own classes and size
+    if reads_model_file(model, weights):  # a model file: its own classes and size
         from edgecnn.transforms import load_source
 
         source, weights = load_source(model, weights), None

@@ -227,11 +227,10 @@ def _source(model, weights, loaded, opts: CompressOptions):
     options with that size when a model file fixes it)."""
     from edgecnn.card import Model
     from edgecnn.transforms import load_source
+    from edgecnn.transforms.model_file import reads_model_file
     from edgecnn.zoo import card_for
-    from edgecnn.zoo.external import kind_of
 
-    named_again = kind_of(model) and str(weights).endswith(".safetensors")  # mynet.py:build --weights F
-    if loaded is None and (isinstance(model, Model) or str(model).endswith(".safetensors") or named_again):
+    if loaded is None and (isinstance(model, Model) or reads_model_file(model, weights)):
         loaded = load_source(model, weights)  # its card: classes, size, and the split it records
     card = loaded.card if loaded is not None else card_for(model)
     size = card.check_input_size(opts.input_size)

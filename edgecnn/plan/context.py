@@ -203,6 +203,11 @@ def _probe_artifact(probe, layers, shape, backend, work: Path, int8, fp32_layers
     return artifact_from_onnx(onnx_path, shape, backend, work, "int8" if int8 else "fp32"), aliases
 
 
+def names_tag(names) -> str:
+    """A short, stable tag of a list of layer names, for latency-cache keys that depend on it."""
+    return hashlib.sha1(",".join(names).encode()).hexdigest()[:12]
+
+
 def context_latencies(
     model, slots, input_shape, table, *, on_probe=None, int8: Quantized | None = None, extra=()
 ) -> None:
@@ -218,7 +223,7 @@ def context_latencies(
         probe = probe_model(model, slots, k, precision)
         key = table.key(probe, input_shape) + ":in-context" + (f":int8-{int8.activations}" if int8 else "")
         if len(names) > len(slots):
-            key += ":extra-" + hashlib.sha1(",".join(names).encode()).hexdigest()[:12]
+            key += ":extra-" + names_tag(names)
         entry = table.get(key)
         if entry is None:
             entry = table.measured(
@@ -297,9 +302,9 @@ def _time_choice(
     layers = [n for s in slots for n in s.layers]
     key = table.key(probe, input_shape) + ":in-context" + suffix
     if any(s.members for s in slots):  # composites tag their convs, not the slot's name
-        key += ":layers-" + hashlib.sha1(",".join(layers).encode()).hexdigest()[:12]
+        key += ":layers-" + names_tag(layers)
     if quantized:
-        key += f":int8-{int8.activations}:fp32-" + hashlib.sha1(",".join(fp32).encode()).hexdigest()[:12]
+        key += f":int8-{int8.activations}:fp32-" + names_tag(fp32)
     entry = table.get(key)
     if entry is None:
         entry = table.measured(

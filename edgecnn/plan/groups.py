@@ -12,7 +12,6 @@ dense block's concatenations) or a Linear layer is left to the swaps.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import logging
 import math
@@ -132,9 +131,9 @@ def time_prunes(
     """Each composite's convs timed in context at each keep count (probe k cuts every composite to its
     k-th) and, where a conv is not among `timed` (the slots the swap probes time), unpruned (probe 0),
     by the runtime's profiler, tagging `names`; cached in `table`."""
-    from edgecnn.plan.context import ProbeTimes, profile_probe
+    from edgecnn.plan.context import ProbeTimes, names_tag, profile_probe
 
-    tag = hashlib.sha1(",".join(names).encode()).hexdigest()[:12]
+    tag = names_tag(names)
     count = 1 + max(len(c.prunes) for c in comps)
     first = 0 if any(n not in timed for c in comps for n in c.convs) else 1
     for k in range(first, count):

@@ -83,8 +83,9 @@ def _verdict(bn_name: str, bn, prod, calls: dict[str, int]):
         return f"it follows {type(layer).__name__} '{name}', not a conv/linear layer"
     if type(layer) not in (nn.Conv2d, nn.Linear) and type(layer).__name__ not in PLAIN_WEIGHT_CONVS:
         return f"it follows {type(layer).__name__} '{name}', whose forward may change its weight"
-    if isinstance(_residue(bn), str):
-        return _residue(bn)
+    residue = _residue(bn)
+    if isinstance(residue, str):
+        return residue
     if calls.get(bn_name, 0) > 1 or calls.get(name, 0) > 1:
         return "the BN or its conv is called more than once"
     if not bn.track_running_stats or bn.running_mean is None:

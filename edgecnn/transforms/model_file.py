@@ -367,6 +367,16 @@ def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwa
     return load_model(source, weights=weights, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
+def reads_model_file(source, weights) -> bool:
+    """Whether `source` (with `weights`) loads as a model file, with the card that file records: a
+    .safetensors model file, or a reference named again with its file (`mynet.py:build --weights F`)."""
+    from edgecnn.zoo.external import kind_of
+
+    return str(source).endswith(".safetensors") or bool(
+        kind_of(source) and str(weights).endswith(".safetensors")
+    )
+
+
 def _names_its_builder(source: str, weights) -> bool:
     """Whether `weights` is a model file made from the builder `source` references (`mynet.py:build
     --weights mynet.trained.safetensors`): then it loads as that model file."""

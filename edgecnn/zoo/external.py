@@ -291,16 +291,13 @@ def _timm_card(ref: str, cfg: dict, in_chans, num_classes) -> Card:
 
 
 def load(ref: str, *, weights=None, num_classes=None, in_chans=None, device=None, reset_head=False, **kwargs):
-    """`load_model` for a reference: built, then `weights` (a checkpoint file) loaded safely; with
-    reset_head a head of another class count starts fresh (timm's classifier, as for the zoo)."""
+    """`load_model` for a reference (which checks the arguments first): built, then `weights` (a
+    checkpoint file) loaded safely; with reset_head a head of another class count starts fresh."""
     from edgecnn.artifacts import sha256_file
     from edgecnn.zoo.weights import apply_state_dict, read_state_dict
 
-    if weights is not None and device == "meta":
-        raise BadArgumentError("weights cannot be loaded on the meta device")
     if weights is not None and Path(str(weights)).suffix not in (".pth", ".pt", ".bin", ".safetensors"):
         raise WeightsError(f"{ref}: give --weights a .pth/.pt/.safetensors checkpoint file, got {weights}")
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     loaded = build(ref, num_classes=num_classes, in_chans=in_chans, device=device, **kwargs)
     if weights is None:
         return loaded

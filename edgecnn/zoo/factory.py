@@ -46,6 +46,9 @@ def load_model(
 
     from edgecnn.zoo import external
 
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if device == "meta" and weights is not None:
+        raise BadArgumentError("weights cannot be loaded on the meta device")
     if external.kind_of(name):
         args = dict(weights=weights, num_classes=num_classes, in_chans=in_chans, device=device)
         return external.load(name, **args, reset_head=reset_head, **kwargs)
@@ -56,9 +59,7 @@ def load_model(
     in_chans = spec.in_chans if in_chans is None else in_chans
     if num_classes < 1 or in_chans < 1:
         raise BadArgumentError(f"num_classes and in_chans must be >= 1, got {num_classes} and {in_chans}")
-    build_kwargs = {**dict(spec.builder_kwargs), **{k: v for k, v in kwargs.items() if v is not None}}
-    if device == "meta" and weights is not None:
-        raise BadArgumentError("weights cannot be loaded on the meta device")
+    build_kwargs = {**dict(spec.builder_kwargs), **kwargs}
 
     builder = _builder(spec)
     pretrained = weights is not None and str(weights) == PRETRAINED
