@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strongest_baseline import cpu_hog, machine
+from strongest_baseline import cpu_hog, machine, write_report
 
 STATISTICS = {
     "median": np.median,
@@ -126,10 +126,7 @@ def main() -> int:
                 row = {"run": i + 1, "load": load, "ratios": ratios(blocks)}
                 report["runs"].append(row)
                 print(json.dumps(row), flush=True)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    print(write_report(report, Path(args.out), markdown))
     return 0
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strongest_baseline import machine, within_reach
+from strongest_baseline import machine, within_reach, write_report
 
 WITHOUT_PRUNE = "separable,bottleneck,lowrank"
 RATIOS = "0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.65,0.7"
@@ -206,11 +206,6 @@ def markdown(report: dict) -> str:
     return "\n".join([*lines, "", *verdicts(rows)]) + "\n"
 
 
-def write(report: dict, out: Path) -> None:
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,resnet50")
@@ -242,7 +237,7 @@ def main() -> int:
             splits = load_splits("digits", Preprocess.for_model(ref.card, input_size=(args.size,) * 2))
             for runtime in args.runtimes.split(","):
                 report["rows"] += runtime_rows(model, runtime, ref, splits, args, Path(tmp))
-                write(report, Path(args.out))  # what has run so far survives an interrupted run
+                write_report(report, Path(args.out), markdown)  # an interrupted run keeps what ran
     print(markdown(report))
     return 0
 

@@ -271,10 +271,16 @@ def merge(reports: list[dict], out: Path) -> int:
     return 0
 
 
-def write(report: dict, out: Path) -> None:
+def write_report(report: dict, out: Path, render) -> str:
+    """`report` as OUT.json and `render(report)` as OUT.md (every benchmark's result pair); the markdown."""
+    text = render(report)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    out.with_suffix(".md").write_text(text)
+    return text
+
+
+def write(report: dict, out: Path) -> None:
+    print(write_report(report, out, markdown))
 
 
 def main() -> int:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strongest_baseline import machine, within_reach
+from strongest_baseline import machine, within_reach, write_report
 
 MODELS = "resnet18d,mobilenetv3_large_100,efficientnet_b0,regnety_008,convnext_atto"
 
@@ -186,10 +186,7 @@ def main() -> int:
                 trained_row(args.trained, size, args.epochs, args.distill_epochs, Path(tmp))
             )
             print(json.dumps(report["trained"][-1]), flush=True)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    print(write_report(report, Path(args.out), markdown))
     return 0
 
 
