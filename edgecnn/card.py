@@ -45,6 +45,14 @@ def fit_channels(values, chans: int) -> tuple[float, ...]:
     return tuple(values[i % len(values)] for i in range(chans))
 
 
+def check_mean_std(mean, std) -> None:
+    """`--mean` / `--std` for a graph that records no normalisation: both or neither, std positive."""
+    if (mean is None) != (std is None):
+        raise BadArgumentError("give --mean and --std together (one value per channel, or one for all)")
+    if std is not None and not all(v > 0 for v in std):
+        raise BadArgumentError(f"--std must be positive, got {','.join(map(str, std))}")
+
+
 @dataclass(frozen=True)
 class Card:
     """Name, task, input (size, channels, mean/std, resize before the centre crop) and classes."""

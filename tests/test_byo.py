@@ -3,6 +3,8 @@ name, and the layers timm adds, each transformed by what it computes or left wit
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -222,7 +224,6 @@ def _export_onnx(module, path, example, names=("image",), dynamic=True):
 
 
 def test_an_onnx_file_edgecnn_did_not_write_inspects_and_benches(tmp_path):
-    import json
 
     sys.path.insert(0, str(ROOT / "examples"))
     try:
@@ -243,22 +244,75 @@ def test_an_onnx_file_edgecnn_did_not_write_inspects_and_benches(tmp_path):
         "Relu",
     ]
 
-    items = [path]
-    if available("openvino"):
-        import openvino as ov
-
-        ov.save_model(ov.convert_model(str(path)), str(tmp_path / "net.xml"))
-        items.append(tmp_path / "net.xml")
-    fast = ("--duration", "0.05", "--warmup", "0.05", "--iterations", "3", "--no-memory", "--batch", "1,2")
-    r = run_cli("bench", *items, *fast, "--json", "-o", tmp_path / "run.json")
+    # bench: the graph as it is, in every runtime that reads it, at both sizes of its dynamic batch
+    runtimes = {"onnxruntime", "openvino"} if available("openvino") else {"onnxruntime"}
+    fast = ("--duration", "0.05", "--warmup", "0.05", "--iterations", "3", "--no-memory")
+    r = run_cli("bench", path, *fast, "--batch", "1,2", "--json", "-o", tmp_path / "run.json")
     assert r.returncode == 0, r.stderr
     rows = json.loads((tmp_path / "run.json").read_text())["rows"]
-    assert len(rows) == 2 * len(items), rows
-    assert not any(row["error"] for row in rows)  # a dynamic batch: both sizes
+    assert len(rows) == 2 * len(runtimes) and not any(row["error"] for row in rows), rows
     assert all(row["latency"]["median_ms"] > 0 for row in rows)
-    assert {row["runtime"] for row in rows} == (
-        {"onnxruntime", "openvino"} if len(items) == 2 else {"onnxruntime"}
+    assert {row["runtime"] for row in rows} == runtimes
+
+
+@pytest.mark.skipif(not __import__("edgecnn.runtime").runtime.available("openvino"), reason="needs OpenVINO")
+def test_an_onnx_file_edgecnn_did_not_write_exports_checked_against_itself_and_scores(tmp_path):
+    """fp32 and INT8 OpenVINO IR and ONNX from a torch.onnx file, each checked against ONNX Runtime
+    fp32 of that file; bench scores the file and its artifacts on the same test digits."""
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import mynet
+    finally:
+        sys.path.pop(0)
+    torch.manual_seed(0)
+    net = mynet.build(num_classes=10, width=8).eval()
+    path = _export_onnx(net, tmp_path / "net.onnx", torch.randn(1, 3, 32, 32))
+    norm = ("--mean", "0.1307", "--std", "0.3081")
+    made = {}
+    for precision in ("fp32", "int8"):
+        extra = ("--calib", "digits", *norm) if precision == "int8" else ()
+        out = tmp_path / "export"
+        r = run_cli(
+            "export", path, "-t", "openvino,onnx", "--precision", precision, *extra, "-o", out, "--json"
+        )
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout)
+        assert result["reference"] == "ONNX Runtime fp32 of net.onnx" and result["input_shape"] == [
+            1,
+            3,
+            32,
+            32,
+        ]
+        for target in result["targets"]:
+            assert target["status"] == "ok", target
+            gated = [p for p in target["parity"] if p["max_rel_allowed"] is not None]
+            assert gated and all(p["passed"] for p in target["parity"])
+            manifest = json.loads(Path(target["manifest"]).read_text())
+            assert manifest["input"]["name"] == "image" and manifest["weights"]["source"] == "file"
+            assert (manifest["input"]["mean"] is None) == (precision == "fp32")  # recorded when given
+            made[(target["target"], precision)] = target["path"]
+        if precision == "int8":  # calibrated, and checked on real digits
+            assert all(any(p["inputs"] == "images:64" for p in t["parity"]) for t in result["targets"])
+    bare = tmp_path / "bare.int8.onnx"  # the int8 ONNX without its manifest: read as int8 from its graph
+    shutil.copy(made[("onnx", "int8")], bare)
+    items = [path, made[("openvino", "fp32")], made[("openvino", "int8")], bare]
+    fast = ("--duration", "0.05", "--warmup", "0.05", "--iterations", "3", "--no-memory")
+    score = ("--data", "digits", "--data-limit", "200", *norm)
+    r = run_cli(
+        "bench", *items, *fast, *score, "-r", "onnxruntime,openvino", "--json", "-o", tmp_path / "b.json"
     )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert not any(row["error"] for row in rows) and len(rows) == 6, rows
+    precision = {(Path(row["artifact"]).name, row["runtime"]): row["precision"] for row in rows}
+    assert (
+        precision[("net.onnx", "openvino")] == "fp32" and precision[("bare.int8.onnx", "openvino")] == "int8"
+    )
+    top1 = {(Path(row["artifact"]).name, row["runtime"]): row["accuracy"]["top1"] for row in rows}
+    assert abs(top1[("net.onnx", "onnxruntime")] - top1[("net.xml", "openvino")]) <= 1.0, top1
+    r = run_cli("bench", path, *fast, "--data", "digits")  # the graph records no preprocessing
+    assert r.returncode == 1 and "give --mean and --std" in r.stdout + r.stderr
 
 
 class _TwoInputs(torch.nn.Module):
@@ -281,6 +335,10 @@ class _Flat(torch.nn.Module):
         ("inspect", "two", "has 2 inputs (a, b); edgecnn takes classifiers with one image input"),
         ("inspect", "flat", "its input 'image' is ?x8, not an image batch N x C x H x W"),
         ("convert", "image", "is an ONNX graph: inspect and bench take it as it is"),
+        ("export", "two", "has 2 inputs (a, b); edgecnn takes classifiers with one image input"),
+        ("export", "flat", "its input 'image' is ?x8, not an image batch N x C x H x W"),
+        ("export-int8", "image", "records no preprocessing, and --calib / --data read images: give --mean"),
+        ("export-fold", "image", "--fold-bn or a swap is for a PyTorch model; graph.onnx is an ONNX graph"),
     ],
 )
 def test_an_onnx_file_edgecnn_cannot_take_is_one_line_and_exit_2(tmp_path, command, build, message):
@@ -291,12 +349,17 @@ def test_an_onnx_file_edgecnn_cannot_take_is_one_line_and_exit_2(tmp_path, comma
         _export_onnx(_Flat(), path, torch.randn(1, 8))
     else:
         _export_onnx(torch.nn.Conv2d(3, 4, 3), path, torch.randn(1, 3, 8, 8))
-    extra = ("--fold-bn", "-o", tmp_path / "out.safetensors") if command == "convert" else ()
-    r = run_cli(command, path, *extra)
+    extra = {
+        "convert": ("--fold-bn", "-o", tmp_path / "out.safetensors"),
+        "export": ("-t", "onnx,openvino", "-o", tmp_path / "out"),
+        "export-int8": ("--precision", "int8", "--calib", "digits", "-o", tmp_path / "out"),
+        "export-fold": ("--fold-bn", "-o", tmp_path / "out"),
+    }.get(command, ())
+    r = run_cli(command.split("-")[0], path, *extra)
     assert r.returncode == 2
-    (line,) = r.stderr.strip().splitlines()
+    (line,) = [x for x in r.stderr.strip().splitlines() if x.startswith("error")]
     assert message in line
-    assert not (tmp_path / "out.safetensors").exists()
+    assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "out").exists()
 
 
 SMALLNET = """
@@ -330,7 +393,6 @@ def build(num_classes=10):
 def test_your_network_in_a_py_file_trains_compresses_exports_and_benches(tmp_path):
     """The job end to end on a network in no registry, named only by its file in the first command:
     the model files carry it from there (with --trust-code)."""
-    import json
 
     (tmp_path / "smallnet.py").write_text(SMALLNET)
     model = tmp_path / "smallnet.safetensors"
@@ -393,3 +455,17 @@ def test_a_bn_with_its_activation_inside_is_pruned_and_the_file_replays_the_cut(
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(pruned.model(x), again.module(x))
+
+
+def test_train_passes_builder_arguments_and_the_file_records_them(tmp_path):
+    from edgecnn.transforms.model_file import read_recipe
+
+    builder = f"{ROOT / 'examples' / 'mynet.py'}:build"
+    out = tmp_path / "m.safetensors"
+    r = run_cli("train", builder, "-a", "width=4", "--epochs", "1", "--input-size", "32", "32", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert read_recipe(out)["model_kwargs"] == {"width": 4}
+    r = run_cli("inspect", out, "--trust-code", "--json")
+    assert r.returncode == 0, r.stderr
+    convs = [layer for layer in json.loads(r.stdout)["layers"] if layer["type"] == "Conv2d"]
+    assert convs[0]["output_shape"][1] == 4  # the stem at width 4, as the builder argument asked

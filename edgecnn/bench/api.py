@@ -8,6 +8,7 @@ and an install hint, never a crash.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.bench.schema import BenchRow, BenchRun
+from edgecnn.card import check_mean_std
 from edgecnn.errors import BadArgumentError, EdgeCNNError, UnknownNameError
 from edgecnn.runtime import (
     AUTO_INT8,
@@ -57,12 +59,16 @@ class BenchOptions:
     compile: bool = False  # torch.compile for the torch runtime
     cuda_graph: bool = False  # the torch runtime on CUDA: replay the forward from a captured CUDA graph
     export_dir: str | None = None
+    # preprocessing of a graph that records none (an ONNX / IR file without edgecnn's manifest)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     reuse_dirs: tuple[str, ...] = ()  # folders whose verified exports of the same weights are reused
     verify: bool = True  # verify artifacts made on the fly (off: random-weight int8 checks are moot)
 
     def validate(self) -> BenchOptions:
         if self.calib_size < 1:
             raise BadArgumentError(f"--calib-size must be positive, got {self.calib_size}")
+        check_mean_std(self.mean, self.std)
         for r in self.runtimes:
             get_backend(r)
         for p in self.precisions:
@@ -286,35 +292,57 @@ def _foreign_input(path: Path, manifest: dict, problem):
         return None, str(e)
 
 
-def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
+def _readers(path: Path, foreign, opts: BenchOptions) -> list:
+    """The backends that time `path`: its own; for a graph edgecnn did not write, every requested
+    runtime that loads it as it is (an ONNX file in ONNX Runtime and OpenVINO)."""
+    own = backend_for(path)
+    if foreign is None:
+        return [own]
+    suffix = path.suffix.lower()
+    found = [get_backend(r) for r in opts.runtimes]
+    return [b for b in found if suffix in (*b.suffixes, *b.reads)] or [own]
+
+
+def _preprocess(inp: dict, shape, opts: BenchOptions):
+    """(Preprocess or None, problem): a manifest's preprocessing, else --mean / --std for a graph
+    that records none (its size and channels from `shape`, C x H x W)."""
+    from edgecnn.card import fit_channels
     from edgecnn.data import Preprocess
+
+    if inp and inp.get("mean") is not None:
+        try:
+            size, mean, std = tuple(inp["crop_size"]), tuple(inp["mean"]), tuple(inp["std"])
+            return Preprocess(size, inp["shape"][1], mean, std, inp.get("resize_size")), None
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            return None, f"its manifest's input is corrupt ({type(e).__name__}: {e}); export it again"
+    if opts.mean is None or shape is None:
+        return None, None
+    c, h, w = shape
+    if len(opts.mean) not in (1, c) or len(opts.std) not in (1, c):
+        return None, f"--mean and --std need 1 or {c} values for this {c}-channel input"
+    return Preprocess((h, w), c, fit_channels(opts.mean, c), fit_channels(opts.std, c), None), None
+
+
+def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     from edgecnn.export import check_files, read_manifest
-    from edgecnn.runtime.graphs import input_chw
+    from edgecnn.runtime.graphs import graph_precision, input_chw
 
     path = Path(item)
-    backend = backend_for(path)
-    runtime = backend.runtime
     problem = check_files(path) if path.is_file() else f"artifact not found: {path}"
     manifest = read_manifest(path) if problem is None else {}
     inp = manifest.get("input", {})
     shape = inp.get("shape")
     foreign, problem = _foreign_input(path, manifest, problem)
-    preprocess = None
-    if inp:
-        try:
-            size, mean, std = tuple(inp["crop_size"]), tuple(inp["mean"]), tuple(inp["std"])
-            preprocess = Preprocess(size, shape[1], mean, std, inp.get("resize_size"))
-        except (KeyError, TypeError, ValueError) as e:
-            problem = f"its manifest's input is corrupt ({type(e).__name__}: {e}); export it again"
     jobs = []
-    for b in opts.batches:
+    for backend, b in itertools.product(_readers(path, foreign, opts), opts.batches):
+        runtime = backend.runtime
         row = BenchRow(
             model=manifest.get("model", path.stem),
             variant=path.name,
             source=path.name,
             runtime=runtime,
             device=opts.device,
-            precision=manifest.get("precision", "?"),
+            precision=manifest.get("precision") or (graph_precision(path) if foreign else "?"),
             batch=b,
             threads=opts.threads,
             artifact=str(path),
@@ -333,6 +361,10 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
                 chw = input_chw(foreign, path, b, opts.input_size)
             except BadArgumentError as e:
                 row.error = str(e)
+        preprocess, bad = _preprocess(inp, chw, opts)
+        if opts.data and preprocess is None and not bad:  # found before any timing
+            bad = f"{path.name} records no preprocessing: give --mean and --std (per channel, 0..1 pixels)"
+        row.error = row.error or bad or ""
         if row.error:
             jobs.append(_Job(row, None, None, preprocess, None))
             continue
@@ -408,11 +440,8 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
     if opts.data or (opts.accuracy and job.recipe and job.recipe.get("data")):
         from edgecnn.data.splits import held_out_images
 
-        if job.preprocess is None:
-            raise BadArgumentError(
-                f"{row.artifact}: no edgecnn manifest beside it, so its preprocessing is unknown: top-1 "
-                "of such a file is not supported yet (bench it without --data)"
-            )
+        if job.preprocess is None:  # a model file's test split, on an artifact that lost its manifest
+            raise BadArgumentError(f"{row.artifact}: its preprocessing is unknown, so it cannot be scored")
         dataset = held_out_images(opts.data, job.preprocess, job.recipe)
         if dataset is not None:
             row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()

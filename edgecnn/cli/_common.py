@@ -100,6 +100,20 @@ def parse_kv(pairs: list[str] | None) -> dict:
     return out
 
 
+def parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    """A comma-separated list of numbers (`--mean 0.485,0.456,0.406`), or None when not given."""
+    from edgecnn.errors import BadArgumentError
+
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise BadArgumentError(
+            f"--{flag} takes comma-separated numbers (e.g. 0.5 or 0.485,0.456,0.406), got {text!r}"
+        ) from None
+
+
 def default_output(source: str, kind: str):
     """Where a command writes what it makes from `source` when no -o is given: beside a model file
     (export/resnet18/resnet18.trained.converted.safetensors), else export/<model>/<model>.<kind>."""

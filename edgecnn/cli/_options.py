@@ -55,6 +55,11 @@ NumClasses = Annotated[int | None, typer.Option(help="Classifier outputs (defaul
 InChans = Annotated[int | None, typer.Option(help="Input channels (default: the model's).")]
 ModelArg = Annotated[list[str] | None, typer.Option("--model-arg", "-a", help="Builder KEY=VALUE.")]
 InputSize = Annotated[tuple[int, int] | None, typer.Option(help="Input H W (default: the model's).")]
+Mean = Annotated[
+    str | None,
+    typer.Option(help="An ONNX/IR file's normalisation (it records none): per-channel mean on 0..1 pixels."),
+]
+Std = Annotated[str | None, typer.Option(help="With --mean: per-channel std on 0..1 pixels.")]
 Force = Annotated[bool, typer.Option(help="Overwrite existing output files.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, err_console, fail, handle_errors, table_width
+from edgecnn.cli._common import console, err_console, fail, handle_errors, parse_floats, table_width
 from edgecnn.cli._progress import reporting
 
 
@@ -85,6 +85,8 @@ def bench(
     num_classes: o.NumClasses = None,
     in_chans: o.InChans = None,
     input_size: o.InputSize = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
     warmup: Warmup = 1.0,
     iterations: Iterations = 30,
     duration: Duration = 3.0,
@@ -102,6 +104,8 @@ def bench(
 ) -> None:
     """Latency (p50/p90/p99, throughput), peak memory and top-1/top-5 across runtimes.
 
+    An ONNX file edgecnn did not write is timed in every --runtime that reads it (ONNX Runtime,
+    OpenVINO); --mean/--std give its preprocessing for top-1 on --data.
     Exits 1 when every row failed; when some did, the last line says how many."""
     from edgecnn.bench import bench as run_bench
     from edgecnn.bench import save
@@ -141,6 +145,8 @@ def _bench_options(p: dict):
         min_seconds=p["duration"],
         export_dir=str(p["export_dir"]) if p["export_dir"] else None,
         verify=p["verify"],
+        mean=parse_floats(p["mean"], "mean"),
+        std=parse_floats(p["std"], "std"),
         **{k: p[k] for k in same},
     )
 

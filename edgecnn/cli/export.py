@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, handle_errors, parse_kv
+from edgecnn.cli._common import console, handle_errors, parse_floats, parse_kv
 from edgecnn.cli._progress import reporting
 
 
@@ -110,27 +110,26 @@ def export(
     num_classes: o.NumClasses = None,
     in_chans: o.InChans = None,
     model_arg: o.ModelArg = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
     force: o.Force = False,
     trust_code: o.TrustCode = False,
     as_json: o.AsJson = False,
 ) -> None:
-    """Export to ONNX / OpenVINO IR / TensorRT, verify each artifact against PyTorch, write manifests.
-
-    Exits 1 when any target fails to export or to verify.
-    """
+    """Export to ONNX / OpenVINO IR / TensorRT, verify each artifact against PyTorch (an ONNX file:
+    against ONNX Runtime fp32 of it; --mean/--std to read images), write manifests. Exits 1 when any
+    target fails to export or to verify."""
     from edgecnn.export import export as run_export
 
     options, convert = _export_options(locals())
     with _terminate_as_interrupt(), reporting(f"exporting {model}") as rep:
+        kw = dict(weights=weights, convert=convert, num_classes=num_classes, in_chans=in_chans)
         result = run_export(
             model,
             options,
-            weights=weights,
-            convert=convert,
-            num_classes=num_classes,
-            in_chans=in_chans,
+            **kw,
             model_kwargs=parse_kv(model_arg),
-            on_step=lambda msg: rep.step(f"{model}: {msg}"),
+            on_step=lambda m: rep.step(f"{model}: {m}"),
         )
     typer.echo(json.dumps(result.to_dict(), indent=2)) if as_json else _print(result)
     if not result.ok:
@@ -151,6 +150,8 @@ def _export_options(p: dict):
         targets=tuple(t.strip() for t in p["target"].split(",") if t.strip()),
         out_dir=p["output"],
         workspace_gib=p["workspace"],
+        mean=parse_floats(p["mean"], "mean"),
+        std=parse_floats(p["std"], "std"),
         **{k: p[k] for k in same},
     )
     return options, convert
@@ -207,7 +208,7 @@ def _print(result) -> None:
     inputs = dict.fromkeys(p.inputs for t in result.targets for p in t.parity)
     if inputs:
         console.print(
-            f"parity against PyTorch on {' and '.join(inputs)}; * decides the status: "
+            f"parity against {result.reference} on {' and '.join(inputs)}; * decides the status: "
             + "; ".join(_rules(result)),
             highlight=False,
         )

@@ -11,7 +11,7 @@ import typer
 
 from edgecnn.artifacts import check_writable
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, handle_errors
+from edgecnn.cli._common import console, handle_errors, parse_kv
 from edgecnn.cli._progress import reporting
 from edgecnn.train.options import USES
 
@@ -86,6 +86,7 @@ def train(
     device: Device = "auto",
     amp: Amp = False,
     workers: Workers = 0,
+    model_arg: o.ModelArg = None,
     force: o.Force = False,
     trust_code: o.TrustCode = False,
     as_json: o.AsJson = False,
@@ -98,9 +99,8 @@ def train(
 
     out, opts, split = _train_options(locals())
     with progress_bars(f"training {model}") as (on_step, on_epoch):
-        loaded, result, test_top1 = train_model(
-            model, split, opts, input_size=input_size, weights=weights, on_step=on_step, on_epoch=on_epoch
-        )
+        kw = dict(input_size=input_size, weights=weights, model_kwargs=parse_kv(model_arg))
+        loaded, result, test_top1 = train_model(model, split, opts, **kw, on_step=on_step, on_epoch=on_epoch)
     save_model(loaded, out, force=True)
     out.with_suffix(".ckpt").unlink(missing_ok=True)  # saved: an interrupted run's checkpoint is spent
     _print_trained(model, loaded, result, test_top1, out, as_json)

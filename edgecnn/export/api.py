@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgecnn.artifacts import work_prefix
+from edgecnn.errors import BadArgumentError
+from edgecnn.export.graph import is_graph, prepare_graph
 from edgecnn.export.manifest import target_manifest
 from edgecnn.export.options import ExportOptions
 from edgecnn.export.paths_and_images import prepare
@@ -39,7 +41,8 @@ def export(
     on_step: Callable[[str], None] | None = None,
     loaded=None,
 ) -> ExportResult:
-    """Export `source` (a `Model`, a zoo name or a model file) to every target in `options`.
+    """Export `source` (a `Model`, a zoo name, a model file, or an ONNX file exported as the graph it
+    is and checked against ONNX Runtime fp32 of it) to every target in `options`.
 
     convert: keyword arguments for `edgecnn.transforms.convert` (fold_bn, separable, bottleneck),
     applied before exporting. loaded: an already built `Model` for `source` (the benchmark
@@ -53,18 +56,45 @@ def export(
     step = on_step or (lambda msg: log.info("%s", msg))
     for target in opts.targets:  # fail before any work: "writes nothing"
         ensure_ready(get_target(target))
-    step("loading model")
-    if loaded is None:
-        loaded = load_source(source, weights, num_classes, in_chans, model_kwargs)
-    job = prepare(opts, loaded=loaded, convert=convert, on_step=step)
+    if is_graph(source):
+        _only_the_graph(
+            source,
+            weights=weights,
+            convert=convert,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            model_kwargs=model_kwargs,
+        )
+        step("reading the graph")
+        job = prepare_graph(opts, Path(source), step)
+        loaded = job.loaded
+    else:
+        if opts.mean is not None:
+            raise BadArgumentError("--mean / --std go with an ONNX file; a model's card holds its own")
+        step("loading model")
+        if loaded is None:
+            loaded = load_source(source, weights, num_classes, in_chans, model_kwargs)
+        job = prepare(opts, loaded=loaded, convert=convert, on_step=step)
 
     shown = loaded.path or loaded.card.name if isinstance(source, Model) else str(source)
     result = ExportResult(loaded.card.name, shown, job.shape, opts.dynamic_batch, str(job.out_dir), [])
+    result.reference = job.reference_name
     # from here, a kill leaves outputs the next run of this export replaces
     with job.journal.writing(), tempfile.TemporaryDirectory(dir=job.out_dir, prefix=work_prefix()) as work:
         _build_all(job, Path(work), result, step)
     result.targets.sort(key=lambda r: opts.targets.index(r.target))
     return result
+
+
+def _only_the_graph(source, **given) -> None:
+    """An ONNX file is exported as the graph it is: what rebuilds or changes a PyTorch model is refused."""
+    flags = {"weights": "--weights", "convert": "--fold-bn or a swap", "num_classes": "--num-classes"}
+    flags.update(in_chans="--in-chans", model_kwargs="--model-arg")
+    for key, value in given.items():
+        if value:
+            raise BadArgumentError(
+                f"{flags[key]} is for a PyTorch model; {Path(source).name} is an ONNX graph (exported as is)"
+            )
 
 
 def _build_all(job, work: Path, result: ExportResult, step) -> None:

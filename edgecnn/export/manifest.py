@@ -97,18 +97,19 @@ def target_manifest(res, job, result) -> dict:
         "transforms": job.transforms,
         "recipe": loaded.recipe,
         "input": {
-            "name": "input",
+            "name": job.input_name,
             "shape": list(result.input_shape),
             "dynamic_batch": opts.dynamic_batch,
             "layout": "NCHW",
             "color": "grey" if loaded.in_chans == 1 else "RGB",
             "resize_size": preprocess.resize_size,
             "crop_size": list(job.size),
-            "mean": list(preprocess.mean),
-            "std": list(preprocess.std),
+            # None: not known (an ONNX file exported without --mean / --std)
+            "mean": list(preprocess.mean) if job.preprocessing_known else None,
+            "std": list(preprocess.std) if job.preprocessing_known else None,
         },
         "output": {
-            "name": "logits",
+            "name": job.output_name,
             "num_classes": loaded.num_classes,
             "class_names": (loaded.recipe or {}).get("class_names"),
             "task": loaded.card.task,

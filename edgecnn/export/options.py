@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecnn.card import check_mean_std
 from edgecnn.errors import BadArgumentError, UnknownNameError
 from edgecnn.export.onnx import DEFAULT_OPSET, EXPORTERS, OPSETS
 from edgecnn.runtime import AUTO_INT8, check_int8_activations, get_precision, get_target
@@ -43,6 +44,9 @@ class ExportOptions:
     force: bool = False
     workspace_gib: float = 2.0
     seed: int = 0
+    # An ONNX file's preprocessing (per channel, on 0..1 pixels), which the graph does not record
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def activations_for(self, target: str) -> str | None:
         """The int8 activation scheme of `target`'s artifact; None when the precision has none."""
@@ -84,6 +88,7 @@ class ExportOptions:
             raise BadArgumentError(
                 f"with --dynamic-batch, need --batch <= --max-batch, got {self.batch} and {self.max_batch}"
             )
+        check_mean_std(self.mean, self.std)
         if self.calib_size < 1 or self.check_size < 0 or self.seeded_checks < 1:
             raise BadArgumentError("--calib-size and the number of check inputs must be positive")
         return self

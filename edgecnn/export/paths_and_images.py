@@ -89,7 +89,12 @@ class ExportJob:
     journal: RunJournal | None = None  # the outputs this export writes, while it writes them
     seeded: list[np.ndarray] = field(default_factory=list)
     real: list[np.ndarray] = field(default_factory=list)
-    reference: dict[str, np.ndarray] = field(default_factory=dict)  # "seeded"/"real" -> PyTorch logits
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # "seeded"/"real" -> reference logits
+    # What the artifacts are checked against, and the graph's I/O names (an ONNX file brings its own)
+    reference_name: str = "PyTorch"
+    input_name: str = "input"
+    output_name: str = "logits"
+    preprocessing_known: bool = True  # False: an ONNX file exported without --mean / --std
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -105,7 +110,7 @@ class ExportJob:
         return first.name.removesuffix(first.suffix)
 
 
-def _outputs(finals: dict[str, Path]) -> list[Path]:
+def publish_paths(finals: dict[str, Path]) -> list[Path]:
     """Every file the targets publish: each artifact, its side files and its manifest."""
     from edgecnn.export.manifest import manifest_path
     from edgecnn.runtime import get_target
@@ -136,7 +141,7 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
         recipes = json.dumps([r.recipe for r in converted.reports], sort_keys=True, default=str)
         plan_id = hashlib.sha256(recipes.encode()).hexdigest()[:6]
     finals = planned_paths(loaded, opts, transforms=applied, plan_id=plan_id)
-    journal = RunJournal(next(iter(finals.values())).parent, "export", _outputs(finals))
+    journal = RunJournal(next(iter(finals.values())).parent, "export", publish_paths(finals))
     if journal.resumes() and not opts.force:  # what an interrupted export left: replaced
         log.info("replacing the outputs an interrupted export left in %s", journal.folder)
         opts = dataclasses.replace(opts, force=True)
@@ -148,20 +153,27 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
         stats = analyze(model, size, in_chans=loaded.in_chans, name=loaded.card.name)
         check_batch_fits(stats, opts.batch, "try a smaller --batch or --input-size")
     preprocess = Preprocess.for_model(loaded.card, input_size=size)
-    calibration, check_set = _image_sets(opts, preprocess)
+    calibration, check_set = image_sets(opts, preprocess)
     job = ExportJob(opts, loaded, model, size, transforms, preprocess, finals, calibration, journal)
+    return add_checks(job, check_set, on_step)
+
+
+def add_checks(job: ExportJob, check_set, on_step) -> ExportJob:
+    """The job's seeded inputs, its real check images from `check_set`, and the reference's outputs
+    on both (when verifying)."""
+    opts = job.options
     rng = np.random.default_rng(opts.seed)
     n_seeded = max(1, opts.seeded_checks // opts.batch)
     job.seeded = [rng.standard_normal(job.shape).astype(np.float32) for _ in range(n_seeded)]
     if opts.verify:
         if check_set:
             job.real = [x for x, _ in check_set.batches(opts.batch, limit=opts.check_size, drop_last=True)]
-        on_step("running PyTorch reference")
+        on_step(f"running the reference: {job.reference_name}")
         job.reference = _reference(job)
     return job
 
 
-def _image_sets(opts: ExportOptions, preprocess):
+def image_sets(opts: ExportOptions, preprocess):
     """(calibration set or None, real check set or None): never the same images."""
     from edgecnn.data import DIGITS, open_dataset
     from edgecnn.data.dataset import Subset

@@ -146,7 +146,9 @@ def quantize_qdq(
     }
 
 
-def fp16_step(fp32_path: Path, out_path: Path, *, options: ExportOptions, calibration, on_step) -> dict:
+def fp16_step(
+    fp32_path: Path, out_path: Path, *, options: ExportOptions, calibration, on_step, input_name: str = ""
+) -> dict:
     return to_fp16(fp32_path, out_path)
 
 
@@ -157,17 +159,17 @@ def int8_step(
     options: ExportOptions,
     calibration,
     on_step: Callable[[str], None],
+    input_name: str = "input",
 ) -> dict:
-    """Calibrate on `calibration` (a dataset) in batches of the export's static batch (8 when dynamic)."""
-    from edgecnn.export.onnx import INPUT_NAME
-
+    """Calibrate on `calibration` (a dataset) in batches of the export's static batch (8 when dynamic),
+    fed to the graph's `input_name`."""
     on_step(f"calibrating INT8 on {len(calibration)} images from {options.calib}")
     batch = 8 if options.dynamic_batch else options.batch
     info = quantize_qdq(
         fp32_path,
         out_path,
         (x for x, _ in calibration.batches(batch, drop_last=not options.dynamic_batch)),
-        input_name=INPUT_NAME,
+        input_name=input_name,
         method=options.calib_method,
         per_channel=options.per_channel,
         activations=options.int8_activations,

@@ -41,6 +41,7 @@ class ExportResult:
     out_dir: str
     targets: list[TargetResult]
     onnx: dict = field(default_factory=dict)
+    reference: str = "PyTorch"  # what every artifact's parity is against
 
     @property
     def quantization(self) -> dict:

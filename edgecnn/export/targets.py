@@ -47,7 +47,7 @@ def build_target(
                 out_dir=final.parent,
             )
         if opts.verify:
-            on_step(f"{target}: verifying against PyTorch")
+            on_step(f"{target}: verifying against {job.reference_name}")
             res.parity = verify(backend, artifact, job)
             failed = [p for p in res.parity if not p.passed]
             if failed:
@@ -78,7 +78,8 @@ def build_target(
 
 
 def verify(backend: Backend, artifact: Path, job: ExportJob) -> list[Parity]:
-    """Run the artifact where it deploys and compare with PyTorch on the seeded and the real inputs."""
+    """Run the artifact where it deploys and compare with the reference (PyTorch; ONNX Runtime fp32 of
+    a given ONNX file) on the seeded and the real inputs."""
     precision = get_precision(job.options.precision)
     runner = get_runner(
         backend.runtime, artifact, device=backend.devices[0], **backend.options_for(precision.name)
@@ -137,6 +138,7 @@ def make_onnx(
     (path, onnx info, precision info)."""
     import dataclasses
 
+    from edgecnn.export.graph import graph_onnx, is_graph
     from edgecnn.export.onnx import export_onnx
 
     opts, precision = job.options, get_precision(job.options.precision)
@@ -144,17 +146,28 @@ def make_onnx(
     work.mkdir(parents=True, exist_ok=True)
     final = work / f"{job.stem}.onnx"
     base = final if precision.onnx_step is None else work / "fp32-source.onnx"
-    info = export_onnx(
-        job.model,
-        base,
-        input_shape=job.shape,
-        dynamic_batch=opts.dynamic_batch,
-        opset=opts.opset,
-        exporter=opts.exporter,
-        simplify=opts.simplify,
-    )
+    if is_graph(job.model):  # an ONNX file brought as it is
+        info = graph_onnx(job, base)
+    else:
+        info = export_onnx(
+            job.model,
+            base,
+            input_shape=job.shape,
+            dynamic_batch=opts.dynamic_batch,
+            opset=opts.opset,
+            exporter=opts.exporter,
+            simplify=opts.simplify,
+        )
     if precision.onnx_step is None:
         return base, info, {}
     step = import_string(precision.onnx_step)
     step_opts = dataclasses.replace(opts, int8_activations=activations) if activations else opts
-    return final, info, step(base, final, options=step_opts, calibration=job.calibration, on_step=on_step)
+    made = step(
+        base,
+        final,
+        options=step_opts,
+        calibration=job.calibration,
+        on_step=on_step,
+        input_name=job.input_name,
+    )
+    return final, info, made

@@ -30,6 +30,7 @@ class Backend:
     device_precisions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     target: str | None = None  # the name `export --target` takes; None: no artifact of its own
     suffixes: tuple[str, ...] = ()  # artifact suffixes; the first is what export writes
+    reads: tuple[str, ...] = ()  # other artifacts its runner loads as they are (OpenVINO reads ONNX)
     # Files published with the artifact, before it (a reader opens the main file last): templates on
     # the artifact's "{stem}" and "{name}"; those that exist count.
     side_files: tuple[str, ...] = ()
@@ -148,6 +149,7 @@ BACKENDS: dict[str, Backend] = {
             devices=("cpu", "gpu"),
             target="openvino",
             suffixes=(".xml",),
+            reads=(".onnx",),
             side_files=("{stem}.bin",),
             builder="edgecnn.export.openvino:build",
             precisions=("fp32", "bf16", "fp16", "int8"),

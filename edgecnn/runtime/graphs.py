@@ -38,6 +38,22 @@ def graph_input(path: str | Path) -> GraphInput:
     return only
 
 
+def graph_precision(path: str | Path) -> str:
+    """What an ONNX file computes in, read from the graph: "int8" with Q/DQ nodes, "fp16" with fp16
+    weights, else "fp32" (an OpenVINO IR: "?", its weights' type says little about its math)."""
+    import onnx
+
+    path = Path(path)
+    if path.suffix != ".onnx":
+        return "?"
+    model = onnx.load(str(path), load_external_data=False)
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in model.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
 def input_chw(inp: GraphInput, path, batch: int, input_size=None) -> tuple[int, int, int]:
     """(C, H, W) to time `path` at `batch`: from the graph, dynamic H x W from `input_size`."""
     n, c, h, w = inp.shape

@@ -30,6 +30,7 @@ def train_model(
     labels_file=None,
     test_data=None,
     test_fraction: float = 0.2,
+    model_kwargs: dict | None = None,
     on_step=None,
     on_epoch=None,
 ):
@@ -38,20 +39,22 @@ def train_model(
 
     data: a --data value (split with `test_data` / `test_fraction` / `val_fraction`) or a SplitSpec.
     Returns (Model, TrainResult, test_top1); the Model's recipe is the model file's header
-    (classes, input size, mean/std, the split), which `save_model` writes."""
+    (classes, input size, mean/std, the split, the builder's `model_kwargs`), which `save_model` writes."""
     from edgecnn.data import Preprocess
     from edgecnn.data.splits import SplitSpec, record, resolve
     from edgecnn.transforms.model_file import card_of, model_recipe
     from edgecnn.zoo import card_for
 
-    card = card_for(name)
+    kwargs = dict(model_kwargs or {})
+    chans = {"in_chans": kwargs.pop("in_chans")} if "in_chans" in kwargs else {}  # the card's, too
+    card = card_for(name, **chans)
     size = card.check_input_size(input_size)
     preprocess = Preprocess.for_model(card, input_size=size)
     if not isinstance(data, SplitSpec):
         split_args = dict(test_data=test_data, test_fraction=test_fraction, val_fraction=val_fraction)
         data = resolve(data, **split_args, seed=options.seed, labels_file=labels_file)
     splits = load_splits(data, preprocess)
-    loaded, options = _built(name, weights, len(splits.classes), options)
+    loaded, options = _built(name, weights, len(splits.classes), options, {**kwargs, **chans})
     result = fit(loaded.module, splits.train, splits.val, options, on_step=on_step, on_epoch=on_epoch)
     test_top1 = evaluate_top1(loaded.module, splits.test, device=options.device)
     loaded.module.cpu()  # trained anywhere, handed back where everything else (export, files) works
@@ -71,7 +74,7 @@ def train_model(
     return loaded, result, test_top1
 
 
-def _built(name: str, weights, classes: int, options: TrainOptions):
+def _built(name: str, weights, classes: int, options: TrainOptions, kwargs: dict):
     """The zoo model with `classes` outputs, in train mode, seeded; weights of another class count
     (ImageNet's 1000) are fine-tuned with a fresh head, named in the options when it trains apart."""
     import dataclasses
@@ -82,7 +85,7 @@ def _built(name: str, weights, classes: int, options: TrainOptions):
     from edgecnn.zoo.weights import classifier_heads
 
     torch.manual_seed(options.seed)
-    loaded = load_model(name, weights=weights, num_classes=classes, reset_head=weights is not None)
+    loaded = load_model(name, weights=weights, num_classes=classes, reset_head=weights is not None, **kwargs)
     fine_tune = weights is not None and (options.freeze_epochs or options.backbone_lr_scale != 1)
     head = tuple(classifier_heads(loaded.module, loaded.num_classes)) if fine_tune else ()
     loaded.module.train()
