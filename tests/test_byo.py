@@ -334,7 +334,9 @@ class _Flat(torch.nn.Module):
     [
         ("inspect", "two", "has 2 inputs (a, b); edgecnn takes classifiers with one image input"),
         ("inspect", "flat", "its input 'image' is ?x8, not an image batch N x C x H x W"),
-        ("convert", "image", "is an ONNX graph: inspect and bench take it as it is"),
+        ("convert", "image", "graph.onnx: an ONNX graph: inspect, export and bench take it as it is"),
+        ("compress", "image", "graph.onnx: an ONNX graph: inspect, export and bench take it as it is"),
+        ("train", "image", "graph.onnx: an ONNX graph: inspect, export and bench take it as it is"),
         ("export", "two", "has 2 inputs (a, b); edgecnn takes classifiers with one image input"),
         ("export", "flat", "its input 'image' is ?x8, not an image batch N x C x H x W"),
         ("export-int8", "image", "records no preprocessing, and --calib / --data read images: give --mean"),
@@ -469,3 +471,14 @@ def test_train_passes_builder_arguments_and_the_file_records_them(tmp_path):
     assert r.returncode == 0, r.stderr
     convs = [layer for layer in json.loads(r.stdout)["layers"] if layer["type"] == "Conv2d"]
     assert convs[0]["output_shape"][1] == 4  # the stem at width 4, as the builder argument asked
+
+
+@pytest.mark.parametrize("command", ["train", "compress", "convert", "export"])
+def test_a_checkpoint_named_as_the_model_says_to_use_weights(tmp_path, command):
+    ckpt = tmp_path / "mine.pth"
+    torch.save({"w": torch.zeros(1)}, ckpt)
+    r = run_cli(command, ckpt, cwd=tmp_path)
+    assert r.returncode == 2
+    (line,) = [x for x in r.stderr.strip().splitlines() if x.startswith("error")]
+    assert f"{ckpt}: give a zoo model name" in line and "MODEL --weights FILE" in line
+    assert not (tmp_path / "export").exists()

@@ -253,6 +253,10 @@ def _distill_models(teacher: str, teacher_weights, student: Path):
     from edgecnn.transforms import load_model_file, load_source
 
     if not teacher.endswith(".safetensors") and teacher_weights is None:
+        from edgecnn.zoo import external, registry
+
+        if not external.kind_of(teacher):
+            registry.get_spec(teacher)  # a file that is no model (an ONNX graph) says so first
         raise BadArgumentError(
             f"a teacher needs trained weights: give the model file `edgecnn train` wrote, or {teacher} "
             "--teacher-weights FILE"

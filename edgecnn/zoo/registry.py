@@ -10,7 +10,7 @@ import fnmatch
 from dataclasses import dataclass, field
 
 from edgecnn.card import IMAGENET_MEAN, IMAGENET_STD, Card, fit_channels
-from edgecnn.errors import UnknownNameError
+from edgecnn.errors import BadArgumentError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,28 @@ def list_specs(pattern: str = "*") -> list[ModelSpec]:
     return [get_spec(name) for name in list_models(pattern)]
 
 
+# Files named where a model name goes that are not models edgecnn can rebuild: what to do instead
+NOT_A_NAME = {
+    "onnx": "an ONNX graph: inspect, export and bench take it as it is; this command needs the PyTorch "
+    "model (a zoo name, timm:NAME, file.py:function or an edgecnn model file)",
+    "xml": "an OpenVINO IR: bench takes it as it is; this command needs the PyTorch model",
+    "pth": "give a zoo model name, timm:NAME, file.py:function or a .safetensors model file written by "
+    "edgecnn; for a model with your weights use MODEL --weights FILE",
+}
+NOT_A_NAME["pt"] = NOT_A_NAME["pth"]
+
+
 def get_spec(name: str) -> ModelSpec:
     """The spec for `name`; an unknown name raises with close matches."""
     _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownNameError("model", name, _REGISTRY) from None
+        pass
+    suffix = str(name).rsplit(".", 1)[-1].lower() if "." in str(name) else ""
+    if suffix in NOT_A_NAME:
+        raise BadArgumentError(f"{name}: {NOT_A_NAME[suffix]}")
+    raise UnknownNameError("model", name, _REGISTRY) from None
 
 
 def check_input_size(spec: ModelSpec, size: tuple[int, int]) -> tuple[int, int]:
