@@ -7,7 +7,9 @@ Each model is trained on the bundled digits at 64x64 (`reference_model`, cached;
 benchmarks/strongest_baseline.py does). Per runtime and requested speed-up, three students, each
 distilled as compress distils (same epochs, lr, BN re-estimation, feature matching), every top-1 on
 the same 1,000 held-out test digits:
-- plan: `compress --speedup S` with every candidate kind (pruning included);
+- plan: `compress --speedup S` with every candidate kind (pruning included), which also recovers
+  uniform pruning at the least ratio that meets the same request and ships the student with the
+  lower validation loss (`edgecnn.compress.rival`; both students' test top-1 in the last column);
 - no prune: `compress --speedup S --candidates separable,bottleneck,lowrank` (the plan before pruning);
 - uniform: Torch-Pruning's uniform pruning ratio (group L2 importance, channel counts rounded to 8:
   `convert --prune R`) at the ratio whose latency is closest to the plan's student.
@@ -60,6 +62,8 @@ def plan_row(model, runtime, speedup, kinds, ref, common, work) -> dict:
         "predicted": r.plan.predicted_speedup,
         "latencies_cached": r.plan.latencies_cached,
         "kinds": kinds_used,
+        # where compress measured the plan against uniform pruning at the same request (compress.rival)
+        "structure": r.structure.to_dict() if r.structure else None,
         "top1": r.top1[1],
         "original_top1": r.top1[0],
         "test_set": r.test_set,
@@ -199,6 +203,11 @@ def markdown(report: dict) -> str:
         asked = f"{r['speedup']:g}x" + (f" ({r['asked']:.2f}x asked)" if r.get("reach") else "")
         compress = f"{r['compress_speedup']:.2f}x" if "compress_speedup" in r else "-"
         chose = ", ".join(r["kinds"]) if "kinds" in r else f"{r['ratio']:.0%} of channels removed"
+        structure = r.get("structure")
+        if structure:  # compress recovered both the plan and uniform pruning, and kept one
+            p, u = structure["test_top1"]
+            won = f"uniform {structure['ratio']:.0%}" if structure["shipped"] == "uniform" else "the plan"
+            chose += f"; shipped {won} (plan {p:.1f} / uniform {u:.1f} on test; chosen on validation)"
         lines.append(
             f"| {r['model']} | {r['runtime']} | {asked} | {r['variant']} | {r['ms']:.2f} | "
             f"{r['speedup_here']:.2f}x | {compress} | {r['top1']:.2f} | {chose} |"

@@ -155,7 +155,7 @@ def test_a_plan_that_fails_by_cached_latencies_times_them_again(tmp_path, monkey
         return Plan("onnxruntime", "cpu", None, 1, (1,), 5.0, 2.5, predicted, [], 8, 0, table.hits)
 
     monkeypatch.setattr(api, "_plan_with", plan_with)
-    monkeypatch.setattr(api, "_latency_table", lambda opts: LatencyTable("onnxruntime", cache_dir=tmp_path))
+    monkeypatch.setattr(api, "latency_table", lambda opts: LatencyTable("onnxruntime", cache_dir=tmp_path))
     plan = api.make_plan(None, (1, 8, 8), [], PlanOptions(speedup=2))
     assert calls == [False, True] and plan.predicted_ms == 2.5
     said = "is out of reach (1.20x at best)" if outcome == "out of reach" else "missed its check (1.67x)"
@@ -600,7 +600,18 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     # cost beyond its layers' sum is reported (the knapsack's budget is checked against brute force
     # above). No bound on context_ms here: on a 0.6 ms model the per-layer sum and the whole timing
     # come from different seconds of a shared host (CI once saw context 0.72 ms on a 0.62 ms model).
-    p = result.plan
+    # A plan that may prune was measured against uniform pruning at the same request (when some ratio
+    # met it), both recovered alike; the one with the lower validation loss is `plan`.
+    choice = result.structure
+    if choice is not None:
+        losses = (choice.plan_val.loss, choice.uniform_val.loss)
+        assert choice.val_images > 0 and all(0 < v < 100 for v in losses)
+        shipped_top1 = choice.test_top1[choice.shipped == "uniform"]
+        assert shipped_top1 == result.top1[1] and 0 < choice.ratio < 1
+        assert choice.shipped == ("uniform" if losses[1] < losses[0] else "plan")
+        assert (result.plan.uniform is not None) == (choice.shipped == "uniform") and d["structure"]
+    # the knapsack's plan (shipped, or measured against uniform pruning), its prediction as it adds up
+    p = choice.other if choice is not None and choice.shipped == "uniform" else result.plan
     chosen = sum(x.latency_after_ms for x in p.layers)
     fixed = p.original_ms - sum(x.latency_before_ms for x in p.layers)
     assert p.predicted_ms > 0 and p.predicted_ms == pytest.approx(fixed + chosen + p.context_ms)
@@ -639,7 +650,8 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     assert Path(d["artifacts"]["original"]).is_file()
     r = _run(*args, "--force", cache=cache)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "per-layer choice" in r.stdout and "predicted" in r.stdout and "test top-1" in r.stdout
+    shown = "uniform pruning, " if result.plan.uniform else "per-layer choice"
+    assert shown in r.stdout and "predicted" in r.stdout and "test top-1" in r.stdout
     again = json.loads(Path(result.report).read_text())["plan"]
     # the same path through the same probes and checks, all of them from the cache this time (timed
     # seconds ago, so a plan that misses by them does not time them again), but for any timed while

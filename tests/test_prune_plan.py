@@ -3,6 +3,8 @@ chosen in the same knapsack as the swaps, rebuilt from the recipe."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torchvision
@@ -152,3 +154,56 @@ def test_a_pruned_student_distills_with_feature_reconstruction_of_its_unchanged_
     train = TrainOptions(epochs=1, max_steps=3, batch_size=16, lr=0.005, feature_steps=2)
     result = distill(loaded, student, "digits", DistillOptions(train=train))
     assert result.student_test_top1 >= 0
+
+
+def test_uniform_pruning_rivals_a_plan_at_the_least_ratio_that_meets_its_request(monkeypatch, tmp_path):
+    """A bisection over the ratios finds the least that meets the request, as timed; none: no rival."""
+    import edgecnn.plan.uniform as uniform
+    from edgecnn.plan import PlanOptions
+    from edgecnn.plan.api import Plan
+
+    model, _ = _folded(torchvision.models.resnet18)
+    plan = Plan("onnxruntime", "cpu", None, 1, (3, 32, 32), 10.0, 5.0, 4.8, [], 16, 0, 0)
+    tried = []
+
+    def timed(model, ratio, example, plan, table, reference, rounds):
+        tried.append(ratio)
+        return 10.0 * (1 - ratio), {"conv1": (64, round(64 * (1 - ratio)))}  # 0.5 meets 5 ms
+
+    monkeypatch.setattr(uniform, "_time_uniform", timed)
+    opts = PlanOptions(runtime="onnxruntime", speedup=2.0, cache_dir=tmp_path)
+    rival = uniform.uniform_plan(model, plan, opts)
+    assert rival.uniform == 0.5 and rival.predicted_ms == 5.0 and len(tried) <= uniform.STEPS
+    assert rival.transforms() == [{"name": "prune", "groups": {"conv1": 32}}] and rival.swapped() == []
+    slow = dataclasses.replace(plan, target_ms=1.0)  # 0.7 of the channels runs 3 ms: out of reach
+    assert uniform.uniform_plan(model, slow, opts) is None
+
+
+@pytest.mark.parametrize("better", ["plan", "uniform"])
+def test_the_student_with_the_lower_validation_loss_ships_and_both_are_reported(monkeypatch, better):
+    from types import SimpleNamespace
+
+    import edgecnn.compress.recovery as recovery
+    import edgecnn.compress.rival as rival_module
+    from edgecnn.plan.api import Plan
+
+    plan = Plan("onnxruntime", "cpu", None, 1, (3, 32, 32), 10.0, 5.0, 4.8, [], 16, 0, 0)
+    rival = dataclasses.replace(plan, predicted_ms=4.9, uniform=0.4)
+    made = {id(plan): "plan", id(rival): "uniform"}
+
+    def recover(loaded, candidate, *args):
+        name = made[id(candidate)]
+        return SimpleNamespace(model=name), (97.0, 96.0 if name == "plan" else 96.5), "test", []
+
+    losses = {"plan": 0.2 if better == "plan" else 0.3, "uniform": 0.25}
+    monkeypatch.setattr(recovery, "recover", recover)
+    monkeypatch.setattr(rival_module, "_scored", lambda model, data: rival_module.Scored(90.0, losses[model]))
+    splits = SimpleNamespace(val=[0] * 40)
+    shipped, (student, top1, *_), choice = rival_module.recover_best(
+        None, plan, rival, (32, 32), splits, [], None, lambda *a: None
+    )
+    assert choice.shipped == better and shipped is (plan if better == "plan" else rival)
+    assert student.model == better and choice.other is (rival if better == "plan" else plan)
+    assert choice.test_top1 == (96.0, 96.5) and top1[1] == choice.test_top1[better == "uniform"]
+    assert choice.ratio == 0.4 and choice.val_images == 40
+    assert choice.to_dict()["uniform_val"] == {"top1": 90.0, "loss": 0.25} and "other" not in choice.to_dict()

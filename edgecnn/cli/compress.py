@@ -174,17 +174,13 @@ def _print(result) -> None:
     from rich.table import Table
 
     plan = result.plan
-    table = Table(title=f"{result.model} for {result.runtime}: per-layer choice")
+    what = f"uniform pruning, {plan.uniform:.0%} of every group" if plan.uniform else "per-layer choice"
+    table = Table(title=f"{result.model} for {result.runtime}: {what}")
     for col in ("layer", "choice", "ms before", "ms after", "error"):
         table.add_column(col, justify="left" if col in ("layer", "choice") else "right")
     for layer in plan.layers:
-        table.add_row(
-            layer.name,
-            layer.choice,
-            f"{layer.latency_before_ms:.3f}",
-            f"{layer.latency_after_ms:.3f}",
-            f"{layer.error:.3f}",
-        )
+        figures = (layer.latency_before_ms, layer.latency_after_ms, layer.error)
+        table.add_row(layer.name, layer.choice, *("-" if v is None else f"{v:.3f}" for v in figures))
     console.print(table)
     pruned = sum(layer.kind == "prune" for layer in plan.layers)
     swapped_line = f"{len(plan.swapped())} of {len(plan.layers) - pruned} layers swapped"
@@ -200,6 +196,7 @@ def _print(result) -> None:
     size = f", size {s0 / 1e6:.1f} -> {s1 / 1e6:.1f} MB" if s0 and s1 else ""
     lines = [
         f"{swapped_line}; {cache}",
+        *_structure_lines(result.structure),
         _latency_line(result),
         *_steady_lines(result),
         *_overshoot_lines(result.plan),
@@ -226,6 +223,20 @@ def _print(result) -> None:
         )
     for line in lines:
         console.print(line, highlight=False)
+
+
+def _structure_lines(choice) -> list[str]:
+    """The plan against uniform pruning at the same request, each recovered alike."""
+    if choice is None:
+        return []
+    p, u = choice.plan_val, choice.uniform_val
+    shipped = f"uniform pruning {choice.ratio:.0%}" if choice.shipped == "uniform" else "the plan"
+    return [
+        f"the plan ({choice.plan_ms:.2f} ms planned) against uniform pruning of {choice.ratio:.0%} of every "
+        f"group's channels ({choice.uniform_ms:.2f} ms timed), each recovered alike: validation loss "
+        f"{p.loss:.3f} vs {u.loss:.3f} (top-1 {p.top1:.2f}% vs {u.top1:.2f}%, {choice.val_images} images); "
+        f"shipped {shipped}; test top-1 {choice.test_top1[0]:.2f}% vs {choice.test_top1[1]:.2f}%"
+    ]
 
 
 def _baseline_lines(result) -> list[str]:

@@ -51,6 +51,9 @@ class CompressResult:
     # the measured speed-up's 90% bootstrap interval over the rounds timed (more where it was wide)
     speedup_interval: tuple[float, float] | None = None
     rounds: int = 0
+    # where the plan may prune: the plan against uniform pruning at the same request, both recovered
+    # and scored on the validation images (compress.rival), and which of the two `plan` is
+    structure: object = None  # StructureChoice
 
     @property
     def other_speedup(self) -> float | None:
@@ -113,9 +116,10 @@ class CompressResult:
         return (self.predicted_ms_here - self.student_ms) / self.student_ms
 
     def to_dict(self) -> dict:
-        d = asdict(dataclasses.replace(self, student=None))
+        d = asdict(dataclasses.replace(self, student=None, structure=None))
         del d["student"]
         d["plan"] = self.plan.to_dict()
+        d["structure"] = self.structure.to_dict() if self.structure else None
         d.update(
             other_speedup=self.other_speedup,
             speedup_over_plain_int8=self.speedup_over_plain_int8,
@@ -143,7 +147,8 @@ def compress(
     """Compress `model` for `options.runtime` to the requested budget: a `Model` (a module with its
     card), a model file, or a zoo name (with `weights`, or an already built `loaded` Model)."""
     from edgecnn.compress.measure import artifact_size
-    from edgecnn.compress.recovery import calibration_batches, recover
+    from edgecnn.compress.recovery import calibration_batches
+    from edgecnn.compress.rival import recover_best, uniform_rival
 
     opts = (options or CompressOptions()).validate()
     loaded, card, size, opts = _source(model, weights, loaded, opts)
@@ -153,9 +158,10 @@ def compress(
     splits, recorded, opts = _data(card, size, loaded, opts)
     loaded = _with_classes(loaded, model if isinstance(model, str) else card.name, weights, splits)
     batches = calibration_batches(splits, opts)
-    plan = _plan(loaded, size, batches, opts, progress)
-    student, top1, test_set, refits = recover(
-        loaded, plan, size, splits, batches, opts, progress, on_step, on_epoch
+    folded, plan = _plan(loaded, size, batches, opts, progress)
+    rival = uniform_rival(folded, plan, splits, opts, progress)
+    plan, (student, top1, test_set, refits), structure = recover_best(
+        loaded, plan, rival, size, splits, batches, opts, progress, on_step, on_epoch
     )
     header = {**student.recipe, "class_names": list(splits.classes), "data": recorded}
     header["trained"] = {"compressed_for": opts.runtime, "test_top1": top1[1], "test_set": test_set}
@@ -182,6 +188,7 @@ def compress(
             student=student_model,
             baseline=opts.baseline,
             int8_top1=int8_top1,
+            structure=structure,
             **timed.result_fields(),
         )
         result.report = str(_write_report(result, out))
@@ -292,12 +299,14 @@ def _save_student(module, header: dict, path: Path, loaded, opts: CompressOption
     return saved_model(module, header, path, loaded.base)
 
 
-def _plan(loaded, size, batches, opts: CompressOptions, progress) -> Plan:
+def _plan(loaded, size, batches, opts: CompressOptions, progress) -> tuple[object, Plan]:
+    """(the model as the runtime runs it: BN folded, the plan made on it)."""
     from edgecnn.plan import make_plan
     from edgecnn.transforms import convert
 
-    folded = convert(loaded, fold_bn=True, input_size=size).model.eval()  # what the runtime runs
-    return make_plan(folded, (loaded.in_chans, *size), batches, opts.plan_options(), on_progress=progress)
+    folded = convert(loaded, fold_bn=True, input_size=size).model.eval()
+    shape = (loaded.in_chans, *size)
+    return folded, make_plan(folded, shape, batches, opts.plan_options(), on_progress=progress)
 
 
 def _outputs(card, student_path: Path, out: Path, opts: CompressOptions) -> list[Path]:

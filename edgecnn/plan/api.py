@@ -91,9 +91,10 @@ class LayerChoice:
     choice: str  # "keep", "separable 2", "bottleneck 32/64", "lowrank 48", "keep int8"
     kind: str
     value: object
-    latency_before_ms: float
-    latency_after_ms: float
-    error: float
+    # None in a uniform pruning plan: its groups are timed together, and not scored one by one
+    latency_before_ms: float | None
+    latency_after_ms: float | None
+    error: float | None
     macs_before: int
     macs_after: int
     precision: str = "fp32"
@@ -124,6 +125,9 @@ class Plan:
     # layers whose next slower rank fit in the aim's slack but scored no lower error: why a plan
     # overshoots its aim by more than one grid step (empty where it does not)
     unused: list[Unused] = field(default_factory=list)
+    # A plan made by `plan.uniform`: the fraction of every group's channels it removes (None: the
+    # knapsack's per-layer plan)
+    uniform: float | None = None
 
     def overshoot(self) -> str | None:
         """Why the prediction lands more than one grid step past the aim, where it does: the layers
@@ -200,7 +204,7 @@ def make_plan(
     """
     opts = options.validate()
     progress = on_progress or (lambda stage, done, total: None)
-    table, batches = _latency_table(opts), list(calibration)
+    table, batches = latency_table(opts), list(calibration)
     try:
         plan = _plan_with(table, model, input_shape, batches, opts, progress)
         if plan.predicted_ms <= plan.target_ms or not table.old_hits:
@@ -316,7 +320,7 @@ def _composites(model, example, slots, table, opts: PlanOptions, progress) -> li
     return comps
 
 
-def _latency_table(opts: PlanOptions) -> LatencyTable:
+def latency_table(opts: PlanOptions) -> LatencyTable:
     """The runtime's latency table for this setting (each baseline and thread count has its own)."""
     setting = dict(device=opts.device, threads=opts.threads, batch=opts.batch, seconds=opts.layer_seconds)
     return LatencyTable(
