@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 
-def _folder(root: Path, images, labels, classes, per_class: int) -> Path:
+def folder(root: Path, images, labels, classes, per_class: int) -> Path:
     from PIL import Image
 
     for c in classes:
@@ -50,9 +50,9 @@ def main() -> int:
     size = (args.input_size, args.input_size)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        source = _folder(work / "pretrain", train_x, train_y, range(5), 10_000)
-        mine = _folder(work / "mine", train_x, train_y, (5, 6, 7), args.per_class)
-        held_out = _folder(work / "test", test_x, test_y, (5, 6, 7), 100)
+        source = folder(work / "pretrain", train_x, train_y, range(5), 10_000)
+        mine = folder(work / "mine", train_x, train_y, (5, 6, 7), args.per_class)
+        held_out = folder(work / "test", test_x, test_y, (5, 6, 7), 100)
         opts = TrainOptions(epochs=args.pretrain_epochs, batch_size=64, lr=0.05, seed=0)
         backbone, _, _ = train_model(args.model, str(source), opts, input_size=size)
         weights = save_weights(backbone.module, work / "backbone.safetensors", force=True)

@@ -242,17 +242,17 @@ def test_the_table_keeps_noise_and_real_image_parity_apart_and_states_the_rule(t
     r = run(*args, "--weights", str(lenet_weights))
     assert r.returncode == 0, r.stderr
     header = next(line for line in r.stdout.splitlines() if "target" in line)
-    assert all(c in header for c in ("noise rel err", "images rel err", "images agree"))
+    assert all(c in header for c in ("noise err", "image err", "agree"))
     row = next(line for line in r.stdout.splitlines() if "lenet5.onnx" in line)
     cells = [c.strip() for c in row.split("│")[6:9]]
     assert all(c.endswith("*") for c in cells) and float(cells[2].rstrip("*")) >= 0.99
     assert "parity against PyTorch on seeded:8 and images:64" in r.stdout
-    assert "fp32 ok when noise rel err <= 0.0001, images rel err <= 0.0001, images agree >= 0.99" in r.stdout
+    assert "fp32 ok when noise err <= 0.0001, image err <= 0.0001, agree >= 0.99" in r.stdout
     assert "lenet5: onnx: verifying against PyTorch" in r.stderr
     r = run(*args, "--force")  # random weights: near-tied logits make agreement a coin flip
     row = next(line for line in r.stdout.splitlines() if "lenet5.onnx" in line)
     assert r.returncode == 0 and not row.split("│")[8].strip().endswith("*")
-    assert "fp32 ok when noise rel err <= 0.0001, images rel err <= 0.0001\n" in r.stdout
+    assert "fp32 ok when noise err <= 0.0001, image err <= 0.0001\n" in r.stdout
 
 
 # Runs `edgecnn export` with os.replace patched to send `signal` to itself right after the n-th
@@ -381,3 +381,25 @@ def test_dynamo_exporter_on_request(tmp_path):
     (t,) = result.targets
     assert t.ok, t.error
     assert json.loads(Path(t.manifest).read_text())["onnx"]["exporter"] == "dynamo"
+
+
+def test_a_model_file_calibrates_int8_on_the_training_images_it_records(tmp_path, lenet_weights):
+    """No --calib: the file's recorded split gives the calibration (training) and check (test) images."""
+    from edgecnn.data.digits import CLASSES
+    from edgecnn.data.splits import SplitSpec
+    from edgecnn.transforms import save_with_recipe
+    from edgecnn.transforms.model_file import model_recipe
+    from edgecnn.zoo import load_model
+
+    loaded = load_model("lenet5", weights=str(lenet_weights))
+    header = model_recipe(loaded, (32, 32), class_names=list(CLASSES), data=SplitSpec("digits").to_dict())
+    path = tmp_path / "lenet.safetensors"
+    save_with_recipe(loaded.module, header, path)
+    r = run(
+        "export", str(path), "--precision", "int8", "--calib-size", "16", "-o", str(tmp_path / "x"), "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    (target,) = json.loads(r.stdout)["targets"]
+    assert target["status"] == "ok" and target["quantization"]["calibration_images"] == 16
+    assert [p["inputs"] for p in target["parity"]] == ["seeded:8", "images:64"]
+    assert "calibrating INT8 on 16 images from digits" in r.stderr

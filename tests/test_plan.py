@@ -706,7 +706,8 @@ def test_compress_bad_input_is_one_line_and_writes_nothing(tmp_path, args, messa
         cwd=tmp_path,
     )
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert r.returncode == 2, r.stderr[-2000:]
+    # a backend the machine lacks exits 1, as in export and bench; the user's input, 2
+    assert r.returncode == (1 if "tensorrt" in args else 2), r.stderr[-2000:]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in r.stderr
     assert not out.exists()
 

@@ -192,6 +192,7 @@ def test_train_and_distill_cli(tmp_path, lenet_weights):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["test_top1"] > 70 and summary["num_classes"] == 10 and out.is_file()
+    assert "random weights" not in r.stderr and "near chance" not in r.stderr  # training starts so
     assert [p.name for p in tmp_path.iterdir()] == ["l.safetensors"]  # the spent checkpoint is gone
     r = run("train", "lenet5", "--epochs", "1", "-o", str(out))
     assert r.returncode == 2 and "--force" in r.stderr
@@ -217,6 +218,51 @@ def test_train_and_distill_cli(tmp_path, lenet_weights):
     assert d["student_test_top1"] > 70 and Path(d["output"]).is_file()
     r = run("export", d["output"], "-o", str(tmp_path / "x"))
     assert r.returncode == 0, r.stderr
+
+
+def test_training_that_learns_nothing_says_so_and_names_the_fix(tmp_path):
+    """Labels that noise images cannot predict: the saved model is at chance, and the run warns."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(5):
+        (tmp_path / "noise" / f"c{c}").mkdir(parents=True)
+        for k in range(20):
+            image = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "noise" / f"c{c}" / f"{k}.png")
+    args = (
+        "train",
+        "lenet5",
+        "--data",
+        tmp_path / "noise",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "-o",
+        tmp_path / "m.safetensors",
+    )
+    r = run(*args)
+    assert r.returncode == 0, r.stderr  # saved, as asked
+    warning = " ".join(r.stderr.split())
+    assert "is near chance (20.00% for 5 classes)" in warning and "try a lower --lr than 0.05" in warning
+
+
+def test_the_at_chance_warning_fires_near_chance_or_on_a_loss_above_guessing():
+    from types import SimpleNamespace
+
+    from edgecnn.train.api import warn_if_untrained
+
+    def result(loss):
+        return SimpleNamespace(history=[SimpleNamespace(train_loss=loss)])
+
+    opts = TrainOptions(lr=0.05)
+    assert warn_if_untrained(95.0, 5, result(0.2), opts, fine_tuning=True) is None
+    tuned = warn_if_untrained(29.0, 5, result(1.0), opts, fine_tuning=True)
+    assert "near chance (20.00% for 5 classes)" in tuned and "try --lr 0.005" in tuned
+    stuck = warn_if_untrained(60.0, 10, result(2.5), opts, fine_tuning=False)
+    assert "above ln(10) = 2.303" in stuck and "more --epochs" in stuck
 
 
 def test_training_data_errors(tmp_path):

@@ -12,9 +12,15 @@ import typer
 from rich.console import Console
 
 # Piped output (files, CI logs) gets a wide console so tables are not squeezed to 80 columns, unless
-# COLUMNS says how wide (rich reads it).
-console = Console() if sys.stdout.isatty() or os.environ.get("COLUMNS") else Console(width=160)
-err_console = Console(stderr=True)
+# COLUMNS says how wide (rich reads it); and its lines are never hard-wrapped, so a path or a
+# suggested command stays whole (soft wrap: the reader's terminal or editor wraps them).
+_piped = not sys.stdout.isatty()
+console = (
+    Console(soft_wrap=_piped)
+    if not _piped or os.environ.get("COLUMNS")
+    else Console(width=160, soft_wrap=True)
+)
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 
 def table_width() -> int:
@@ -126,3 +132,14 @@ def default_output(source: str, kind: str):
 
     name = short_name(source)
     return Path("export") / name / f"{name}.{kind}.safetensors"
+
+
+def print_table(title: str, columns, rows, *, priority, left=(), more: str = "see --json") -> None:
+    """A table that keeps the `priority` columns at this terminal's width, naming any it leaves out
+    (and where to see them) on a line of its own."""
+    from edgecnn.report.narrow import left_out, narrow_table
+
+    table, hidden = narrow_table(title, columns, rows, priority=priority, width=table_width(), left=left)
+    console.print(table)
+    for line in filter(None, [left_out(hidden, more)]):
+        console.print(line, highlight=False, soft_wrap=True)

@@ -195,7 +195,7 @@ def compare(
     if markdown:
         typer.echo(to_markdown(comparison))
     else:
-        console.print(rich_table(comparison))
+        console.print(rich_table(comparison, width=table_width()))
 
 
 @handle_errors

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, handle_errors, parse_floats, parse_kv
+from edgecnn.cli._common import console, handle_errors, parse_floats, parse_kv, print_table
 from edgecnn.cli._progress import reporting
 
 
@@ -45,7 +44,10 @@ Target = Annotated[str, typer.Option("--target", "-t", help="Comma-separated: on
 Precision = Annotated[str, typer.Option(help="fp32, fp16 or int8 (Q/DQ; needs --calib).")]
 Calib = Annotated[
     str | None,
-    typer.Option(help="Calibration images for int8: a folder of images, or 'digits' (bundled MNIST)."),
+    typer.Option(
+        help="Calibration images for int8: a folder of images, or 'digits' (bundled MNIST); default: "
+        "the training images a model file records."
+    ),
 ]
 CalibSize = Annotated[int, typer.Option(help="Calibration images to use.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, entropy or percentile.")]
@@ -65,7 +67,10 @@ Exporter = Annotated[str, typer.Option(help="torchscript (works for the whole zo
 Simplify = Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxslim.")]
 Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Check each artifact against PyTorch.")]
 Workspace = Annotated[float, typer.Option(help="TensorRT builder workspace in GiB.")]
-Output = Annotated[Path | None, typer.Option("-o", "--output", help="Folder (default export/<model>/).")]
+Output = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="Folder (default: beside a model file, else export/<model>/)."),
+]
 FoldBn = Annotated[
     bool,
     typer.Option(
@@ -178,33 +183,33 @@ def _rules(result) -> list[str]:
     rules: dict[str, list[str]] = {}
     for t in result.targets:
         for p in t.parity:
-            where = "noise" if p.inputs.startswith("seeded") else "images"
+            where = "noise err" if p.inputs.startswith("seeded") else "image err"
             if p.max_rel_allowed is not None:
-                rules.setdefault(t.precision, []).append(f"{where} rel err <= {p.max_rel_allowed:g}")
+                rules.setdefault(t.precision, []).append(f"{where} <= {p.max_rel_allowed:g}")
             if p.min_agreement_allowed is not None:
-                rules.setdefault(t.precision, []).append(f"{where} agree >= {p.min_agreement_allowed:g}")
+                rules.setdefault(t.precision, []).append(f"agree >= {p.min_agreement_allowed:g}")
     return [f"{precision} ok when {', '.join(dict.fromkeys(r))}" for precision, r in rules.items()]
 
 
 def _print(result) -> None:
     shape = "x".join(map(str, result.input_shape)) + (" (dynamic batch)" if result.dynamic_batch else "")
-    table = Table(title=f"{result.model} -> {result.out_dir}  input {shape}")
-    for col in ("target", "precision", "status", "file", "size", "noise rel err", "images rel err"):
-        table.add_column(col, justify="left" if col in ("target", "status", "file") else "right")
-    table.add_column("images agree", justify="right")
-    table.add_column("time", justify="right")
-    for t in result.targets:
-        colour = {"ok": "green", "not verified": "yellow"}.get(t.status, "red")
-        table.add_row(
+    columns = ("target", "precision", "status", "file", "size", "noise err", "image err", "agree", "time")
+    rows = [
+        (
             t.target,
             t.precision,
-            f"[{colour}]{t.status}[/]",
+            t.status,
             Path(t.path).name if t.path else "-",
             _size(t.size_bytes),
             *_parity_cells(t),
             f"{t.seconds:.1f}s",
         )
-    console.print(table)
+        for t in result.targets
+    ]
+    priority = ("target", "precision", "status", "noise err", "image err", "agree", "size", "file")
+    title = f"{result.model} -> {result.out_dir}  input {shape}"
+    left = ("target", "status", "file")
+    print_table(title, columns, rows, priority=priority, left=left)
     inputs = dict.fromkeys(p.inputs for t in result.targets for p in t.parity)
     if inputs:
         console.print(

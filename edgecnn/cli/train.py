@@ -18,7 +18,13 @@ from edgecnn.train.options import USES
 Data = Annotated[str, typer.Option(help="An image folder (class subfolders) or 'digits' (bundled MNIST).")]
 Epochs = Annotated[int, typer.Option(help="Epochs.")]
 BatchSize = Annotated[int, typer.Option(help="Batch size.")]
-Lr = Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")]
+Lr = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Peak learning rate (one-cycle schedule); default {USES['train']['lr']:g}, "
+        f"{USES['finetune']['lr']:g} when fine-tuning --weights."
+    ),
+]
 Optimizer = Annotated[str, typer.Option(help="sgd or adam.")]
 ValFraction = Annotated[float, typer.Option(help="Share of the training images held out for early stopping.")]
 Patience = Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val top-1.")]
@@ -69,7 +75,7 @@ def train(
     data: Data = "digits",
     epochs: Epochs = 3,
     batch_size: BatchSize = 64,
-    lr: Lr = USES["train"]["lr"],
+    lr: Lr = None,
     optimizer: Optimizer = "sgd",
     val_fraction: ValFraction = 0.1,
     test_data: TestData = None,
@@ -122,7 +128,7 @@ def _train_options(p: dict):
     same = ("epochs", "batch_size", "lr", "optimizer", "patience", "seed", "resume", "freeze_epochs")
     same += ("backbone_lr_scale", "device", "amp", "workers")
     opts = train_options(
-        "train",
+        "finetune" if p["weights"] else "train",
         checkpoint=out.with_suffix(".ckpt"),
         # validate() needs to know a head will be trained; train_model names its layers
         head=("(the new head)",) if p["weights"] else (),
@@ -253,10 +259,11 @@ def _distill_models(teacher: str, teacher_weights, student: Path):
     from edgecnn.transforms import load_model_file, load_source
 
     if not teacher.endswith(".safetensors") and teacher_weights is None:
-        from edgecnn.zoo import external, registry
+        from edgecnn.zoo.registry import NOT_A_NAME
 
-        if not external.kind_of(teacher):
-            registry.get_spec(teacher)  # a file that is no model (an ONNX graph) says so first
+        suffix = Path(teacher).suffix.lower().lstrip(".")
+        if suffix in NOT_A_NAME:  # a file that is no model (an ONNX graph) says so first
+            raise BadArgumentError(f"{teacher}: {NOT_A_NAME[suffix]}")
         raise BadArgumentError(
             f"a teacher needs trained weights: give the model file `edgecnn train` wrote, or {teacher} "
             "--teacher-weights FILE"

@@ -7,10 +7,9 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from edgecnn.cli import _options as o
-from edgecnn.cli._common import console, handle_errors, parse_kv
+from edgecnn.cli._common import console, handle_errors, parse_kv, print_table
 
 
 def _fmt_int(n: int) -> str:
@@ -39,21 +38,23 @@ def zoo(
     if as_json:
         typer.echo(json.dumps([asdict(s) for s in specs], indent=2))
         return
-    table = Table(title=f"edgecnn zoo ({len(specs)} models; MACs = multiply-adds, FLOPs = 2 x MACs)")
-    for col in ("name", "family", "task", "input", "params (M)", "GMACs", "top-1 ref", "weights"):
-        table.add_column(col, justify="right" if col in ("params (M)", "GMACs", "top-1 ref") else "left")
-    for s in specs:
-        table.add_row(
+    columns = ("name", "input", "params (M)", "GMACs", "top-1 ref", "task", "family", "weights")
+    rows = [
+        (
             s.name,
-            s.family,
-            s.task,
             f"{s.in_chans}x{s.input_size[0]}x{s.input_size[1]}",
             f"{s.params_m:.2f}",
             f"{s.macs_g:.3g}",  # lenet5: 0.000416, not 0.000
             "" if s.acc1 is None else f"{s.acc1:.1f}",
+            s.task,
+            s.family,
             "imagenet" if s.torchvision_weights else "file only",
         )
-    console.print(table)
+        for s in specs
+    ]
+    title = f"edgecnn zoo ({len(specs)} models; MACs = multiply-adds, FLOPs = 2 x MACs)"
+    left = ("name", "input", "task", "family", "weights")
+    print_table(title, columns, rows, priority=columns, left=left)
 
 
 def _zoo_timm(pattern: str, as_json: bool) -> None:
@@ -86,7 +87,7 @@ def inspect(
     trust_code: o.TrustCode = False,
 ) -> None:
     """Per-layer table: output shape, weights, bias, MACs and activations, with totals."""
-    from edgecnn.analysis import format_shape, inspect_model
+    from edgecnn.analysis import inspect_model
     from edgecnn.transforms.model_file import reads_model_file
 
     source = model
@@ -105,20 +106,7 @@ def inspect(
     if as_json:
         typer.echo(json.dumps(stats.to_dict(), indent=2))
         return
-    table = Table(title=f"{model} at input {format_shape(stats.input_shape)} (HxWxC)")
-    for col in ("layer", "type", "output", "weights", "bias", "MACs", "activations"):
-        table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
-    for layer in stats.layers:
-        table.add_row(
-            layer.name,
-            layer.type,
-            format_shape(layer.output_shape),
-            _fmt_int(layer.weight_params) if layer.weight_params else "",
-            _fmt_int(layer.bias_params) if layer.bias_params else "",
-            _fmt_int(layer.macs) if layer.macs else "",
-            _fmt_int(layer.activations) if layer.counted else f"[dim]({layer.activations:,})[/]",
-        )
-    console.print(table)
+    _layer_table(model, stats)
     console.print(
         f"params {stats.params:,} ({stats.params / 1e6:.2f} M) | "
         f"MACs {stats.macs:,} ({stats.macs / 1e9:.3f} G; "
@@ -127,3 +115,26 @@ def inspect(
         "values; bracketed rows run in place or fold away)",
         highlight=False,
     )
+
+
+def _layer_table(model: str, stats) -> None:
+    """The per-layer table, its least needed columns left out (and named) at a narrow terminal."""
+    from edgecnn.analysis import format_shape
+
+    columns = ("layer", "type", "output", "weights", "bias", "MACs", "activations")
+    rows = [
+        (
+            layer.name,
+            layer.type,
+            format_shape(layer.output_shape),
+            _fmt_int(layer.weight_params) if layer.weight_params else "",
+            _fmt_int(layer.bias_params) if layer.bias_params else "",
+            _fmt_int(layer.macs) if layer.macs else "",
+            _fmt_int(layer.activations) if layer.counted else f"({layer.activations:,})",
+        )
+        for layer in stats.layers
+    ]
+    priority = ("layer", "MACs", "output", "weights", "type", "activations", "bias")
+    title = f"{model} at input {format_shape(stats.input_shape)} (HxWxC)"
+    left = ("layer", "type", "output")
+    print_table(title, columns, rows, priority=priority, left=left)

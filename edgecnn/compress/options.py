@@ -93,8 +93,10 @@ class CompressOptions:
         from edgecnn.runtime import available, get_backend
 
         backend = get_backend(self.runtime)
-        if not available(self.runtime):
-            raise BadArgumentError(
+        if not available(self.runtime):  # as every command says it: exit 1, the machine lacks it
+            from edgecnn.errors import MissingBackendError
+
+            raise MissingBackendError(
                 f"{self.runtime} is not installed; install it with: {backend.install_hint}"
             )
         if not self.measure_seconds > 0:  # before the plan's options, whose re-timing it sets

@@ -21,7 +21,7 @@ from edgecnn.errors import BadArgumentError
 from edgecnn.export.graph import is_graph, prepare_graph
 from edgecnn.export.manifest import target_manifest
 from edgecnn.export.options import ExportOptions
-from edgecnn.export.paths_and_images import prepare
+from edgecnn.export.paths_and_images import prepare, recorded_calib
 from edgecnn.export.results import ExportResult
 from edgecnn.export.targets import build_target, make_onnx
 from edgecnn.runtime import ensure_ready, get_target
@@ -52,7 +52,7 @@ def export(
     from edgecnn.card import Model
     from edgecnn.transforms import load_source
 
-    opts = (options or ExportOptions()).validate()
+    opts = recorded_calib(loaded or source, options or ExportOptions()).validate()
     step = on_step or (lambda msg: log.info("%s", msg))
     for target in opts.targets:  # fail before any work: "writes nothing"
         ensure_ready(get_target(target))

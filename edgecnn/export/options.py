@@ -78,7 +78,8 @@ class ExportOptions:
             if not self.calib:
                 raise BadArgumentError(
                     f"--precision {precision.name} needs calibration images: --calib DIR (a folder of "
-                    "images) or --calib digits (the bundled MNIST digits)"
+                    "images) or --calib digits (the bundled MNIST digits); a model file that records its "
+                    "training images calibrates on them by default"
                 )
             for b in backends:
                 b.int8_scheme(self.int8_activations)

@@ -33,7 +33,8 @@ def planned_paths(
     saved as (a student not written yet), which names its artifacts. The name records what makes
     artifacts differ: transforms applied at export (with `plan_id`, a digest of their per-layer
     ranks, so rank 2 and rank 3 do not collide), a non-default input size, the batch (static N or
-    dynamic), the precision and a non-default calibration method.
+    dynamic), the precision and a non-default calibration method. The folder: `options.out_dir`,
+    else beside a model file, else export/<model>/.
     """
     card, known = _card_and_file(source)
     file = file or known
@@ -46,7 +47,9 @@ def planned_paths(
     if size != default_size:
         stem += f".{size[0]}x{size[1]}"
     stem += ".dynbatch" if opts.dynamic_batch else (f".b{opts.batch}" if opts.batch != 1 else "")
-    out_dir = Path(opts.out_dir or Path("export") / card.name)
+    # a model file's artifacts go beside it; a zoo model's (or a graph's) to export/<model>/
+    beside = Path(file).parent if file and str(file).endswith(".safetensors") else None
+    out_dir = Path(opts.out_dir or beside or Path("export") / card.name)
     calibrated = get_precision(opts.precision).calibrated and opts.calib_method != DEFAULT_CALIBRATION
     method = f"-{opts.calib_method}" if calibrated else ""
     return {
@@ -153,7 +156,7 @@ def prepare(opts: ExportOptions, *, loaded, convert, on_step) -> ExportJob:
         stats = analyze(model, size, in_chans=loaded.in_chans, name=loaded.card.name)
         check_batch_fits(stats, opts.batch, "try a smaller --batch or --input-size")
     preprocess = Preprocess.for_model(loaded.card, input_size=size)
-    calibration, check_set = image_sets(opts, preprocess)
+    calibration, check_set = image_sets(opts, preprocess, loaded.recipe)
     job = ExportJob(opts, loaded, model, size, transforms, preprocess, finals, calibration, journal)
     return add_checks(job, check_set, on_step)
 
@@ -173,20 +176,26 @@ def add_checks(job: ExportJob, check_set, on_step) -> ExportJob:
     return job
 
 
-def image_sets(opts: ExportOptions, preprocess):
-    """(calibration set or None, real check set or None): never the same images."""
+def image_sets(opts: ExportOptions, preprocess, recipe: dict | None = None):
+    """(calibration set or None, real check set or None): never the same images. A `--calib` that
+    names the images a model file records (its default, `recorded_calib`) calibrates on that split's
+    training images and checks on its test images."""
     from edgecnn.data import DIGITS, open_dataset
     from edgecnn.data.dataset import Subset
+    from edgecnn.data.splits import load_splits, recorded_split
 
     calib = check = None
+    split = recorded_split(recipe)
     if opts.calib:
-        full = open_dataset(opts.calib, preprocess, split="train")
+        own = split is not None and split.same_data(opts.calib)
+        splits = load_splits(split, preprocess, recorded=True) if own else None
+        full = splits.train if own else open_dataset(opts.calib, preprocess, split="train")
         order = np.random.default_rng(opts.seed).permutation(len(full))
         calib = Subset(full, order[: opts.calib_size], "calib")
         calib.require_readable("calibration")
         if opts.data is None:
-            if opts.calib == DIGITS:
-                check = open_dataset(DIGITS, preprocess, split="test")
+            if own or opts.calib == DIGITS:
+                check = splits.test if own else open_dataset(DIGITS, preprocess, split="test")
             else:
                 held_out = order[opts.calib_size : opts.calib_size + opts.check_size]
                 check = Subset(full, held_out, "held-out") if len(held_out) else None
@@ -199,6 +208,30 @@ def image_sets(opts: ExportOptions, preprocess):
     if opts.data:
         check = open_dataset(opts.data, preprocess, split="test")
     return calib, opts.check_images if opts.check_images is not None else check
+
+
+def recorded_calib(source, opts: ExportOptions) -> ExportOptions:
+    """`opts` with `--calib` defaulting, for a calibrated precision, to the images the model file
+    `source` (a path or a Model) records training on, where they are on this machine."""
+    from edgecnn.card import Model
+    from edgecnn.data import DIGITS
+    from edgecnn.data.splits import recorded_split
+
+    if opts.calib or not get_precision(opts.precision).calibrated:
+        return opts
+    if isinstance(source, Model):
+        recipe = source.recipe
+    elif str(source).endswith(".safetensors") and Path(source).is_file():
+        from edgecnn.transforms.model_file import read_recipe
+
+        recipe = read_recipe(source)
+    else:
+        return opts
+    split = recorded_split(recipe)
+    if split is None or not (split.data == DIGITS or Path(split.data).exists()):
+        return opts
+    log.info("calibrating on the training images %s records: %s", Path(str(source)).name, split.data)
+    return dataclasses.replace(opts, calib=split.data)
 
 
 def _reference(job: ExportJob) -> dict[str, np.ndarray]:

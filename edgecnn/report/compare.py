@@ -98,19 +98,25 @@ def _fmt_row(key, values, ratios) -> list[str]:
     return [str(k) for k in key] + fmt + rat
 
 
-def rich_table(c: Comparison):
-    from rich.table import Table
+def rich_table(c: Comparison, width: int | None = None):
+    """The comparison with one column per result file, numbered (#1, #2, ...) and named under the
+    table, so machine labels never widen it; columns a narrow terminal has no room for are dropped
+    and named, never cut."""
+    from rich.console import Group
+    from rich.text import Text
 
-    base = c.labels[c.baseline]
-    table = Table(title=f"{c.metric} ({UNITS[c.metric]}), one column per result file; ratios against {base}")
-    for col in ("model", "variant", "runtime", "batch"):
-        table.add_column(col)
-    for lab in c.labels:
-        table.add_column(lab, justify="right")
-    for i, lab in enumerate(c.labels):
-        if i != c.baseline:
-            table.add_column(f"{lab} / base", justify="right")
+    from edgecnn.report.narrow import left_out, narrow_table
+
+    names = [f"#{i + 1}" for i in range(len(c.labels))]
+    columns = ["model", "variant", "runtime", "batch", *names]
+    columns += [f"{n}/#{c.baseline + 1}" for i, n in enumerate(names) if i != c.baseline]
+    rows = []
     for key, values in c.rows:
         ratios = [r for i, r in enumerate(c.ratios(values)) if i != c.baseline]
-        table.add_row(*_fmt_row(key, values, ratios))
-    return table
+        rows.append(_fmt_row(key, values, ratios))
+    priority = ["variant", "runtime", *columns[4:], "model", "batch"]
+    title = f"{c.metric} ({UNITS[c.metric]}), one column per result file; ratios against #{c.baseline + 1}"
+    left = ("model", "variant", "runtime")
+    table, hidden = narrow_table(title, columns, rows, priority=priority, width=width, left=left)
+    key = [f"#{i + 1}: {label}" for i, label in enumerate(c.labels)]
+    return Group(table, *(Text(line) for line in filter(None, [*key, left_out(hidden, "see --markdown")])))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 from pathlib import Path
 
 from edgecnn.data.splits import Splits, load_splits  # noqa: F401  (the train API's own)
@@ -59,6 +60,7 @@ def train_model(
     test_top1 = evaluate_top1(loaded.module, splits.test, device=options.device)
     loaded.module.cpu()  # trained anywhere, handed back where everything else (export, files) works
     log.info("test top-1 %.2f%% on %s", test_top1, splits.test_set)
+    warn_if_untrained(test_top1, len(splits.classes), result, options, fine_tuning=weights is not None)
     trained = {
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
@@ -74,6 +76,36 @@ def train_model(
     return loaded, result, test_top1
 
 
+CHANCE_MARGIN = 10.0  # points above chance within which a trained model has learnt nothing to speak of
+
+
+def warn_if_untrained(test_top1: float, classes: int, result, options: TrainOptions, *, fine_tuning: bool):
+    """A warning naming the likely cause and the fix when training ends within CHANCE_MARGIN points of
+    chance, or its last epoch's loss above ln(classes) (what guessing costs): a saved model at chance
+    is otherwise silent. Returns the warning, or None."""
+    chance = 100.0 / classes
+    last = result.history[-1].train_loss if result.history else None
+    stuck = last is not None and math.isfinite(last) and last > math.log(classes)
+    if test_top1 > chance + CHANCE_MARGIN and not stuck:
+        return None
+    fix = (
+        f"at --lr {options.lr:g} fine-tuning can wipe out what was pretrained: try --lr {options.lr / 10:g}"
+        if fine_tuning
+        else f"try a lower --lr than {options.lr:g} (e.g. {options.lr / 10:g}) or more --epochs"
+    )
+    message = (
+        f"test top-1 {test_top1:.2f}% is near chance ({chance:.2f}% for {classes} classes)"
+        + (
+            f" and the last epoch's loss {last:.3f} is above ln({classes}) = {math.log(classes):.3f}"
+            if stuck
+            else ""
+        )
+        + f": the model learnt little; {fix}"
+    )
+    log.warning("%s", message)
+    return message
+
+
 def _built(name: str, weights, classes: int, options: TrainOptions, kwargs: dict):
     """The zoo model with `classes` outputs, in train mode, seeded; weights of another class count
     (ImageNet's 1000) are fine-tuned with a fresh head, named in the options when it trains apart."""
@@ -85,7 +117,10 @@ def _built(name: str, weights, classes: int, options: TrainOptions, kwargs: dict
     from edgecnn.zoo.weights import classifier_heads
 
     torch.manual_seed(options.seed)
-    loaded = load_model(name, weights=weights, num_classes=classes, reset_head=weights is not None, **kwargs)
+    reset = weights is not None
+    loaded = load_model(
+        name, weights=weights, num_classes=classes, reset_head=reset, for_training=True, **kwargs
+    )
     fine_tune = weights is not None and (options.freeze_epochs or options.backbone_lr_scale != 1)
     head = tuple(classifier_heads(loaded.module, loaded.num_classes)) if fine_tune else ()
     loaded.module.train()

@@ -32,6 +32,7 @@ def load_model(
     in_chans: int | None = None,
     device: str | None = None,
     reset_head: bool = False,
+    for_training: bool = False,
     **kwargs,
 ) -> Model:
     """Build `name` in eval mode, as a `Model` whose card is the spec's (with these classes/channels).
@@ -40,8 +41,8 @@ def load_model(
     path. Arguments left as None keep the spec's defaults, so CLI defaults never override a model's.
     reset_head: fine-tuning: weights of another class count load all but the classifier head, which
     starts fresh with `num_classes` outputs (what `train` does with your data's classes).
-    device="meta" builds shapes only (no memory, no weights), which is how `inspect` stays instant.
-    """
+    device="meta" builds shapes only (no memory, no weights), which is how `inspect` stays instant;
+    for_training: random weights are where training starts, not a warning."""
     import torch
 
     from edgecnn.zoo import external
@@ -78,16 +79,17 @@ def load_model(
     except TypeError as e:
         raise BadArgumentError(f"bad option for {name}: {e}") from None
 
-    info = _load_weights(model, spec, weights, head=head, in_chans=in_chans, meta=device == "meta")
+    quiet = device == "meta" or for_training
+    info = _load_weights(model, spec, weights, head=head, in_chans=in_chans, quiet=quiet)
     base = {"kind": ZOO, "name": spec.name, "kwargs": build_kwargs}
     card = spec.card(num_classes=num_classes, in_chans=in_chans)
     return Model(model.eval(), card, info, base)
 
 
-def _load_weights(model, spec: ModelSpec, weights, *, head, in_chans: int, meta: bool) -> WeightsInfo:
+def _load_weights(model, spec: ModelSpec, weights, *, head, in_chans: int, quiet: bool) -> WeightsInfo:
     """Load `weights` (None, PRETRAINED or a file) into the built `model`; what was loaded, hashed."""
     if weights is None:
-        if not meta:  # a meta model has shapes only; no numbers come out of it
+        if not quiet:  # a meta model has shapes only (no numbers come out of it); training starts so
             log.warning(
                 "%s has random weights: accuracy numbers are meaningless without --weights", spec.name
             )

@@ -1,0 +1,58 @@
+"""Tables that keep what a reader came for at any width: columns are dropped by priority and named
+under the table, and no kept cell is ever cut or wrapped (bench's own table works the same way:
+`report.tables.rich_table`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+PAD = 3  # a column's rule and padding
+EDGE = 1  # the table's last rule
+
+
+def narrow_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    priority: Sequence[str],
+    width: int | None,
+    left: Sequence[str] = (),
+):
+    """(rich Table, the columns left out): `columns` kept in `priority` order (those not named come
+    last) while they fit in `width` characters (all of them when None), but for columns with nothing
+    in them ("-" or ""); the first in `priority` always stays, folded rather than cut where even it
+    is too wide."""
+    from rich.table import Table
+
+    empty = {c for i, c in enumerate(columns) if rows and all(str(r[i]) in ("", "-") for r in rows)}
+    need = {c: max([len(c), *(len(str(r[i])) for r in rows)]) + PAD for i, c in enumerate(columns)}
+    order = sorted(
+        (c for c in columns if c not in empty or c == priority[0]),
+        key=lambda c: priority.index(c) if c in priority else len(priority),
+    )
+    kept, used = {order[0]}, EDGE + need[order[0]]
+    for c in order[1:]:
+        if width is not None and used + need[c] > width:
+            break  # a narrow column further down never displaces a wider, more needed one
+        kept.add(c)
+        used += need[c]
+    table = Table(title=title)
+    for c in columns:
+        if c in kept:
+            first = c == order[0]
+            table.add_column(
+                c,
+                justify="left" if c in left else "right",
+                no_wrap=not first,
+                min_width=need[c] - PAD if width is None or used <= width else None,
+                overflow="fold",
+            )
+    for r in rows:
+        table.add_row(*(str(v) for c, v in zip(columns, r, strict=True) if c in kept))
+    return table, [c for c in columns if c not in kept and c not in empty]
+
+
+def left_out(hidden: Sequence[str], where: str) -> str | None:
+    """The line under a narrowed table naming what it left out, and where to see it all."""
+    return f"not shown at this width: {', '.join(hidden)} ({where})" if hidden else None

@@ -1,0 +1,65 @@
+"""Every table at 80 columns: the columns a reader came for are there, left-out ones are named, no
+figure is ever cut ("…"), and lines piped to a file are never hard-wrapped."""
+
+from __future__ import annotations
+
+import pytest
+from _cli import run_cli
+
+NARROW = {"COLUMNS": "80"}
+FAST = ("--duration", "0.05", "--warmup", "0.05", "--iterations", "3", "--no-memory")
+
+
+def _table(stdout: str) -> tuple[str, list[str]]:
+    """(the header line, the table's lines) of the first table in `stdout`."""
+    lines = [line for line in stdout.splitlines() if line.startswith(("┃", "│"))]
+    return lines[0], lines
+
+
+def _check(stdout: str, wanted: tuple[str, ...]) -> None:
+    header, lines = _table(stdout)
+    assert "…" not in stdout, stdout
+    assert all(c in header for c in wanted), header
+    assert max(len(line) for line in lines) <= 80, stdout
+
+
+def test_bench_at_80_columns_keeps_p50_and_top1_for_every_row(tmp_path):
+    args = ("bench", "lenet5", "-r", "onnxruntime,openvino", "--precision", "fp32,int8", "--calib", "digits")
+    args += ("--calib-size", "16", "--data", "digits", "--data-limit", "50", *FAST, "--no-verify")
+    r = run_cli(*args, "-o", tmp_path / "a.json", env=NARROW, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    _check(r.stdout, ("variant", "runtime", "p50 ms", "top-1"))
+    rows = [line for line in _table(r.stdout)[1][1:] if "lenet5" in line]
+    assert len(rows) == 4 and all(line.split("│")[-2].strip() for line in rows)  # top-1 on every row
+    r = run_cli("bench", "lenet5", "-r", "onnxruntime", *FAST, "-o", tmp_path / "b.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("compare", tmp_path / "a.json", tmp_path / "b.json", env=NARROW)
+    assert r.returncode == 0, r.stderr
+    assert "…" not in r.stdout and max(len(x) for x in _table(r.stdout)[1]) <= 80, r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "wanted"),
+    [
+        (("zoo", "res*"), ("name", "input", "params (M)", "GMACs", "top-1 ref")),
+        (("inspect", "densenet121", "--input-size", "64", "64"), ("layer", "MACs", "output")),
+        (("inspect", "examples/mynet.onnx"), ("layer", "MACs", "output")),
+    ],
+)
+def test_zoo_and_inspect_at_80_columns_cut_no_cell(args, wanted):
+    from pathlib import Path
+
+    r = run_cli(*args, env=NARROW, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stderr
+    _check(r.stdout, wanted)
+
+
+def test_export_at_80_columns_keeps_the_parity_figures_and_piped_lines_stay_whole(tmp_path):
+    out = tmp_path / "a-folder-with-a-rather-long-name-to-show-that-paths-are-never-wrapped"
+    args = ("export", "lenet5", "-t", "onnx,openvino", "--calib", "digits", "--calib-size", "16", "-o", out)
+    r = run_cli(*args, env=NARROW)
+    assert r.returncode == 0, r.stderr
+    _check(r.stdout, ("target", "precision", "status", "noise err", "image err", "agree"))
+    assert "not shown at this width: file, time" in r.stdout
+    rule = next(line for line in r.stdout.splitlines() if line.startswith("parity against"))
+    assert rule.endswith("image err <= 0.0001") and len(rule) > 80  # one line, not wrapped at 80
