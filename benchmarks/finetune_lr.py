@@ -6,7 +6,7 @@ No ImageNet weights can be downloaded here, so the checkpoint is made in this ru
 arrive: ResNet-18 with ImageNet's 1000-class head, trained on digits 0-4 (their whole train split),
 saved as a plain .pth state dict. The user's folder: digits 5-9, 60 training images each (train
 split); test: a folder of 100 test-split images each, the same 500 for every run. Each lr runs
-`edgecnn train resnet18 --weights ckpt.pth` as a user types it (3 epochs, batch 64, at --size) and
+`edgecnn train resnet18 --weights ckpt.pth` as a user types it (3 epochs, at each --batches, --size) and
 with the docs' recipe (`--freeze-epochs 1 --backbone-lr-scale 0.1`); then `train`'s default lr
 (no --lr) both ways at --big. Prints a table; results: benchmarks/results/finetune_lr.md and .json.
 """
@@ -50,9 +50,10 @@ def _checkpoint(work: Path, train_x, train_y, size: int) -> Path:
     return path
 
 
-def _run(ckpt, mine, held_out, size: int, lr: float | None, recipe: bool, out: Path) -> dict:
+def _run(ckpt, mine, held_out, size: int, lr: float | None, recipe: bool, out: Path, batch: int) -> dict:
     args = [sys.executable, "-m", "edgecnn", "train", "resnet18", "--weights", str(ckpt), "--data", str(mine)]
     args += ["--test-data", str(held_out), "--input-size", str(size), str(size), "--epochs", "3"]
+    args += ["--batch-size", str(batch)]
     args += ["-o", str(out), "--force", "--json", *(RECIPE if recipe else ())]
     args += ["--lr", str(lr)] if lr is not None else []
     t0 = time.time()
@@ -62,6 +63,7 @@ def _run(ckpt, mine, held_out, size: int, lr: float | None, recipe: bool, out: P
     body = json.loads(done.stdout)
     row = {
         "size": size,
+        "batch": batch,
         "lr": lr if lr is not None else "default",
         "recipe": recipe,
         "test_top1": body["test_top1"],
@@ -75,10 +77,12 @@ def _run(ckpt, mine, held_out, size: int, lr: float | None, recipe: bool, out: P
 
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}. Command: `{report['command']}`.", "", report["setup"], ""]
-    lines += ["| size | lr | recipe | test top-1 | warned at chance |", "|---|---|---|---|---|"]
+    lines += ["| size | batch | lr | recipe | test top-1 | warned at chance |", "|---|---|---|---|---|---|"]
     for r in report["rows"]:
         recipe = "--freeze-epochs 1 --backbone-lr-scale 0.1" if r["recipe"] else "as typed"
-        lines.append(f"| {r['size']} | {r['lr']} | {recipe} | {r['test_top1']:.2f} | {r['warned']} |")
+        lines.append(
+            f"| {r['size']} | {r['batch']} | {r['lr']} | {recipe} | {r['test_top1']:.2f} | {r['warned']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -87,6 +91,7 @@ def main() -> int:
     parser.add_argument("--lrs", default="0.05,0.02,0.01,0.005,0.002")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--big", type=int, default=224, help="size of the default-lr runs (0: none)")
+    parser.add_argument("--batches", default="64,16", help="--batch-size values, each with every lr")
     parser.add_argument("--out", default="benchmarks/results/finetune_lr")
     args = parser.parse_args()
 
@@ -104,17 +109,18 @@ def main() -> int:
         mine = folder(work / "mine", train_x, train_y, range(5, 10), 60)
         held_out = folder(work / "test", test_x, test_y, range(5, 10), 100)
         report["setup"] = (
-            "resnet18 checkpoint with a 1000-class head trained 2 epochs on digits 0-4; fine-tuned 3 epochs "
-            "(batch 64) on digits 5-9, 60 training images each; test: the same 500 test-split digits"
+            "resnet18 checkpoint with a 1000-class head trained 2 epochs on digits 0-4 at "
+            f"{args.size}x{args.size}; fine-tuned 3 epochs on digits 5-9, 60 training images each; test: "
+            "the same test-split digits"
         )
-        for lr in [float(x) for x in args.lrs.split(",")]:
-            for recipe in (False, True):
-                report["rows"].append(
-                    _run(ckpt, mine, held_out, args.size, lr, recipe, work / "m.safetensors")
-                )
-        for size in [args.big] if args.big else []:  # the default lr (no --lr) at the larger size
-            for recipe in (False, True):
-                report["rows"].append(_run(ckpt, mine, held_out, size, None, recipe, work / "m.safetensors"))
+        out = work / "m.safetensors"
+        for batch in [int(x) for x in args.batches.split(",")]:
+            for lr in [float(x) for x in args.lrs.split(",")]:
+                for recipe in (False, True):
+                    report["rows"].append(_run(ckpt, mine, held_out, args.size, lr, recipe, out, batch))
+            for size in [args.big] if args.big else []:  # the default lr (no --lr) at the larger size
+                for recipe in (False, True):
+                    report["rows"].append(_run(ckpt, mine, held_out, size, None, recipe, out, batch))
         write_report(report, Path(args.out), markdown)
     print(markdown(report))
     return 0

@@ -397,3 +397,19 @@ def test_device_choice_and_data_workers(tmp_path, splits):
     opts = TrainOptions(epochs=1, max_steps=20, lr=0.05, workers=2, device="auto")
     result = fit(model, Subset(splits.train, range(1280), "few"), Subset(splits.val, range(200), "v"), opts)
     assert result.history[0].val_top1 > 40  # it learned from batches decoded by two worker processes
+
+
+@pytest.mark.parametrize(("weights", "lr", "batch"), [(None, 0.05, 64), ("ckpt.pth", 0.01, 16)])
+def test_fine_tuning_weights_defaults_to_its_own_lr_and_batch(tmp_path, weights, lr, batch):
+    """benchmarks/finetune_lr.py: 60 images a class fine-tune to 92% at batch 16, lr 0.01, and at
+    most 81% at batch 64 (too few steps); training from scratch keeps 64 and 0.05."""
+    import inspect
+
+    from edgecnn.cli.train import _train_options, train
+
+    params = {k: v.default for k, v in inspect.signature(train).parameters.items()}
+    params.update(model="resnet18", weights=weights, output=tmp_path / "m.safetensors")
+    _, opts, _ = _train_options(params)
+    assert (opts.lr, opts.batch_size) == (lr, batch)
+    params.update(lr=0.003, batch_size=8)  # what the user gives wins
+    assert (_train_options(params)[1].lr, _train_options(params)[1].batch_size) == (0.003, 8)

@@ -17,7 +17,9 @@ from edgecnn.train.options import USES
 
 Data = Annotated[str, typer.Option(help="An image folder (class subfolders) or 'digits' (bundled MNIST).")]
 Epochs = Annotated[int, typer.Option(help="Epochs.")]
-BatchSize = Annotated[int, typer.Option(help="Batch size.")]
+BatchSize = Annotated[
+    int | None, typer.Option(help="Batch size; default 64, 16 when fine-tuning --weights (more steps).")
+]
 Lr = Annotated[
     float | None,
     typer.Option(
@@ -74,7 +76,7 @@ def train(
     model: Model,
     data: Data = "digits",
     epochs: Epochs = 3,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = None,
     lr: Lr = None,
     optimizer: Optimizer = "sgd",
     val_fraction: ValFraction = 0.1,
@@ -191,7 +193,7 @@ def distill(
     teacher_weights: TeacherWeights = None,
     data: DistillData = None,
     epochs: Epochs = 2,
-    batch_size: BatchSize = 64,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     lr: Lr = USES["distill"]["lr"],
     optimizer: Optimizer = "sgd",
     temperature: Temperature = 4.0,

@@ -90,9 +90,9 @@ def resolve_device(device: str) -> str:
 # student a lower one with feature steps; compress's, a fine-tune of a close student, the lowest.
 USES = {
     "train": dict(lr=0.05),
-    # pretrained --weights with a new head: at the from-scratch lr the first steps wipe out what
-    # was pretrained (benchmarks/finetune_vs_scratch.py measures the lr)
-    "finetune": dict(lr=0.01),
+    # pretrained --weights with a new head, on a small folder: more, smaller steps
+    # (benchmarks/finetune_lr.py)
+    "finetune": dict(lr=0.01, batch_size=16),
     "distill": dict(epochs=2, lr=0.02, feature_steps=100),
     "compress": dict(lr=0.005, feature_steps=100),
 }
