@@ -207,3 +207,27 @@ def test_the_student_with_the_lower_validation_loss_ships_and_both_are_reported(
     assert choice.test_top1 == (96.0, 96.5) and top1[1] == choice.test_top1[better == "uniform"]
     assert choice.ratio == 0.4 and choice.val_images == 40
     assert choice.to_dict()["uniform_val"] == {"top1": 90.0, "loss": 0.25} and "other" not in choice.to_dict()
+
+
+def test_a_uniform_student_that_diverges_leaves_the_plans_to_ship(monkeypatch):
+    from types import SimpleNamespace
+
+    import edgecnn.compress.recovery as recovery
+    import edgecnn.compress.rival as rival_module
+    from edgecnn.errors import DivergedError
+    from edgecnn.plan.api import Plan
+
+    plan = Plan("onnxruntime", "cpu", None, 1, (3, 32, 32), 10.0, 5.0, 4.8, [], 16, 0, 0)
+    rival = dataclasses.replace(plan, uniform=0.4)
+
+    def recover(loaded, candidate, *args):
+        if candidate is rival:
+            raise DivergedError("loss is nan")
+        return SimpleNamespace(model="plan"), (97.0, 96.0), "test", []
+
+    monkeypatch.setattr(recovery, "recover", recover)
+    monkeypatch.setattr(rival_module, "_scored", lambda model, data: rival_module.Scored(90.0, 0.2))
+    shipped, made, choice = rival_module.recover_best(
+        None, plan, rival, (32, 32), SimpleNamespace(val=[0] * 40), [], None, lambda *a: None
+    )
+    assert shipped is plan and made[0].model == "plan" and choice is None

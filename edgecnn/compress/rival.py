@@ -68,10 +68,18 @@ def recover_best(loaded, plan: Plan, rival: Plan | None, size, splits, batches, 
 
     if rival is None:
         return plan, recover(loaded, plan, size, splits, batches, opts, progress, *hooks), None
+    from edgecnn.errors import DivergedError
+
     made, scores = [], []
     for label, candidate in (("the plan", plan), (f"uniform pruning {rival.uniform:.0%}", rival)):
         progress(f"recovering {label}'s student", len(made) + 1, 2)
-        made.append(recover(loaded, candidate, size, splits, batches, opts, progress, *hooks))
+        try:
+            made.append(recover(loaded, candidate, size, splits, batches, opts, progress, *hooks))
+        except DivergedError as e:
+            if candidate is plan:
+                raise
+            log.warning("uniform pruning's student diverged (%s): the plan's ships", e)
+            return plan, made[0], None
         scores.append(_scored(made[-1][0].model, splits.val))
     uniform = scores[1].loss < scores[0].loss
     choice = StructureChoice(
