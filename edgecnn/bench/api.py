@@ -333,6 +333,7 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
     inp = manifest.get("input", {})
     shape = inp.get("shape")
     foreign, problem = _foreign_input(path, manifest, problem)
+    precision = manifest.get("precision") or (graph_precision(path) if foreign else "?")
     jobs = []
     for backend, b in itertools.product(_readers(path, foreign, opts), opts.batches):
         runtime = backend.runtime
@@ -342,7 +343,7 @@ def _jobs_for_artifact(item: str, opts: BenchOptions) -> list[_Job]:
             source=path.name,
             runtime=runtime,
             device=opts.device,
-            precision=manifest.get("precision") or (graph_precision(path) if foreign else "?"),
+            precision=precision,
             batch=b,
             threads=opts.threads,
             artifact=str(path),
