@@ -73,16 +73,11 @@ def graph_onnx(job, base: Path) -> dict:
     --dynamic-batch), simplified by onnxslim when asked, and checked; what the manifest records."""
     import onnx
 
+    from edgecnn.runtime.graphs import fix_input
+
     source = Path(job.model)
     model = onnx.load(str(source))
-    for value in model.graph.input:
-        if value.name == job.input_name:
-            for i, (dim, size) in enumerate(zip(value.type.tensor_type.shape.dim, job.shape, strict=True)):
-                dim.ClearField("dim_param")
-                if i == 0 and job.options.dynamic_batch:
-                    dim.dim_param = "batch"
-                else:
-                    dim.dim_value = size
+    fix_input(model, job.input_name, job.shape, symbolic_batch=job.options.dynamic_batch)
     nodes = len(model.graph.node)
     if job.options.simplify:
         import contextlib

@@ -53,6 +53,11 @@ class PlanOptions:
     baseline: str = "default"
 
     @property
+    def confirm_rounds(self) -> int:
+        """Rounds of a chosen model's re-timing against the original: as long as `confirm_seconds`."""
+        return max(7, math.ceil(self.confirm_seconds / self.check_seconds))
+
+    @property
     def aim_headroom(self) -> float:
         if self.headroom is not None:
             return self.headroom
@@ -245,8 +250,7 @@ def _plan_with(table: LatencyTable, model, input_shape, batches, opts: PlanOptio
     predicted = checked = None
     if table.backend.node_profiler:
         check = _Check(model, slots, input_shape, table, budget, int8, progress, request_ms)
-        confirm_rounds = max(7, math.ceil(opts.confirm_seconds / opts.check_seconds))
-        best = check.run(picks, opts.check_seconds, confirm_rounds)
+        best = check.run(picks, opts.check_seconds, opts.confirm_rounds)
         picks, after, predicted, checked = best.picks, best.times, best.wall_ms, best.checked_ms
         table.save()
     log.info(

@@ -39,7 +39,7 @@ def uniform_plan(
     reference = Reference(
         model, plan.input_shape, table.backend, shipped=True, seconds=opts.check_seconds, **table.setting
     )
-    rounds = max(7, math.ceil(opts.confirm_seconds / opts.check_seconds))
+    rounds = opts.confirm_rounds
     timed: dict[float, tuple[float, dict]] = {}
     try:
         lo, hi = 0, len(RATIOS) - 1  # the ratios run faster as they grow: a bisection finds the least

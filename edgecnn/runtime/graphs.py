@@ -120,7 +120,7 @@ def onnx_layers(path: str | Path, input_size=None):
     inp = graph_input(path)
     c, h, w = input_chw(inp, path, 1, input_size)
     model = onnx.load(str(path))
-    _fix_input(model, inp.name, (1, c, h, w))
+    fix_input(model, inp.name, (1, c, h, w))
     model = onnx.shape_inference.infer_shapes(model)
     values = [*model.graph.value_info, *model.graph.output]
     shapes = {v.name: tuple(_dim(d) or 0 for d in v.type.tensor_type.shape.dim) for v in values}
@@ -140,12 +140,17 @@ def onnx_layers(path: str | Path, input_size=None):
     return (1, c, h, w), sum(_prod(s) for s in weights.values()), rows
 
 
-def _fix_input(model, name: str, shape) -> None:
+def fix_input(model, name: str, shape, *, symbolic_batch: bool = False) -> None:
+    """Set the ONNX `model`'s input `name` to `shape` in place (its batch left symbolic, "batch", when
+    `symbolic_batch`)."""
     for value in model.graph.input:
         if value.name == name:
-            for dim, size in zip(value.type.tensor_type.shape.dim, shape, strict=True):
+            for i, (dim, size) in enumerate(zip(value.type.tensor_type.shape.dim, shape, strict=True)):
                 dim.ClearField("dim_param")
-                dim.dim_value = size
+                if i == 0 and symbolic_batch:
+                    dim.dim_param = "batch"
+                else:
+                    dim.dim_value = size
 
 
 def _prod(dims) -> int:
