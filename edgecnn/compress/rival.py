@@ -44,8 +44,9 @@ class StructureChoice:
     other: Plan | None = field(default=None, repr=False)  # the structure not shipped
 
     def to_dict(self) -> dict:
+        """With the structure not shipped as a plan of its own (`other`), so the report keeps both."""
         d = dataclasses.asdict(dataclasses.replace(self, other=None))
-        d.pop("other")
+        d["other"] = self.other.to_dict() if self.other is not None else None
         return d
 
 
