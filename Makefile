@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 # per runtime from `compress` (1.3x faster planned on ONNX Runtime, and on OpenVINO), distilled ->
 # ONNX / OpenVINO fp32 + int8 -> benchmark table and plot in export/resnet18/pipeline/.
 demo: $(STAMP)
-	$(BIN)/edgecnn pipeline resnet18 --data digits --input-size 32 32 --epochs 3 --distill-epochs 2 --speedup 1.3 --force
+	$(BIN)/edgecnn pipeline resnet18 --data digits --input-size 32 --epochs 3 --distill-epochs 2 --speedup 1.3 --force
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check edgecnn tests benchmarks

@@ -133,18 +133,18 @@ def main() -> int:
         if fp32.error or q.error:
             print(f"{rt}: {fp32.error or q.error}")
             continue
-        loss = fp32.accuracy["top1"] - q.accuracy["top1"]
+        loss = fp32.accuracy.top1 - q.accuracy.top1
         int8[rt] = {
-            "fp32_top1": fp32.accuracy["top1"],
-            "int8_top1": q.accuracy["top1"],
+            "fp32_top1": fp32.accuracy.top1,
+            "int8_top1": q.accuracy.top1,
             "loss_points": loss,
-            "images": q.accuracy["images"],
-            "fp32_ms": fp32.latency["median_ms"],
-            "int8_ms": q.latency["median_ms"],
+            "images": q.accuracy.images,
+            "fp32_ms": fp32.latency.median_ms,
+            "int8_ms": q.latency.median_ms,
         }
         print(
-            f"INT8 distilled separable, {rt}: fp32 {fp32.accuracy['top1']:.2f}% -> "
-            f"int8 {q.accuracy['top1']:.2f}% ({loss:+.2f} points lost) on {q.accuracy['images']} test digits"
+            f"INT8 distilled separable, {rt}: fp32 {fp32.accuracy.top1:.2f}% -> "
+            f"int8 {q.accuracy.top1:.2f}% ({loss:+.2f} points lost) on {q.accuracy.images} test digits"
         )
     report["int8_separable"] = int8
     report["seconds"] = round(time.time() - t_start, 1)

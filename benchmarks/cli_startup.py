@@ -22,8 +22,8 @@ COMMANDS = {  # label: (arguments, limit in seconds or None for the baseline)
     "edgecnn --help": (["--help"], 0.5),
     "edgecnn zoo": (["zoo"], 1.5),
     "edgecnn inspect resnet50": (["inspect", "resnet50"], 1.5),
-    "edgecnn inspect resnet50 --input-size 192 192 (live, baseline)": (
-        ["inspect", "resnet50", "--input-size", "192", "192"],
+    "edgecnn inspect resnet50 --input-size 192 (live, baseline)": (
+        ["inspect", "resnet50", "--input-size", "192"],
         None,
     ),
 }

@@ -52,7 +52,7 @@ def _checkpoint(work: Path, train_x, train_y, size: int) -> Path:
 
 def _run(ckpt, mine, held_out, size: int, lr: float | None, recipe: bool, out: Path, batch: int) -> dict:
     args = [sys.executable, "-m", "edgecnn", "train", "resnet18", "--weights", str(ckpt), "--data", str(mine)]
-    args += ["--test-data", str(held_out), "--input-size", str(size), str(size), "--epochs", "3"]
+    args += ["--test-data", str(held_out), "--input-size", str(size), "--epochs", "3"]
     args += ["--batch-size", str(batch)]
     args += ["-o", str(out), "--force", "--json", *(RECIPE if recipe else ())]
     args += ["--lr", str(lr)] if lr is not None else []

@@ -82,7 +82,7 @@ def edgecnn_row(name: str, batch: int, precision: str, size: int, seconds: float
     (row,) = bench([name], opts).rows
     if row.error:
         return {"error": row.error}
-    return {"device_ms": row.latency["device_ms"], "median_ms": row.latency["median_ms"]}
+    return {"device_ms": row.latency.device_ms, "median_ms": row.latency.median_ms}
 
 
 def main() -> int:

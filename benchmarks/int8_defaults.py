@@ -57,7 +57,7 @@ def main() -> int:
             if not (fp32 and int8):
                 line = f"{model:16s} {runtime:12s} missing a row"
             else:
-                a, b = fp32.latency["median_ms"], int8.latency["median_ms"]
+                a, b = fp32.latency.median_ms, int8.latency.median_ms
                 verdict = "int8 faster" if b < a else "INT8 SLOWER"
                 line = (
                     f"{model:16s} {runtime:12s} {int8.variant:7s} fp32 {a:7.2f} ms  "

@@ -88,7 +88,7 @@ def sweep_row(name: str, size, work: Path) -> dict:
         if precision == "fp32":
             artifacts = [t.path for t in result.targets if t.ok]
     run = bench(artifacts, BenchOptions(min_seconds=0.5, memory=False))
-    row["bench"] = {r.runtime: r.latency["median_ms"] if r.latency else r.error for r in run.rows}
+    row["bench"] = {r.runtime: r.latency.median_ms if r.latency else r.error for r in run.rows}
     row["seconds"] = round(time.time() - t0)
     return row
 

@@ -58,7 +58,7 @@ def main() -> int:
         app = benchmark_app_median(xml, args.seconds, "f32")
         for _ in range(2):
             (row,) = bench([str(xml)], opts).rows
-            ours.append(row.latency["median_ms"])
+            ours.append(row.latency.median_ms)
     print(f"{args.model} batch 1, OpenVINO CPU, fp32, latency hint, {args.seconds} s each")
     print(f"benchmark_app median:        {app:.2f} ms")
     print(f"edgecnn median, run 1:       {ours[0]:.2f} ms  (ratio to benchmark_app {ours[0] / app:.3f})")

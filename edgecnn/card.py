@@ -123,8 +123,8 @@ class Card:
         h, w = tuple(size or self.input_size)
         if self.fixed_input and (h, w) != tuple(self.input_size):
             raise BadArgumentError(
-                f"{self.name} has a fixed-size classifier: only --input-size {self.input_size[0]} "
-                f"{self.input_size[1]} works, not {h} {w}"
+                f"{self.name} has a fixed-size classifier: only --input-size {self.input_size[0]},"
+                f"{self.input_size[1]} works, not {h},{w}"
             )
         if min(h, w) < self.min_input_size:
             raise BadArgumentError(

@@ -344,7 +344,7 @@ def _table_top1(run, variant: Variant) -> float | None:
         if r.accuracy and is_baseline(r.precision) and r.source == variant.source and r.batch == 1
     ]
     rows.sort(key=lambda r: get_backend(r.runtime).target is not None)  # the in-memory module first
-    return rows[0].accuracy["top1"] if rows else None
+    return rows[0].accuracy.top1 if rows else None
 
 
 def _compressed(model, ref, size, opts: PipelineOptions, result, hooks: _Hooks) -> None:
@@ -451,5 +451,5 @@ def _speedup(run, original: Variant, variant: Variant) -> float | None:
         if same and at_baseline(row) and row.latency:
             for key, v in (("original", original), ("student", variant)):
                 if row.source == v.source:
-                    ms[key] = row.latency["median_ms"]
+                    ms[key] = row.latency.median_ms
     return ms["original"] / ms["student"] if len(ms) == 2 else None

@@ -62,13 +62,13 @@ def test_every_runtime_reports_identical_accuracy_on_the_digits(lenet_run):
     ok = [rows[r] for r in ("torch", "onnxruntime", "openvino") if HAS_OPENVINO or r != "openvino"]
     for row in ok:
         assert not row.error, row.error
-        assert row.accuracy["images"] == 1000 and row.accuracy["dataset"] == "digits:test"
-        assert row.latency["iterations"] >= 5 and row.latency["median_ms"] > 0
-        assert row.latency["p90_ms"] >= row.latency["median_ms"] >= row.latency["min_ms"]
-        assert row.memory["peak_over_baseline_bytes"] > 0
+        assert row.accuracy.images == 1000 and row.accuracy.dataset == "digits:test"
+        assert row.latency.iterations >= 5 and row.latency.median_ms > 0
+        assert row.latency.p90_ms >= row.latency.median_ms >= row.latency.min_ms
+        assert row.memory.peak_over_baseline_bytes > 0
         assert row.params == 61_706 and row.macs == 416_520
-    assert ok[0].accuracy["top1"] > 85  # trained model: the numbers mean something
-    assert len({(r.accuracy["top1"], r.accuracy["top5"]) for r in ok}) == 1
+    assert ok[0].accuracy.top1 > 85  # trained model: the numbers mean something
+    assert len({(r.accuracy.top1, r.accuracy.top5) for r in ok}) == 1
     assert rows["onnxruntime"].file_size_bytes > 200_000 and rows["torch"].artifact is None
 
 
@@ -139,7 +139,7 @@ def test_artifact_file_with_static_batch_pads_the_last_batch(lenet_run):
 
     art = export("lenet5", ExportOptions(out_dir=out / "b3", batch=3, verify=False)).targets[0].path
     rows = bench([art], BenchOptions(batches=(3, 2), data="digits", memory=False, **FAST)).rows
-    assert rows[0].runtime == "onnxruntime" and rows[0].accuracy["images"] == 1000  # 1000 = 333*3 + 1
+    assert rows[0].runtime == "onnxruntime" and rows[0].accuracy.images == 1000  # 1000 = 333*3 + 1
     assert "static batch of 3" in rows[1].error
 
 
@@ -173,13 +173,13 @@ def test_int8_rows(tmp_path, lenet_weights):
     bf16 = rows.pop(3)  # a CPU without bf16 units says so in the row, never runs fp32 under its name
     assert (bf16.float_math == "bf16" and not bf16.error) or "no such units" in bf16.error
     if not bf16.error:
-        assert abs(bf16.accuracy["top1"] - rows[2].accuracy["top1"]) <= 2.0
+        assert abs(bf16.accuracy.top1 - rows[2].accuracy.top1) <= 2.0
         assert "openvino ran float layers in fp32 (fp32, int8 rows) and bf16 (bf16 rows)" in markdown(run)
     for fp32, int8 in (rows[:2], rows[2:]):
         assert (
             not int8.error and int8.file_size_bytes < fp32.file_size_bytes / 2
         )  # tiny model: metadata counts
-        assert abs(int8.accuracy["top1"] - fp32.accuracy["top1"]) <= 2.0
+        assert abs(int8.accuracy.top1 - fp32.accuracy.top1) <= 2.0
 
 
 def test_compare_and_plot_cli(tmp_path, lenet_weights):
@@ -320,7 +320,9 @@ def test_a_reduced_precision_row_slower_than_fp32_is_flagged():
             "cpu",
             precision,
             batch,
-            latency={"median_ms": ms, "p90_ms": p90 or ms * 1.1, "throughput": 1.0},
+            latency=LatencyStats(
+                1, 30, 0.0, ms, ms, ms, p90 or ms * 1.1, p90 or ms * 1.1, p90 or ms * 1.1, 0, 1e3 / ms
+            ),
         )
 
     rows = [
@@ -358,7 +360,7 @@ def test_compare_with_nothing_in_common_is_an_error(tmp_path):
 
     files = []
     for i, model in enumerate(("lenet5", "resnet18")):
-        row = BenchRow(model, "fp32", "onnxruntime", "cpu", "fp32", 1, latency={"median_ms": 1.0 + i})
+        row = BenchRow(model, "fp32", "onnxruntime", "cpu", "fp32", 1, latency=_latency(1.0 + i))
         path = tmp_path / f"{model}.json"
         save(BenchRun({"label": "m"}, {}, [row]), path)
         files.append(str(path))
@@ -412,11 +414,12 @@ def test_the_plot_keys_points_by_model_and_batch_and_says_why_a_panel_is_empty(t
     import matplotlib.image
 
     from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.data.scoring import Accuracy
     from edgecnn.report.plot import RUNTIME_COLOURS, _points, _styles, plot
 
     def row(runtime, precision, batch, ms, macs=None, top1=None):
-        acc = {"top1": top1, "top5": 100.0} if top1 is not None else None
-        lat = {"median_ms": ms, "throughput": 1.0}
+        acc = Accuracy(top1, 100.0, 100, 0, "digits:test") if top1 is not None else None
+        lat = _latency(ms)
         return BenchRow(
             "r18", precision, runtime, "cpu", precision, batch, latency=lat, macs=macs, accuracy=acc
         )
@@ -437,6 +440,21 @@ def test_the_plot_keys_points_by_model_and_batch_and_says_why_a_panel_is_empty(t
         path = plot([BenchRun({"label": "m"}, {}, run_rows)], tmp_path / f"{name}.png")
         height, width, _ = matplotlib.image.imread(path).shape
         assert width > 1000 and height > 500
+
+
+def test_the_plot_tells_two_runs_of_one_machine_apart_by_file():
+    """Two result files from one machine (say, before and after a change): one key number each,
+    named by file as compare names its columns, never one number for both points."""
+    from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.report.plot import _points
+
+    def run(name, ms):
+        row = BenchRow("r18", "fp32", "onnxruntime", "cpu", "fp32", 1, latency=_latency(ms))
+        return BenchRun({"label": "box"}, {}, [row], path=f"/results/{name}.json")
+
+    points, key = _points([run("before", 2.0), run("after", 1.5)])
+    assert [(p.key, p.ms) for p in points] == [(1, 2.0), (2, 1.5)]
+    assert key == [" 1  r18  batch 1  @ box [before]", " 2  r18  batch 1  @ box [after]"]
 
 
 def test_top5_is_not_reported_with_five_classes_or_fewer():
@@ -473,15 +491,21 @@ def test_bench_json_is_the_result_alone(tmp_path):
     assert f"wrote {path}" in r.stderr and json.loads(path.read_text())["rows"] == d["rows"]
 
 
+def _latency(ms: float) -> LatencyStats:
+    """One timing whose every percentile is `ms`."""
+    return LatencyStats.from_times([ms / 1e3], batch=1, warmup_s=0.0)
+
+
 @pytest.mark.parametrize(("given", "metric"), [("p50_ms", "median_ms"), ("top-1", "top1"), ("p90", "p90_ms")])
 def test_compare_takes_a_metric_by_the_name_the_bench_table_shows(given, metric):
     from edgecnn.bench.schema import BenchRow, BenchRun
+    from edgecnn.data.scoring import Accuracy
     from edgecnn.errors import UnknownNameError
     from edgecnn.report.compare import compare
 
     def run(ms):
-        row = BenchRow("m", "fp32", "onnxruntime", "cpu", "fp32", 1, latency={"median_ms": ms, "p90_ms": ms})
-        row.accuracy = {"top1": ms}
+        row = BenchRow("m", "fp32", "onnxruntime", "cpu", "fp32", 1, latency=_latency(ms))
+        row.accuracy = Accuracy(top1=ms, top5=None, images=10, skipped=0, dataset="digits:test")
         return BenchRun({"label": f"run{ms}"}, {}, [row])
 
     c = compare([run(2.0), run(4.0)], metric=given)
@@ -498,7 +522,7 @@ def test_compare_tells_a_cpu_and_a_cuda_run_of_one_machine_apart():
         row = BenchRow(
             model="resnet50", variant="fp32", runtime="torch", precision="fp32", batch=1, device=device
         )
-        row.latency = {"median_ms": ms}
+        row.latency = _latency(ms)
         return BenchRun({"label": "h100-box"}, {"device": device}, [row])
 
     c = compare([run("cpu", 50.0), run("cuda", 5.0)])

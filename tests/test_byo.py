@@ -398,7 +398,7 @@ def test_your_network_in_a_py_file_trains_compresses_exports_and_benches(tmp_pat
 
     (tmp_path / "smallnet.py").write_text(SMALLNET)
     model = tmp_path / "smallnet.safetensors"
-    r = run_cli("train", "smallnet.py:build", "--data", "digits", "--input-size", "32", "32", "--epochs", "1",
+    r = run_cli("train", "smallnet.py:build", "--data", "digits", "--input-size", "32", "--epochs", "1",
                 "-o", model, "--json", cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     trained = json.loads(r.stdout)
@@ -464,7 +464,7 @@ def test_train_passes_builder_arguments_and_the_file_records_them(tmp_path):
 
     builder = f"{ROOT / 'examples' / 'mynet.py'}:build"
     out = tmp_path / "m.safetensors"
-    r = run_cli("train", builder, "-a", "width=4", "--epochs", "1", "--input-size", "32", "32", "-o", out)
+    r = run_cli("train", builder, "-a", "width=4", "--epochs", "1", "--input-size", "32", "-o", out)
     assert r.returncode == 0, r.stderr
     assert read_recipe(out)["model_kwargs"] == {"width": 4}
     r = run_cli("inspect", out, "--trust-code", "--json")

@@ -70,16 +70,28 @@ def test_inspect_table_shows_course_shapes():
 
 
 def test_inspect_input_size_and_model_args():
-    r = run("inspect", "unet", "--input-size", "64", "64", "-a", "padding=same", "--json")
+    r = run("inspect", "unet", "--input-size", "64", "-a", "padding=same", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["layers"][-1]["output_shape"] == [1, 2, 64, 64]
+
+
+def test_input_size_is_one_token_square_or_h_w():
+    """`--input-size 40` is 40x40 and never takes the option after it; `40,48` (or 40x48) is H,W."""
+    for size, want in (("40", [40, 40]), ("40,48", [40, 48]), ("40x48", [40, 48])):
+        r = run("inspect", "resnet18", "--input-size", size, "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["layers"][-1]["output_shape"] == [1, 1000]
+        assert json.loads(r.stdout)["input_shape"][-2:] == want
+    for bad in ("6a", "0", "1,2,3"):
+        r = run("inspect", "resnet18", "--input-size", bad)
+        assert r.returncode == 2 and "give N for N x N, or H,W" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (("inspect", "resnet5O"), "did you mean: resnet50"),
-        (("inspect", "alexnet2012", "--input-size", "8", "8"), "does not fit alexnet2012"),
+        (("inspect", "alexnet2012", "--input-size", "8"), "does not fit alexnet2012"),
         (("inspect", "unet", "-a", "padding=round"), "padding must be 'valid' or 'same'"),
         (("inspect", "unet", "-a", "nonsense"), "expected KEY=VALUE"),
         (("inspect", "lenet5", "--weights", "missing.pth"), "weights file not found"),

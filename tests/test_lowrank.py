@@ -102,9 +102,7 @@ def test_zoo_models_convert_with_consistent_totals_and_reload(name, tmp_path):
 def test_cli_lowrank(tmp_path):
     out = tmp_path / "r18.safetensors"
     cmd = [sys.executable, "-m", "edgecnn", "convert", "resnet18", "--lowrank", "--rank-ratio", "0.25"]
-    r = subprocess.run(
-        [*cmd, "--input-size", "64", "64", "-o", str(out), "--json"], capture_output=True, text=True
-    )
+    r = subprocess.run([*cmd, "--input-size", "64", "-o", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     lowrank_report = report["reports"][-1]

@@ -56,7 +56,7 @@ def test_fine_tune_convert_distill_export_bench_pipeline_through_model_files(wor
     r = cli(
         work,
         *("train", "resnet18", "--weights", "r18_1000.safetensors", "--data", "mine"),
-        *("--input-size", "32", "32", "--epochs", "2", "--batch-size", "16", "--freeze-epochs", "1"),
+        *("--input-size", "32", "--epochs", "2", "--batch-size", "16", "--freeze-epochs", "1"),
         *("--backbone-lr-scale", "0.5", "-o", tuned.name, "--json"),
     )
     trained = json.loads(r.stdout)
@@ -126,7 +126,7 @@ def test_fine_tuning_loads_the_backbone_also_from_the_imagenet_cache(work, monke
         create_model("resnet18", weights="imagenet", num_classes=3)
     r = cli(
         work,
-        *("train", "resnet18", "--weights", "imagenet", "--data", "mine", "--input-size", "32", "32"),
+        *("train", "resnet18", "--weights", "imagenet", "--data", "mine", "--input-size", "32"),
         *("--epochs", "1", "--batch-size", "16", "-o", "from-imagenet.safetensors"),
     )
     assert "test top-1" in r.stdout and header(work / "from-imagenet.safetensors")["num_classes"] == 3
@@ -138,7 +138,7 @@ def test_plain_weights_still_work_with_flags_and_wrong_files_are_named(work):
         pytest.skip("needs the end-to-end test's model file")
     torch.save(load_source(str(tuned)).module.state_dict(), work / "plain.pth")
     args = ("bench", "resnet18", "--weights", "plain.pth", "-r", "onnxruntime", *FAST)
-    cli(work, *args, "--num-classes", "3", "--input-size", "32", "32")
+    cli(work, *args, "--num-classes", "3", "--input-size", "32")
     with pytest.raises(WeightsError, match="holds trained resnet18 weights, not resnet34"):
         create_model("resnet34", weights=str(tuned))
     r = run_cli("bench", "plain.pth", cwd=work)

@@ -139,7 +139,7 @@ def test_a_module_compresses_exports_and_benches_with_no_zoo_entry(mine, tmp_pat
         ),
     )
     assert len(run.rows) == 4 and [r.error for r in run.rows if r.error] == []
-    assert all(r.latency["median_ms"] > 0 for r in run.rows)
+    assert all(r.latency.median_ms > 0 for r in run.rows)
     assert {r.model for r in run.rows} == {"sixlayers"}
 
 

@@ -723,6 +723,7 @@ def test_a_students_table_speedup_is_at_the_precision_compress_timed_it():
     table's bf16 rows (never f32-pinned rows against a bf16 plan); ONNX Runtime's, the fp32 rows."""
     from types import SimpleNamespace
 
+    from edgecnn.bench.latency import LatencyStats
     from edgecnn.bench.schema import BenchRow, BenchRun
     from edgecnn.pipeline import Variant, _speedup
 
@@ -734,7 +735,7 @@ def test_a_students_table_speedup_is_at_the_precision_compress_timed_it():
             "cpu",
             precision,
             1,
-            latency={"median_ms": ms},
+            latency=LatencyStats.from_times([ms / 1e3], batch=1, warmup_s=0.0),
             source=source,
         )
 
@@ -812,7 +813,7 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
         for runtime in ("torch", "onnxruntime")
     }
     ms = {
-        n: rows[(f"resnet18.{n} fp32", "onnxruntime")].latency["median_ms"]
+        n: rows[(f"resnet18.{n} fp32", "onnxruntime")].latency.median_ms
         for n in ("original", "compressed-onnxruntime")
     }
     assert v.bench_speedup == pytest.approx(ms["original"] / ms["compressed-onnxruntime"])
@@ -821,12 +822,12 @@ def test_pipeline_with_a_speedup_makes_one_compressed_student_per_runtime(
     assert Path(student_row.artifact).parent.name == "compress-onnxruntime"
     assert not list((tmp_path / "p" / "artifacts").rglob("resnet18.compressed-onnxruntime.onnx"))
     # every row scores the 16 test images the reference's training held out (of 80: 20%)
-    assert {r.accuracy["images"] for r in rows.values()} == {16}
+    assert {r.accuracy.images for r in rows.values()} == {16}
     assert (
         result.reference["test_set"].startswith("16 images from")
         and "seeded 20% split" in (result.reference["test_set"])
     )
-    assert v.table_top1 == rows[("resnet18.compressed-onnxruntime fp32", "torch")].accuracy["top1"]
+    assert v.table_top1 == rows[("resnet18.compressed-onnxruntime fp32", "torch")].accuracy.top1
 
 
 def test_a_pipeline_asked_too_much_compresses_for_what_this_machine_reaches(monkeypatch, tmp_path):

@@ -171,7 +171,7 @@ def test_convert_prune_cuts_every_group_uniformly_and_the_file_reloads(tmp_path)
     from tests._cli import run_cli
 
     out = tmp_path / "r18p.safetensors"
-    r = run_cli("convert", "resnet18", "--prune", "0.25", "--input-size", "32", "32", "-o", out, "--json")
+    r = run_cli("convert", "resnet18", "--prune", "0.25", "--input-size", "32", "-o", out, "--json")
     assert r.returncode == 0, r.stderr
     import json
 

@@ -35,7 +35,7 @@ DOCS = ["models", "convert", "export", "bench", "compress", "train", "errors", "
 PAGES = [README, *(ROOT / "docs" / f"{name}.md" for name in DOCS)]
 PARSE_ONLY = {"distill", "pipeline", "compress"}
 FIXED_SIZE = {"lenet5", "alexnet2012"}  # models that take no --input-size
-SMALL = ("--input-size", "32", "32")
+SMALL = ("--input-size", "32")
 FAST_BENCH = (
     *("--warmup", "0.05", "--duration", "0.05", "--iterations", "3", "--no-memory", "--no-verify"),
     *("--data-limit", "50"),

@@ -208,7 +208,10 @@ def test_output_location_problems_are_refused_before_any_work(tmp_path, monkeypa
 
     (tmp_path / "afile").write_text("x")
     results = tmp_path / "r.json"
-    row = BenchRow("lenet5", "fp32", "onnxruntime", "cpu", "fp32", 1, latency={"median_ms": 1.0})
+    from edgecnn.bench.latency import LatencyStats
+
+    timed = LatencyStats.from_times([1e-3], batch=1, warmup_s=0.0)
+    row = BenchRow("lenet5", "fp32", "onnxruntime", "cpu", "fp32", 1, latency=timed)
     save(BenchRun({"label": "m"}, {}, [row]), results)
     before = snapshot(tmp_path)
     cases = [

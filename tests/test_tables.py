@@ -254,7 +254,7 @@ def test_a_new_backend_is_one_row(tmp_path, monkeypatch):
     assert Path(copy_t.manifest).is_file()
     rows = bench([copy_t.path], BenchOptions(memory=False, min_iters=3, min_seconds=0.05, warmup_s=0.0)).rows
     assert rows[0].runtime == "ortcopy" and not rows[0].error, rows[0].error
-    assert rows[0].latency["median_ms"] > 0 and rows[0].precision == "fp32"
+    assert rows[0].latency.median_ms > 0 and rows[0].precision == "fp32"
     assert backend_for(copy_t.path) is row
     x = np.zeros((1, 1, 32, 32), np.float32)
     assert import_string(row.runner)(copy_t.path).run(x).shape == (1, 10)

@@ -312,7 +312,7 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
     }
     for row in result.run.rows:
         assert not row.error, row.error
-        assert row.accuracy["images"] == 1000 and row.accuracy["top1"] > 60
+        assert row.accuracy.images == 1000 and row.accuracy.top1 > 60
     sep = result.variants["separable"]
     assert sep.mac_reduction > 1.2 and sep.test_top1 > 60 and sep.table_top1 > 60
     saved = json.loads(result.results_json.read_text())["settings"]["pipeline"]["variants"]

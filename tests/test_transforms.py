@@ -288,7 +288,6 @@ def test_cli_convert_json_and_errors(tmp_path):
         "2",
         "--input-size",
         "64",
-        "64",
         "-o",
         str(out),
         "--json",
@@ -327,7 +326,7 @@ def test_convert_names_each_skipped_layer_and_warns_when_it_buys_little(tmp_path
     """Every skipped layer with its reason on screen (not only in --json), and a warning when the
     setting saves little for a large output error (random ResNet-18, energy 0.9: 1.13x, 62%)."""
     out = tmp_path / "c.safetensors"
-    args = ("convert", "resnet18", "--bottleneck", "--input-size", "32", "32", "-o", str(out))
+    args = ("convert", "resnet18", "--bottleneck", "--input-size", "32", "-o", str(out))
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     assert "skipped layer2.0.downsample.0: 1x1 conv" in r.stdout

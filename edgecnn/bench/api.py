@@ -437,7 +437,7 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
     row.float_math = getattr(runner, "float_math", "")
     x = np.random.default_rng(0).standard_normal((row.batch, *chw)).astype(np.float32)
     lat = measure(runner, x, warmup_s=opts.warmup_s, min_iters=opts.min_iters, min_seconds=opts.min_seconds)
-    row.latency = lat.to_dict()
+    row.latency = lat
     if opts.data or (opts.accuracy and job.recipe and job.recipe.get("data")):
         from edgecnn.data.splits import held_out_images
 
@@ -445,7 +445,7 @@ def _measure(job: _Job, opts: BenchOptions, measure, evaluate, measure_memory) -
             raise BadArgumentError(f"{row.artifact}: its preprocessing is unknown, so it cannot be scored")
         dataset = held_out_images(opts.data, job.preprocess, job.recipe)
         if dataset is not None:
-            row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit).to_dict()
+            row.accuracy = evaluate(runner, dataset, batch=row.batch, limit=opts.data_limit)
     del runner
     if opts.memory and job.mem_job:
         mem_job = {

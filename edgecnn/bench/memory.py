@@ -30,13 +30,15 @@ def rss_bytes() -> tuple[int | None, int | None]:
         return None, peak
 
 
-def measure_memory(job: dict, *, timeout: float = 600) -> dict:
-    """Run the probe on `job` (see _memprobe) and return its measurements, or {"error": ...}."""
+def measure_memory(job: dict, *, timeout: float = 600):
+    """Run the probe on `job` (see _memprobe): its measurements, or why it failed, as a schema.Memory."""
+    from edgecnn.bench.schema import Memory
+
     proc = subprocess.run(
         [sys.executable, "-m", _PROBE, json.dumps(job)], capture_output=True, text=True, timeout=timeout
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"memory probe failed: {tail}"}
-    return json.loads(lines[-1])
+        return Memory(error=f"memory probe failed: {tail}")
+    return Memory(**json.loads(lines[-1]))

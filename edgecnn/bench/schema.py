@@ -10,10 +10,13 @@ import csv
 import datetime as _dt
 import io
 import json
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecnn.artifacts import atomic_output, check_writable
+from edgecnn.bench.latency import LatencyStats
+from edgecnn.data.scoring import Accuracy
 from edgecnn.errors import EdgeCNNError
 
 SCHEMA = "edgecnn-bench"
@@ -22,6 +25,18 @@ VERSION = 1
 
 class ResultFileError(EdgeCNNError):
     """A result file that is missing, corrupt, or of another schema or version."""
+
+
+@dataclass
+class Memory:
+    """Peak memory of one row, from a fresh process (bench.memory): RSS over the runtime's baseline."""
+
+    peak_over_baseline_bytes: int | None = None
+    baseline_rss_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+    rss_bytes: int | None = None
+    peak_gpu_bytes: int | None = None  # CUDA rows: torch's peak allocation
+    error: str = ""  # the probe failed: why
 
 
 @dataclass
@@ -38,9 +53,9 @@ class BenchRow:
     params: int | None = None
     macs: int | None = None  # multiply-accumulates per image
     activation_bytes: int | None = None  # fp32 activations of one image, from `inspect`
-    latency: dict | None = None
-    memory: dict | None = None
-    accuracy: dict | None = None
+    latency: LatencyStats | None = None
+    memory: Memory | None = None
+    accuracy: Accuracy | None = None
     error: str = ""
     hint: str = ""
     source: str = ""  # the item measured: a model file's stem, a zoo name, an artifact's file name
@@ -49,6 +64,17 @@ class BenchRow:
     @property
     def key(self) -> tuple:
         return (self.model, self.variant, self.runtime, self.device, self.batch)
+
+    @property
+    def peak_bytes(self) -> int | None:
+        return self.memory.peak_over_baseline_bytes if self.memory else None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BenchRow:
+        """A row as saved (its parts as dicts), typed again; a key of no field is a TypeError."""
+        parts = {"latency": LatencyStats, "memory": Memory, "accuracy": Accuracy}
+        typed = {k: parts[k](**d[k]) for k in parts if d.get(k) is not None}
+        return cls(**{**d, **typed})
 
 
 @dataclass
@@ -85,21 +111,18 @@ CSV_COLUMNS = (
 
 
 def flat(row: BenchRow, machine: str) -> dict:
-    lat, mem, acc = row.latency or {}, row.memory or {}, row.accuracy or {}
-    peak = mem.get("peak_over_baseline_bytes")
+    lat, acc, peak = row.latency, row.accuracy, row.peak_bytes
+    timed = ("median_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput", "iterations")
     return {
         "machine": machine,
         **{k: getattr(row, k) for k in ("model", "variant", "runtime", "device", "precision", "batch")},
         "threads": row.threads,
-        **{k: lat.get(k) for k in ("median_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput")},
-        "iterations": lat.get("iterations"),
+        **{k: getattr(lat, k) if lat else None for k in timed},
         "peak_mem_mib": None if peak is None else peak / 2**20,
         "file_mb": None if row.file_size_bytes is None else row.file_size_bytes / 1e6,
         "params": row.params,
         "macs": row.macs,
-        "top1": acc.get("top1"),
-        "top5": acc.get("top5"),
-        "images": acc.get("images"),
+        **{k: getattr(acc, k) if acc else None for k in ("top1", "top5", "images")},
         "error": row.error,
     }
 
@@ -110,10 +133,10 @@ def check_outputs(path: str | Path, *, force: bool) -> None:
         check_writable(p, force=force)
 
 
-def save(run: BenchRun, path: str | Path, *, force: bool = True) -> tuple[Path, Path]:
+def save(run: BenchRun, path: str | Path, *, force: bool = True, with_csv: bool = True) -> tuple[Path, Path]:
     """Write `path` (.json) and the CSV view beside it, atomically and together: both are written in
     full before either is renamed into place, so a full disk leaves neither (and replaces neither
-    unless `force`)."""
+    unless `force`). Without `with_csv`, the JSON alone (the returned CSV path is then not written)."""
     path = Path(path)
     check_outputs(path, force=force)
     csv_path = path.with_suffix(".csv")
@@ -122,8 +145,10 @@ def save(run: BenchRun, path: str | Path, *, force: bool = True) -> tuple[Path, 
     writer.writeheader()
     for row in run.rows:
         writer.writerow(flat(row, run.label))
-    with atomic_output(csv_path, force=force) as tmp_csv, atomic_output(path, force=force) as tmp_json:
-        tmp_csv.write_text(buf.getvalue())
+    with ExitStack() as stack:
+        tmp_json = stack.enter_context(atomic_output(path, force=force))
+        if with_csv:
+            stack.enter_context(atomic_output(csv_path, force=force)).write_text(buf.getvalue())
         tmp_json.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
     return path, csv_path
 
@@ -143,7 +168,7 @@ def load(path: str | Path) -> BenchRun:
             f"{path} has result schema version {data.get('version')!r}; this edgecnn reads version {VERSION}"
         )
     try:
-        rows = [BenchRow(**r) for r in data["rows"]]
+        rows = [BenchRow.from_dict(r) for r in data["rows"]]
         return BenchRun(data["machine"], data["settings"], rows, data["created"], path=str(path))
     except (KeyError, TypeError) as e:
         raise ResultFileError(f"{path} does not match result schema version {VERSION} ({e})") from None

@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # plain help: wraps to the terminal, nothing boxed or cut at 80 columns
 )
 
 
@@ -46,17 +47,22 @@ def _root(
     reset_trust()  # --trust-code holds for one command (and one CLI call in a test's process)
 
 
-app.command("zoo")(zoo_cmds.zoo)
-app.command("inspect")(zoo_cmds.inspect)
-app.command("convert")(convert_cmds.convert)
-app.command("export")(export_cmds.export)
-app.command("compress")(compress_cmds.compress)
-app.command("bench")(bench_cmds.bench)
-app.command("compare")(bench_cmds.compare)
-app.command("plot")(bench_cmds.plot)
-app.command("train")(train_cmds.train)
-app.command("distill")(train_cmds.distill)
-app.command("pipeline")(pipeline_cmds.pipeline)
+# (name, command, its line in `edgecnn --help`: short enough that 80 columns never cut it)
+COMMANDS = (
+    ("zoo", zoo_cmds.zoo, "List the models by name: input size, params, MACs."),
+    ("inspect", zoo_cmds.inspect, "Per-layer shapes, params and MACs of a model or ONNX."),
+    ("convert", convert_cmds.convert, "Fold BN, prune channels, swap convs for cheaper ones."),
+    ("export", export_cmds.export, "ONNX / OpenVINO IR / TensorRT, each checked."),
+    ("compress", compress_cmds.compress, "Reach a speed-up measured on your runtime."),
+    ("bench", bench_cmds.bench, "Latency, memory and top-1 across runtimes."),
+    ("compare", bench_cmds.compare, "Join bench results into one table."),
+    ("plot", bench_cmds.plot, "Plot latency vs top-1 from bench results."),
+    ("train", train_cmds.train, "Train or fine-tune a model on your images."),
+    ("distill", train_cmds.distill, "Distil a converted student from its original."),
+    ("pipeline", pipeline_cmds.pipeline, "Train, fold, swap, distil, export, bench."),
+)
+for _name, _command, _line in COMMANDS:
+    app.command(_name, short_help=_line)(_command)
 
 
 def main() -> None:

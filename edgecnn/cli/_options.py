@@ -7,7 +7,20 @@ from typing import Annotated
 import typer
 
 MODEL_HELP = "Zoo name (`edgecnn zoo`), timm:NAME, file.py:function, or a model file edgecnn wrote."
-Source = Annotated[str, typer.Argument(help=MODEL_HELP)]
+Source = Annotated[str, typer.Argument(help=MODEL_HELP, metavar="MODEL")]
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    """--input-size N (square) or H,W (also HxW) as (H, W): one token, so it never takes the next option."""
+    if value is None:
+        return None
+    try:
+        dims = tuple(int(p) for p in value.lower().replace("x", ",").split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) not in (1, 2) or min(dims) < 1:
+        raise typer.BadParameter(f"{value!r}: give N for N x N, or H,W (e.g. 64 or 64,48)")
+    return (dims[0], dims[-1])
 
 
 def _trust(value: bool) -> bool:
@@ -45,22 +58,33 @@ RankRatio = Annotated[
 Energy = Annotated[
     float | None, typer.Option(help="Per-layer rank keeping this fraction of spectral energy (default 0.9).")
 ]
-Include = Annotated[list[str] | None, typer.Option(help="Only layers matching this glob (repeatable).")]
-Exclude = Annotated[list[str] | None, typer.Option(help="Skip layers matching this glob (repeatable).")]
+Include = Annotated[
+    list[str] | None, typer.Option(metavar="GLOB", help="Only layers matching this glob (repeatable).")
+]
+Exclude = Annotated[
+    list[str] | None, typer.Option(metavar="GLOB", help="Skip layers matching this glob (repeatable).")
+]
 MinMacSaving = Annotated[float, typer.Option(help="Skip a layer saving no more than this MAC fraction.")]
 MaxError = Annotated[
     float | None, typer.Option(help="Skip a layer whose relative weight error exceeds this.")
 ]
 NumClasses = Annotated[int | None, typer.Option(help="Classifier outputs (default: the model's).")]
 InChans = Annotated[int | None, typer.Option(help="Input channels (default: the model's).")]
-ModelArg = Annotated[list[str] | None, typer.Option("--model-arg", "-a", help="Builder KEY=VALUE.")]
-InputSize = Annotated[tuple[int, int] | None, typer.Option(help="Input H W (default: the model's).")]
+ModelArg = Annotated[
+    list[str] | None,
+    typer.Option("--model-arg", "-a", metavar="KEY=VALUE", help="Builder argument (repeatable)."),
+]
+# str on the command line, (H, W) by the time a command sees it (the callback converts it)
+InputSize = Annotated[
+    str | None,
+    typer.Option(callback=_size, metavar="N|H,W", help="Input size, N for N x N (default: the model's)."),
+]
 Mean = Annotated[
     str | None,
     typer.Option(help="An ONNX/IR file's normalisation (it records none): per-channel mean on 0..1 pixels."),
 ]
 Std = Annotated[str | None, typer.Option(help="With --mean: per-channel std on 0..1 pixels.")]
-Force = Annotated[bool, typer.Option(help="Overwrite existing output files.")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 

@@ -22,7 +22,8 @@ def _csv(value: str, cast=str) -> tuple:
 
 
 Items = Annotated[
-    list[str], typer.Argument(help="Zoo names, timm:NAME, file.py:function, model files or artifacts.")
+    list[str],
+    typer.Argument(metavar="ITEM", help="Zoo names, timm:NAME, file.py:function, model files or artifacts."),
 ]
 Runtime = Annotated[
     str, typer.Option("--runtime", "-r", help="Comma-separated: torch, onnxruntime, openvino, tensorrt.")
@@ -168,7 +169,7 @@ def _show(result, as_json: bool, markdown: bool, say) -> None:
     width = table_width()
     console.print(rich_table(result, width=width), width=width)
     for images, dataset in sorted(
-        {(r.accuracy["images"], r.accuracy["dataset"]) for r in result.rows if r.accuracy}
+        {(r.accuracy.images, r.accuracy.dataset) for r in result.rows if r.accuracy}
     ):
         say(f"top-1 on {images} test images from {dataset}", highlight=False)
     if result.settings.get("not_measured"):
@@ -178,7 +179,9 @@ def _show(result, as_json: bool, markdown: bool, say) -> None:
 
 @handle_errors
 def compare(
-    files: Annotated[list[Path], typer.Argument(help="Two or more result JSON files from `edgecnn bench`.")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="Two or more result JSON files from `edgecnn bench`.")
+    ],
     metric: Annotated[
         str, typer.Option(help="p50_ms (median_ms), p90_ms, p99_ms, throughput, peak_mem or top1.")
     ] = "median_ms",
@@ -200,7 +203,9 @@ def compare(
 
 @handle_errors
 def plot(
-    files: Annotated[list[Path], typer.Argument(help="Result JSON files from `edgecnn bench`.")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="Result JSON files from `edgecnn bench`.")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Image file (.png, .svg, .pdf).")] = Path(
         "bench.png"
     ),

@@ -58,6 +58,7 @@ GridSpec = Annotated[
     list[str] | None,
     typer.Option(
         "--grid",
+        metavar="KIND=V1,V2",
         help="Ranks tried per layer, KIND=V1,V2,... (repeatable; KIND: separable, bottleneck, lowrank, "
         "prune (fractions of a channel group kept), multiple_of), replacing that kind's default grid.",
         show_default=False,

@@ -39,7 +39,7 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-Model = Annotated[str, typer.Argument(help=o.MODEL_HELP)]
+Model = Annotated[str, typer.Argument(help=o.MODEL_HELP, metavar="MODEL")]
 Target = Annotated[str, typer.Option("--target", "-t", help="Comma-separated: onnx, openvino, tensorrt.")]
 Precision = Annotated[str, typer.Option(help="fp32, fp16 or int8 (Q/DQ; needs --calib).")]
 Calib = Annotated[

@@ -12,7 +12,10 @@ from edgecnn.cli._common import console, handle_errors, table_width
 from edgecnn.cli._progress import reporting
 
 Model = Annotated[
-    str, typer.Argument(help="Zoo model name (a reference is trained), or a model file `train` wrote.")
+    str,
+    typer.Argument(
+        metavar="MODEL", help="Zoo model name (a reference is trained), or a model file `train` wrote."
+    ),
 ]
 Data = Annotated[
     str | None,

@@ -58,7 +58,9 @@ def progress_bars(title: str):
         yield rep.on_step, rep.on_epoch
 
 
-Model = Annotated[str, typer.Argument(help="Zoo name (`edgecnn zoo`), timm:NAME or file.py:function.")]
+Model = Annotated[
+    str, typer.Argument(metavar="MODEL", help="Zoo name (`edgecnn zoo`), timm:NAME or file.py:function.")
+]
 FreezeEpochs = Annotated[
     int, typer.Option(help="With --weights: epochs that train the new head alone, backbone frozen.")
 ]
@@ -165,9 +167,13 @@ def _print_trained(model: str, loaded, result, test_top1: float, out: Path, as_j
 
 Teacher = Annotated[
     str,
-    typer.Argument(help="Teacher: the model file `train` wrote, or a zoo name with --teacher-weights."),
+    typer.Argument(
+        metavar="TEACHER", help="Teacher: the model file `train` wrote, or a zoo name with --teacher-weights."
+    ),
 ]
-Student = Annotated[Path, typer.Argument(help="Student: a converted .safetensors from `edgecnn convert`.")]
+Student = Annotated[
+    Path, typer.Argument(metavar="STUDENT", help="Student: a converted .safetensors from `edgecnn convert`.")
+]
 TeacherWeights = Annotated[
     str | None, typer.Option(help="The teacher's trained weights, for a zoo name teacher.")
 ]
@@ -214,7 +220,8 @@ def distill(
 ) -> None:
     """Knowledge distillation from the original model into its converted student.
 
-    Runs on several processes / machines unchanged: torchrun --nproc-per-node 2 -m edgecnn distill ...
+    Runs on several processes / machines unchanged:
+    torchrun --nproc-per-node 2 -m edgecnn distill TEACHER STUDENT
     """
     from edgecnn.train import distill as run_distill
     from edgecnn.train import is_main_process

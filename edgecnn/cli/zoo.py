@@ -18,7 +18,9 @@ def _fmt_int(n: int) -> str:
 
 @handle_errors
 def zoo(
-    pattern: Annotated[str, typer.Argument(help="fnmatch pattern on names, e.g. 'res*'")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(metavar="PATTERN", help="fnmatch pattern on names, e.g. 'res*'")
+    ] = "*",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     timm: Annotated[
         bool, typer.Option("--timm", help="List timm's architectures matching PATTERN (timm:NAME) instead.")
@@ -71,9 +73,7 @@ def _zoo_timm(pattern: str, as_json: bool) -> None:
 @handle_errors
 def inspect(
     model: o.Source,
-    input_size: Annotated[
-        tuple[int, int] | None, typer.Option("--input-size", help="H W (default: the model's own).")
-    ] = None,
+    input_size: o.InputSize = None,
     weights: Annotated[str | None, typer.Option(help="'imagenet' or a .pth/.safetensors file.")] = None,
     num_classes: Annotated[
         int | None, typer.Option(help="Classifier outputs (default: the model's).")
@@ -81,7 +81,7 @@ def inspect(
     in_chans: Annotated[int | None, typer.Option(help="Input channels (default: the model's).")] = None,
     model_arg: Annotated[
         list[str] | None,
-        typer.Option("--model-arg", "-a", help="Builder argument KEY=VALUE, e.g. padding=same."),
+        typer.Option("--model-arg", "-a", metavar="KEY=VALUE", help="Builder argument, e.g. padding=same."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     trust_code: o.TrustCode = False,

@@ -44,7 +44,8 @@ class Comparison:
         return [None if v is None or not base else v / base for v in values]
 
 
-def _labels(runs: list[BenchRun]) -> list[str]:
+def run_labels(runs: list[BenchRun]) -> list[str]:
+    """Each run's machine label, with its file's name where two runs share one (compare, plot)."""
     labels = [r.label for r in runs]
     if len(set(labels)) < len(labels):  # same machine and threads: tell them apart by file name
         from pathlib import Path
@@ -69,12 +70,13 @@ def compare(runs: list[BenchRun], *, metric: str = "median_ms", baseline: int = 
         for row in run.rows:
             k = (row.model, row.variant, row.runtime, row.batch)
             values = table.setdefault(k, [None] * len(runs))
-            values[i] = (getattr(row, section) or {}).get(key) if not row.error else None
+            part = getattr(row, section)  # the row's LatencyStats, Memory or Accuracy, if measured
+            values[i] = getattr(part, key) if part is not None and not row.error else None
     if not any(sum(v is not None for v in values) >= 2 for values in table.values()):
         raise BadArgumentError(
             f"nothing to compare: no (model, variant, runtime, batch) row has a {metric} in two of the files"
         )
-    return Comparison(metric, _labels(runs), baseline, list(table.items()))
+    return Comparison(metric, run_labels(runs), baseline, list(table.items()))
 
 
 def markdown(c: Comparison) -> str:
@@ -92,6 +94,11 @@ def markdown(c: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _what(model: str, variant: str) -> str:
+    """'resnet18 fp32', or 'resnet18.sep-t2 fp32' as it is: a variant that names its model already."""
+    return variant if variant.startswith(f"{model}.") else f"{model} {variant}"
+
+
 def _fmt_row(key, values, ratios) -> list[str]:
     fmt = [("-" if v is None else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3f}") for v in values]
     rat = [("-" if r is None else f"{r:.2f}x") for r in ratios]
@@ -105,7 +112,7 @@ def rich_table(c: Comparison, width: int | None = None):
     from rich.console import Group
     from rich.text import Text
 
-    from edgecnn.report.narrow import left_out, narrow_table
+    from edgecnn.report.narrow import constants, heading, left_out, narrow_table, without
 
     names = [f"#{i + 1}" for i in range(len(c.labels))]
     columns = ["model", "variant", "runtime", "batch", *names]
@@ -114,9 +121,17 @@ def rich_table(c: Comparison, width: int | None = None):
     for key, values in c.rows:
         ratios = [r for i, r in enumerate(c.ratios(values)) if i != c.baseline]
         rows.append(_fmt_row(key, values, ratios))
-    priority = ["variant", "runtime", *columns[4:], "model", "batch"]
-    title = f"{c.metric} ({UNITS[c.metric]}), one column per result file; ratios against #{c.baseline + 1}"
-    left = ("model", "variant", "runtime")
+    const = constants(columns, rows, ("model", "batch"))  # said once, in the title
+    columns, rows = without(columns, rows, const)
+    if "model" in columns:  # models differ: each row names its own, in one column with its variant
+        rows = [[_what(r[0], r[1]), *r[2:]] for r in rows]
+        columns = ["model / variant", *columns[2:]]
+    ids = [col for col in columns if col in ("model / variant", "variant", "runtime", "batch")]
+    priority = [*ids, *names, *columns[len(ids) + len(names) :]]  # a row's identity is never dropped
+    # short lines: rich wraps a title at the table's width
+    title = f"{c.metric} ({UNITS[c.metric]}) per result file\nratios against #{c.baseline + 1}"
+    title += f", {heading(const)}" if const else ""
+    left = ("model / variant", "variant", "runtime")
     table, hidden = narrow_table(title, columns, rows, priority=priority, width=width, left=left)
     key = [f"#{i + 1}: {label}" for i, label in enumerate(c.labels)]
     return Group(table, *(Text(line) for line in filter(None, [*key, left_out(hidden, "see --markdown")])))

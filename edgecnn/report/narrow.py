@@ -53,6 +53,29 @@ def narrow_table(
     return table, [c for c in columns if c not in kept and c not in empty]
 
 
+def constants(columns: Sequence[str], rows: Sequence[Sequence[str]], candidates: Sequence[str]) -> dict:
+    """{column: value} of the `candidates` with one value on every row (of two or more): said once in a
+    heading line rather than repeated down the table."""
+    if len(rows) < 2:
+        return {}
+    return {
+        c: rows[0][i]
+        for i, c in enumerate(columns)
+        if c in candidates and all(r[i] == rows[0][i] for r in rows)
+    }
+
+
+def without(columns: Sequence[str], rows: Sequence[Sequence[str]], drop) -> tuple[list, list]:
+    """`columns` and `rows` less the columns in `drop`."""
+    keep = [i for i, c in enumerate(columns) if c not in drop]
+    return [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]
+
+
+def heading(const: dict) -> str:
+    """'model resnet18, batch 1': the constant columns of a table, for its title."""
+    return ", ".join(f"{c} {v}" for c, v in const.items())
+
+
 def left_out(hidden: Sequence[str], where: str) -> str | None:
     """The line under a narrowed table naming what it left out, and where to see it all."""
     return f"not shown at this width: {', '.join(hidden)} ({where})" if hidden else None

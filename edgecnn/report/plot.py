@@ -46,23 +46,25 @@ class Point:
 
     @property
     def top1(self) -> float | None:
-        return self.row.accuracy["top1"] if self.row.accuracy else None
+        return self.row.accuracy.top1 if self.row.accuracy else None
 
 
 def _points(runs: list[BenchRun]) -> tuple[list[Point], list[str]]:
     """The successful rows as points, and the key's lines (number: what it stands for)."""
+    from edgecnn.report.compare import run_labels
     from edgecnn.report.tables import variant_base
 
     keys: dict[tuple, int] = {}
     points = []
-    for run in runs:
+    labels = run_labels(runs) if len(runs) > 1 else [""]  # two runs of one machine: by file name
+    for run, label in zip(runs, labels, strict=True):
         for r in run.rows:
             if r.error or not r.latency:
                 continue
             base = variant_base(r).removeprefix(f"{r.model}.")  # "resnet18.original" -> "original"
-            what = (run.label if len(runs) > 1 else "", r.model, base, r.batch)
+            what = (label, r.model, base, r.batch)
             key = keys.setdefault(what, len(keys) + 1)
-            points.append(Point(r, key, r.latency["median_ms"] / max(r.batch, 1)))
+            points.append(Point(r, key, r.latency.median_ms / max(r.batch, 1)))
     lines = [
         f"{k:>2}  {model}{f' {base}' if base and base != model else ''}  batch {batch}"
         + (f"  @ {label}" if label else "")

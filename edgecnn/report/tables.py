@@ -57,7 +57,7 @@ def slower_than_fp32(run: BenchRun) -> list[tuple[BenchRow, BenchRow]]:
             not is_baseline(r.precision)
             and r.latency
             and ref
-            and r.latency["median_ms"] > ref.latency["median_ms"]
+            and r.latency.median_ms > ref.latency.median_ms
         ):
             out.append((r, ref))
     return out
@@ -66,7 +66,7 @@ def slower_than_fp32(run: BenchRun) -> list[tuple[BenchRow, BenchRow]]:
 def noisy(run: BenchRun) -> list[BenchRow]:
     """Rows whose p90 is over NOISY_P90 times their p50: their median is not one to compare by."""
     return [
-        r for r in run.rows if r.latency and r.latency.get("p90_ms", 0) > NOISY_P90 * r.latency["median_ms"]
+        r for r in run.rows if r.latency and r.latency.p90_ms > NOISY_P90 * r.latency.median_ms
     ]
 
 
@@ -74,12 +74,12 @@ def notes(run: BenchRun) -> list[str]:
     """Lines printed under the table."""
     slower = [
         f"{SLOWER} {r.model} {r.variant} on {r.runtime} batch {r.batch} is slower than fp32: "
-        f"{_ms(r.latency['median_ms'])} vs {_ms(ref.latency['median_ms'])} ms"
+        f"{_ms(r.latency.median_ms)} vs {_ms(ref.latency.median_ms)} ms"
         for r, ref in slower_than_fp32(run)
     ]
     spread = [
         f"{NOISY} {r.model} {r.variant} on {r.runtime} batch {r.batch}: p90 "
-        f"{r.latency['p90_ms'] / r.latency['median_ms']:.1f}x its p50, the machine was busy; time it "
+        f"{r.latency.p90_ms / r.latency.median_ms:.1f}x its p50, the machine was busy; time it "
         "again (a longer --duration) before comparing"
         for r in noisy(run)
     ]
@@ -102,11 +102,10 @@ def float_math_notes(run: BenchRun) -> list[str]:
 
 
 def cells(row: BenchRow, marks: str = "") -> list[str]:
-    lat, mem, acc = row.latency or {}, row.memory or {}, row.accuracy or {}
-    peak = mem.get("peak_over_baseline_bytes")
+    lat, acc, peak = row.latency, row.accuracy, row.peak_bytes
 
     def ms(key):
-        return _ms(lat[key]) if key in lat else "-"
+        return _ms(getattr(lat, key)) if lat else "-"
 
     return [
         row.model,
@@ -119,10 +118,10 @@ def cells(row: BenchRow, marks: str = "") -> list[str]:
         ms("median_ms") + (f" {marks}" if marks else ""),
         ms("p90_ms"),
         ms("p99_ms"),
-        f"{lat['throughput']:.1f}" if lat else "-",
+        f"{lat.throughput:.1f}" if lat else "-",
         "-" if peak is None else f"{peak / 2**20:.0f} MiB",
-        f"{acc['top1']:.2f}" if acc else "-",
-        f"{acc['top5']:.2f}" if acc and acc.get("top5") is not None else "-",
+        f"{acc.top1:.2f}" if acc else "-",
+        f"{acc.top5:.2f}" if acc and acc.top5 is not None else "-",
     ]
 
 
@@ -187,7 +186,11 @@ def rich_table(run: BenchRun, width: int | None = None):
     from rich.table import Table
     from rich.text import Text
 
+    from edgecnn.report.narrow import constants, heading, without
+
     columns, grid, errors = _grid(run)
+    const = constants(columns, grid, ("model", "batch"))  # one model, one batch: said in the title
+    columns, grid = without(columns, grid, const)
     empty = {c for i, c in enumerate(columns) if c not in NAMES and all(r[i] == "-" for r in grid)}
     need = {c: max([len(c), *(len(r[i]) for r in grid)]) + 3 for i, c in enumerate(columns) if c not in empty}
     shown = fit(need, width)
@@ -195,7 +198,8 @@ def rich_table(run: BenchRun, width: int | None = None):
     caption = [*notes(run), *errors]
     if hidden:
         caption.append(f"not shown at this width: {', '.join(hidden)} (see --markdown or -o FILE.json)")
-    table = Table(title=f"{run.label} — {run.machine.get('cpu')}")
+    title = f"{run.label} — {run.machine.get('cpu')}" + (f"\n{heading(const)}" if const else "")
+    table = Table(title=title)
     for col in shown:
         left = col in (*NAMES, "status")
         table.add_column(col, justify="left" if left else "right", no_wrap=col in NAMES)

@@ -65,11 +65,11 @@ def input_chw(inp: GraphInput, path, batch: int, input_size=None) -> tuple[int, 
     if input_size:
         if (h, w) != (None, None) and (h, w) != tuple(input_size):
             raise BadArgumentError(
-                f"{name} takes {h}x{w} images, not --input-size {input_size[0]} {input_size[1]}"
+                f"{name} takes {h}x{w} images, not --input-size {input_size[0]},{input_size[1]}"
             )
         h, w = input_size
     if h is None or w is None:
-        raise BadArgumentError(f"{name} has a dynamic image size: give --input-size H W")
+        raise BadArgumentError(f"{name} has a dynamic image size: give --input-size N or H,W")
     return c, h, w
 
 
