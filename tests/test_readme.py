@@ -192,3 +192,19 @@ def test_the_readme_is_a_guide_and_every_page_it_links_exists():
     assert len(text.splitlines()) < 300
     for link in re.findall(r"\]\(([^)#]+)\)", text):
         assert (ROOT / link).exists(), link
+
+
+def test_benchmarks_results_hold_one_current_result_per_script_each_listed():
+    """benchmarks/results/: every file belongs to a script (its name starts with the script's), at
+    most two files a script, and benchmarks/README.md names each file and each script."""
+    bench = ROOT / "benchmarks"
+    index = (bench / "README.md").read_text()
+    scripts = [p.stem for p in bench.glob("*.py")]
+    owners: dict[str, list[str]] = {}
+    for f in sorted(p.name for p in (bench / "results").iterdir()):
+        mine = [s for s in scripts if f.startswith(s)]
+        assert mine, f"results/{f} belongs to no script"
+        owners.setdefault(max(mine, key=len), []).append(f)
+        assert f"`results/{f}`" in index, f"benchmarks/README.md does not list results/{f}"
+    assert all(len(files) <= 2 for files in owners.values()), owners
+    assert all(f"`{s}.py`" in index for s in scripts), scripts
