@@ -53,21 +53,14 @@ def slower_than_fp32(run: BenchRun) -> list[tuple[BenchRow, BenchRow]]:
     out = []
     for r in run.rows:
         ref = fp32.get((r.model, variant_base(r), r.runtime, r.device, r.batch, r.threads))
-        if (
-            not is_baseline(r.precision)
-            and r.latency
-            and ref
-            and r.latency.median_ms > ref.latency.median_ms
-        ):
+        if not is_baseline(r.precision) and r.latency and ref and r.latency.median_ms > ref.latency.median_ms:
             out.append((r, ref))
     return out
 
 
 def noisy(run: BenchRun) -> list[BenchRow]:
     """Rows whose p90 is over NOISY_P90 times their p50: their median is not one to compare by."""
-    return [
-        r for r in run.rows if r.latency and r.latency.p90_ms > NOISY_P90 * r.latency.median_ms
-    ]
+    return [r for r in run.rows if r.latency and r.latency.p90_ms > NOISY_P90 * r.latency.median_ms]
 
 
 def notes(run: BenchRun) -> list[str]:
