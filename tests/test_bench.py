@@ -399,9 +399,10 @@ def test_at_80_columns_every_name_is_whole_and_progress_shows_in_a_log(tmp_path)
     assert max(len(line) for line in table if line[:1] in "┏┃┡│└") <= 80, r.stdout
     body = [line for line in table if line.startswith("│")]
     assert {line.split("│")[3].strip() for line in body} == {"torch", "onnxruntime", "tensorrt"}
-    assert any(line.split("│")[5].strip() == "error 1" for line in body)
+    assert "batch 1" in r.stdout.splitlines()[1]  # every row's batch: said once, above the table
+    assert any(line.split("│")[4].strip() == "error 1" for line in body)
     assert any(line.startswith("error 1: m m.engine tensorrt: tensorrt is not installed") for line in table)
-    assert "not shown at this width:" in r.stdout and "p50 ms" in table[2]
+    assert "not shown at this width:" in r.stdout and "p50 ms" in table[3]  # under the title lines
     wide = run_cli(*args, env={"COLUMNS": "200"}, cwd=tmp_path)
     assert "not shown" not in wide.stdout and "p99 ms" in wide.stdout and "MACs" in wide.stdout
     assert "peak mem" not in wide.stdout and "top-5" not in wide.stdout  # nothing measured: no column

@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 # A model's cost in a paired timing or a latency probe is this percentile of its calls, not their
-# median: with a CPU hog on one of two cores, preempted calls make the median ratio of a model to its
-# student swing (2.84-3.63x over four runs, 2.24x quiet) where this held 2.22-2.24x
+# median: with a CPU hog on the other core it kept a model-to-student ratio the median lost
 # (benchmarks/results/hog_statistic.md).
 FAST_PERCENTILE = 10
 
