@@ -150,6 +150,9 @@ def test_progress_off_a_terminal_is_a_line_per_stage_and_never_silent_long(capsy
     rep.count(6, 63)  # within EVERY_S of the last line: silent
     now[0] += _progress.EVERY_S
     rep.count(40, 63)
+    rep.step("measuring 1/8: resnet18 fp32 onnxruntime batch 1")
+    now[0] += 2 * _progress.EVERY_S
+    rep.tick(1, 8)  # a slow row done: its step line said 1/8 already, so no second line
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "reference test top-1 93.30%",
@@ -158,4 +161,5 @@ def test_progress_off_a_terminal_is_a_line_per_stage_and_never_silent_long(capsy
         "profiling probe models (10/10)",
         "training lenet5 epoch 1 (5/63) loss 0.500",
         "training lenet5 epoch 1 (40/63)",
+        "measuring 1/8: resnet18 fp32 onnxruntime batch 1",
     ]

@@ -56,6 +56,12 @@ class Reporter:
         elif self._clock() - self._said >= EVERY_S:
             self.stage(self._stage or self.title, done, total)
 
+    def tick(self, done: int, total: int) -> None:
+        """The bar's count only: where each step's own line says `done/total` (bench's "measuring
+        3/8: ..."), a count line off a terminal would repeat it."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total)
+
     def say(self, line: str) -> None:
         """A line that stays (an epoch's summary), above the bar on a terminal."""
         (self._progress.console if self._progress else err_console).print(

@@ -117,7 +117,7 @@ def bench(
         check_outputs(output, force=force)
     with reporting("benchmarking") as rep:
         result = run_bench(
-            list(items), opts, on_step=rep.step, on_row=lambda row, done, total: rep.count(done, total)
+            list(items), opts, on_step=rep.step, on_row=lambda row, done, total: rep.tick(done, total)
         )
     say = err_console.print if as_json else console.print  # --json: stdout is the JSON alone
     _show(result, as_json, markdown, say)

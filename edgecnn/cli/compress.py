@@ -204,7 +204,7 @@ def _print(result) -> None:
         *_baseline_lines(result),
         f"MACs {m0 / 1e6:.1f}M -> {m1 / 1e6:.1f}M, params {p0 / 1e6:.2f}M -> {p1 / 1e6:.2f}M{size}",
         f"test top-1 {t0:.2f}% -> {t1:.2f}% on {result.test_set} "
-        f"({result.distill_epochs} distillation epochs)",
+        f"({result.distill_epochs} distillation epoch{'s' * (result.distill_epochs != 1)})",
         f"wrote {result.student_path} and {result.report}",
     ]
     if result.refit:
