@@ -455,7 +455,12 @@ def test_the_plot_tells_two_runs_of_one_machine_apart_by_file():
 
     points, key = _points([run("before", 2.0), run("after", 1.5)])
     assert [(p.key, p.ms) for p in points] == [(1, 2.0), (2, 1.5)]
-    assert key == [" 1  r18  batch 1  @ box [before]", " 2  r18  batch 1  @ box [after]"]
+    assert key == [
+        " 1  r18  batch 1  run #1",
+        " 2  r18  batch 1  run #2",
+        "#1: box [before]",
+        "#2: box [after]",
+    ]
 
 
 def test_top5_is_not_reported_with_five_classes_or_fewer():

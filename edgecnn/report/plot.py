@@ -23,6 +23,7 @@ RUNTIME_COLOURS = {
     "tensorrt": "tab:green",
 }
 SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+KEY_COLUMN_CHARS = 75  # monospace characters that fit in half the figure's width
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 SPARE_MARKERS = ("D", "v", "P", "X")
 
@@ -56,21 +57,22 @@ def _points(runs: list[BenchRun]) -> tuple[list[Point], list[str]]:
 
     keys: dict[tuple, int] = {}
     points = []
-    labels = run_labels(runs) if len(runs) > 1 else [""]  # two runs of one machine: by file name
-    for run, label in zip(runs, labels, strict=True):
+    for number, run in enumerate(runs, 1):
         for r in run.rows:
             if r.error or not r.latency:
                 continue
             base = variant_base(r).removeprefix(f"{r.model}.")  # "resnet18.original" -> "original"
-            what = (label, r.model, base, r.batch)
+            what = (number if len(runs) > 1 else 0, r.model, base, r.batch)
             key = keys.setdefault(what, len(keys) + 1)
             points.append(Point(r, key, r.latency.median_ms / max(r.batch, 1)))
     lines = [
         f"{k:>2}  {model}{f' {base}' if base and base != model else ''}  batch {batch}"
-        + (f"  @ {label}" if label else "")
-        for (label, model, base, batch), k in keys.items()
+        + (f"  run #{number}" if number else "")
+        for (number, model, base, batch), k in keys.items()
     ]
-    return points, lines
+    # the runs by number, as compare heads its columns (two of one machine: by file name)
+    runs_named = [f"#{i}: {label}" for i, label in enumerate(run_labels(runs), 1)] if len(runs) > 1 else []
+    return points, lines + runs_named
 
 
 def _styles(points: list[Point]) -> tuple[dict, dict]:
@@ -132,7 +134,8 @@ def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path
     from matplotlib.lines import Line2D
 
     colours, markers = _styles(points)
-    key_rows = (len(key) + 1) // 2
+    columns = 2 if max(map(len, key)) <= KEY_COLUMN_CHARS else 1  # long lines would run into the next
+    key_rows = (len(key) + columns - 1) // columns
     fig = plt.figure(figsize=(13, 5.2 + 0.22 * key_rows))
     grid = fig.add_gridspec(2, 2, height_ratios=[5, 0.3 + 0.22 * key_rows])
     left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
@@ -145,7 +148,7 @@ def plot(runs: list[BenchRun], path: str | Path, *, force: bool = False) -> Path
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=9)
     text = fig.add_subplot(grid[1, :])
     text.axis("off")
-    for col, lines in enumerate([key[:key_rows], key[key_rows:]]):
+    for col, lines in enumerate([key[i : i + key_rows] for i in range(0, len(key), key_rows)]):
         text.text(
             0.02 + 0.5 * col, 1.0, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace"
         )
