@@ -207,7 +207,8 @@ def _print(result) -> None:
         for t in result.targets
     ]
     priority = ("target", "precision", "status", "noise err", "image err", "agree", "size", "file")
-    title = f"{result.model} -> {result.out_dir}  input {shape}"
+    where = result.out_dir if str(result.out_dir) not in ("", ".") else "./"  # beside a model file
+    title = f"{result.model} -> {where}  input {shape}"
     left = ("target", "status", "file")
     print_table(title, columns, rows, priority=priority, left=left)
     inputs = dict.fromkeys(p.inputs for t in result.targets for p in t.parity)
