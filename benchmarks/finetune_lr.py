@@ -28,7 +28,7 @@ from strongest_baseline import machine, write_report
 RECIPE = ("--freeze-epochs", "1", "--backbone-lr-scale", "0.1")
 
 
-def _checkpoint(work: Path, train_x, train_y, size: int) -> Path:
+def make_checkpoint(work: Path, train_x, train_y, size: int) -> Path:
     """ResNet-18 with 1000 outputs trained 2 epochs on digits 0-4, as a plain state dict."""
     import torch
 
@@ -105,7 +105,7 @@ def main() -> int:
     print(report["machine"], flush=True)
     with tempfile.TemporaryDirectory(prefix="edgecnn-finetune-") as work:
         work = Path(work)
-        ckpt = _checkpoint(work, train_x, train_y, args.size)
+        ckpt = make_checkpoint(work, train_x, train_y, args.size)
         mine = folder(work / "mine", train_x, train_y, range(5, 10), 60)
         held_out = folder(work / "test", test_x, test_y, range(5, 10), 100)
         report["setup"] = (

@@ -6,6 +6,7 @@ lr and batch): ResNet-18 with a 1000-class head trained on digits 0-4, saved as 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from _cli import run_cli
@@ -13,41 +14,34 @@ from _cli import run_cli
 SIZE = 64  # the size the README's recipe and the benchmark use
 
 
-def _folder(root, images, labels, classes, per_class):
-    from PIL import Image
+def _benchmark():
+    """benchmarks/finetune_lr.py, whose checkpoint and folders this test uses as they are."""
+    import importlib.util
+    import sys
 
-    for c in classes:
-        (root / f"digit{c}").mkdir(parents=True)
-        for i, img in enumerate(images[labels == c][:per_class]):
-            Image.fromarray(img).save(root / f"digit{c}" / f"{i}.png")
-    return root
+    where = Path(__file__).parents[1] / "benchmarks"
+    sys.path.insert(0, str(where))  # the script imports its sibling scripts
+    try:
+        spec = importlib.util.spec_from_file_location("finetune_lr", where / "finetune_lr.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(where))
+    return module
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """(ResNet-18 with 1000 outputs trained 2 epochs on digits 0-4 as a .pth, the digits' arrays)."""
-    import torch
-
+    """(ResNet-18 with 1000 outputs trained 2 epochs on digits 0-4 as a .pth, the digits' arrays,
+    the benchmark's module)."""
     from edgecnn.data.digits import TRAIN_SIZE, _raw
-    from edgecnn.train import TrainOptions
-    from edgecnn.train.api import train_model
 
-    work = tmp_path_factory.mktemp("checkpoint")
+    bench = _benchmark()
     images, labels = _raw()
-    train = images[:TRAIN_SIZE], labels[:TRAIN_SIZE]
-    source = _folder(work / "pretrain", *train, range(5), 10_000)
-    opts = TrainOptions(epochs=2, batch_size=64, lr=0.05, seed=0)
-    model, _, top1 = train_model("resnet18", str(source), opts, input_size=(SIZE, SIZE))
-    assert top1 > 90  # a checkpoint that knows its own classes
-    net = model.module
-    head = torch.nn.Linear(net.fc.in_features, 1000)  # ImageNet's class count, the first 5 trained
-    with torch.no_grad():
-        head.weight.zero_(), head.bias.fill_(-10.0)
-        head.weight[:5], head.bias[:5] = net.fc.weight, net.fc.bias
-    net.fc = head
-    path = work / "ckpt_1000.pth"
-    torch.save(net.state_dict(), path)
-    return path, images, labels
+    path = bench.make_checkpoint(
+        tmp_path_factory.mktemp("checkpoint"), images[:TRAIN_SIZE], labels[:TRAIN_SIZE], SIZE
+    )
+    return path, images, labels, bench
 
 
 def test_fine_tuning_a_1000_class_checkpoint_on_60_images_a_class_reaches_90(tmp_path, checkpoint):
@@ -56,9 +50,9 @@ def test_fine_tuning_a_1000_class_checkpoint_on_60_images_a_class_reaches_90(tmp
     (92.4% on the Intel Xeon; seeds 1-3 of the fine-tune gave 91.4-92.4%), no at-chance warning."""
     from edgecnn.data.digits import TRAIN_SIZE
 
-    ckpt, images, labels = checkpoint
-    mine = _folder(tmp_path / "mine", images[:TRAIN_SIZE], labels[:TRAIN_SIZE], range(5, 10), 60)
-    held_out = _folder(tmp_path / "test", images[TRAIN_SIZE:], labels[TRAIN_SIZE:], range(5, 10), 100)
+    ckpt, images, labels, bench = checkpoint
+    mine = bench.folder(tmp_path / "mine", images[:TRAIN_SIZE], labels[:TRAIN_SIZE], range(5, 10), 60)
+    held_out = bench.folder(tmp_path / "test", images[TRAIN_SIZE:], labels[TRAIN_SIZE:], range(5, 10), 100)
     out = tmp_path / "mine.safetensors"
     args = ("train", "resnet18", "--weights", ckpt, "--data", mine, "--test-data", held_out)
     r = run_cli(*args, "--input-size", SIZE, "-o", out, "--json")
