@@ -53,6 +53,15 @@ def check_mean_std(mean, std) -> None:
         raise BadArgumentError(f"--std must be positive, got {','.join(map(str, std))}")
 
 
+def mean_std_problem(mean, std, chans: int) -> str | None:
+    """Why `--mean` / `--std` do not fit a `chans`-channel input (1 or `chans` values each), or None."""
+    counts = {len(v) for v in (mean, std) if v is not None}
+    if counts - {1, chans}:
+        need = "one value each" if chans == 1 else f"1 or {chans} values each"
+        return f"--mean and --std need {need} for this {chans}-channel input"
+    return None
+
+
 @dataclass(frozen=True)
 class Card:
     """Name, task, input (size, channels, mean/std, resize before the centre crop) and classes."""

@@ -313,6 +313,8 @@ def test_an_onnx_file_edgecnn_did_not_write_exports_checked_against_itself_and_s
     assert abs(top1[("net.onnx", "onnxruntime")] - top1[("net.xml", "openvino")]) <= 1.0, top1
     r = run_cli("bench", path, *fast, "--data", "digits")  # the graph records no preprocessing
     assert r.returncode == 1 and "give --mean and --std" in r.stdout + r.stderr
+    r = run_cli("bench", path, *fast, "--data", "digits", "--mean", "0.5,0.5", "--std", "0.2")
+    assert r.returncode == 1 and "need 1 or 3 values each for this 3-channel input" in r.stdout + r.stderr
 
 
 class _TwoInputs(torch.nn.Module):
@@ -341,6 +343,7 @@ class _Flat(torch.nn.Module):
         ("export", "flat", "its input 'image' is ?x8, not an image batch N x C x H x W"),
         ("export-int8", "image", "records no preprocessing, and --calib / --data read images: give --mean"),
         ("export-fold", "image", "--fold-bn or a swap is for a PyTorch model; graph.onnx is an ONNX graph"),
+        ("export-norm", "image", "--mean and --std need 1 or 3 values each for this 3-channel input"),
     ],
 )
 def test_an_onnx_file_edgecnn_cannot_take_is_one_line_and_exit_2(tmp_path, command, build, message):
@@ -356,6 +359,7 @@ def test_an_onnx_file_edgecnn_cannot_take_is_one_line_and_exit_2(tmp_path, comma
         "export": ("-t", "onnx,openvino", "-o", tmp_path / "out"),
         "export-int8": ("--precision", "int8", "--calib", "digits", "-o", tmp_path / "out"),
         "export-fold": ("--fold-bn", "-o", tmp_path / "out"),
+        "export-norm": ("--mean", "0.5,0.5", "--std", "0.2", "-o", tmp_path / "out"),
     }.get(command, ())
     r = run_cli(command.split("-")[0], path, *extra)
     assert r.returncode == 2

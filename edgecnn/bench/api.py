@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.bench.schema import BenchRow, BenchRun
-from edgecnn.card import check_mean_std
+from edgecnn.card import check_mean_std, mean_std_problem
 from edgecnn.errors import BadArgumentError, EdgeCNNError, UnknownNameError
 from edgecnn.runtime import (
     AUTO_INT8,
@@ -318,8 +318,9 @@ def _preprocess(inp: dict, shape, opts: BenchOptions):
     if opts.mean is None or shape is None:
         return None, None
     c, h, w = shape
-    if len(opts.mean) not in (1, c) or len(opts.std) not in (1, c):
-        return None, f"--mean and --std need 1 or {c} values for this {c}-channel input"
+    problem = mean_std_problem(opts.mean, opts.std, c)
+    if problem:
+        return None, problem
     return Preprocess((h, w), c, fit_channels(opts.mean, c), fit_channels(opts.std, c), None), None
 
 

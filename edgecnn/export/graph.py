@@ -22,12 +22,13 @@ def is_graph(source) -> bool:
 
 
 def graph_model(path: Path, opts):
-    """(Model, GraphInput, output name, whether its preprocessing is known) of an ONNX file: a card
-    from its input and output (mean / std from opts, else none), no module: the graph is the model."""
+    """(Model, GraphInput, its ONNX Runtime runner, whether its preprocessing is known) of an ONNX
+    file: a card from its input and output (mean / std from opts, else none), no module: the graph
+    is the model."""
     import numpy as np
 
     from edgecnn.artifacts import sha256_file
-    from edgecnn.card import Card, Model, WeightsInfo, fit_channels
+    from edgecnn.card import Card, Model, WeightsInfo, fit_channels, mean_std_problem
     from edgecnn.runtime import get_runner
     from edgecnn.runtime.graphs import graph_input, input_chw
 
@@ -46,9 +47,9 @@ def graph_model(path: Path, opts):
             f"{path.name} records no preprocessing, and --calib / --data read images: give --mean and "
             "--std per channel on 0..1 pixels (e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)"
         )
-    for flag, values in (("mean", opts.mean), ("std", opts.std)):
-        if values is not None and len(values) not in (1, c):
-            raise BadArgumentError(f"--{flag} needs 1 or {c} values for {path.name}, got {len(values)}")
+    problem = mean_std_problem(opts.mean, opts.std, c)
+    if problem:
+        raise BadArgumentError(f"{path.name}: {problem}")
     runner = get_runner("onnxruntime", path)
     probe = np.zeros((opts.batch, c, h, w), np.float32)
     try:
@@ -65,7 +66,7 @@ def graph_model(path: Path, opts):
     )
     weights = WeightsInfo("file", str(path), sha256_file(path))
     model = Model(None, card, weights, {"kind": "onnx", "path": str(path)}, None, str(path))
-    return model, inp, runner.session.get_outputs()[0].name, known
+    return model, inp, runner, known
 
 
 def graph_onnx(job, base: Path) -> dict:
@@ -126,7 +127,7 @@ def prepare_graph(opts, path: Path, on_step):
         publish_paths,
     )
 
-    loaded, inp, output_name, known = graph_model(path, opts)
+    loaded, inp, runner, known = graph_model(path, opts)
     card = loaded.card
     finals = planned_paths(card, opts, file=path.with_suffix(""))
     journal = RunJournal(next(iter(finals.values())).parent, "export", publish_paths(finals))
@@ -136,7 +137,8 @@ def prepare_graph(opts, path: Path, on_step):
     calibration, check_set = image_sets(opts, preprocess) if known else (None, None)
     job = ExportJob(opts, loaded, path, card.input_size, [], preprocess, finals, calibration, journal)
     job.reference_name = f"ONNX Runtime fp32 of {path.name}"
-    job.input_name, job.output_name, job.preprocessing_known = inp.name, output_name, known
+    job.input_name, job.output_name = inp.name, runner.session.get_outputs()[0].name
+    job.preprocessing_known, job.reference_runner = known, runner  # its session opened once
     check_not_source(job)
     for final in finals.values():
         check_writable(final, force=opts.force)

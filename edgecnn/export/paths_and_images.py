@@ -98,6 +98,7 @@ class ExportJob:
     input_name: str = "input"
     output_name: str = "logits"
     preprocessing_known: bool = True  # False: an ONNX file exported without --mean / --std
+    reference_runner: object = None  # one already open for the reference (an ONNX file's session)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -173,6 +174,7 @@ def add_checks(job: ExportJob, check_set, on_step) -> ExportJob:
             job.real = [x for x, _ in check_set.batches(opts.batch, limit=opts.check_size, drop_last=True)]
         on_step(f"running the reference: {job.reference_name}")
         job.reference = _reference(job)
+    job.reference_runner = None  # not held while the targets build
     return job
 
 
@@ -238,7 +240,7 @@ def _reference(job: ExportJob) -> dict[str, np.ndarray]:
     from edgecnn.export.parity import run_all
     from edgecnn.runtime import backend_for, get_runner
 
-    runner = get_runner(backend_for(job.model).runtime, job.model)
+    runner = job.reference_runner or get_runner(backend_for(job.model).runtime, job.model)
     try:
         reference = {"seeded": run_all(runner, job.seeded).astype(np.float64)}
     except RuntimeError as e:
