@@ -150,6 +150,9 @@ def test_progress_off_a_terminal_is_a_line_per_stage_and_never_silent_long(capsy
     rep.count(6, 63)  # within EVERY_S of the last line: silent
     now[0] += _progress.EVERY_S
     rep.count(40, 63)
+    rep.stage("exporting the student", 0, 1)  # a one-step stage: no "(0/1)", and said once
+    now[0] += 2 * _progress.EVERY_S
+    rep.stage("exporting the student", 1, 1)
     rep.step("measuring 1/8: resnet18 fp32 onnxruntime batch 1")
     now[0] += 2 * _progress.EVERY_S
     rep.tick(1, 8)  # a slow row done: its step line said 1/8 already, so no second line
@@ -161,5 +164,6 @@ def test_progress_off_a_terminal_is_a_line_per_stage_and_never_silent_long(capsy
         "profiling probe models (10/10)",
         "training lenet5 epoch 1 (5/63) loss 0.500",
         "training lenet5 epoch 1 (40/63)",
+        "exporting the student",
         "measuring 1/8: resnet18 fp32 onnxruntime batch 1",
     ]

@@ -34,8 +34,9 @@ class Reporter:
             return
         now = self._clock()
         new = message != self._stage
-        if new or (total and done >= total) or now - self._said >= EVERY_S:
-            count = f" ({done}/{total})" if total else ""
+        counted = total is not None and total > 1  # a one-step stage is its name alone, said once
+        if new or (counted and (done >= total or now - self._said >= EVERY_S)):
+            count = f" ({done}/{total})" if counted else ""
             err_console.print(
                 f"{message}{count}{f' {extra}' if extra else ''}",
                 highlight=False,
