@@ -141,5 +141,5 @@ def print_table(title: str, columns, rows, *, priority, left=(), more: str = "se
 
     table, hidden = narrow_table(title, columns, rows, priority=priority, width=table_width(), left=left)
     console.print(table)
-    for line in filter(None, [left_out(hidden, more)]):
-        console.print(line, highlight=False, soft_wrap=True)
+    if hidden:
+        console.print(left_out(hidden, more), highlight=False, soft_wrap=True)

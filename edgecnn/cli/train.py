@@ -268,11 +268,9 @@ def _distill_models(teacher: str, teacher_weights, student: Path):
     from edgecnn.transforms import load_model_file, load_source
 
     if not teacher.endswith(".safetensors") and teacher_weights is None:
-        from edgecnn.zoo.registry import NOT_A_NAME
+        from edgecnn.zoo.registry import refuse_file
 
-        suffix = Path(teacher).suffix.lower().lstrip(".")
-        if suffix in NOT_A_NAME:  # a file that is no model (an ONNX graph) says so first
-            raise BadArgumentError(f"{teacher}: {NOT_A_NAME[suffix]}")
+        refuse_file(teacher)  # a file that is no model (an ONNX graph) says so first
         raise BadArgumentError(
             f"a teacher needs trained weights: give the model file `edgecnn train` wrote, or {teacher} "
             "--teacher-weights FILE"

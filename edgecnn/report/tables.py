@@ -179,7 +179,7 @@ def rich_table(run: BenchRun, width: int | None = None):
     from rich.table import Table
     from rich.text import Text
 
-    from edgecnn.report.narrow import constants, heading, without
+    from edgecnn.report.narrow import constants, heading, left_out, without
 
     columns, grid, errors = _grid(run)
     const = constants(columns, grid, ("model", "batch"))  # one model, one batch: said in the title
@@ -188,9 +188,7 @@ def rich_table(run: BenchRun, width: int | None = None):
     need = {c: max([len(c), *(len(r[i]) for r in grid)]) + 3 for i, c in enumerate(columns) if c not in empty}
     shown = fit(need, width)
     hidden = [c for c in columns if c not in shown and c not in empty]  # empty: nothing measured
-    caption = [*notes(run), *errors]
-    if hidden:
-        caption.append(f"not shown at this width: {', '.join(hidden)} (see --markdown or -o FILE.json)")
+    caption = [*notes(run), *errors, *filter(None, [left_out(hidden, "see --markdown or -o FILE.json")])]
     title = f"{run.label} — {run.machine.get('cpu')}" + (f"\n{heading(const)}" if const else "")
     table = Table(title=title)
     for col in shown:

@@ -325,7 +325,7 @@ def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwa
     model file (.safetensors written by train, convert, distill or compress)."""
     from edgecnn.card import Model
     from edgecnn.zoo import load_model
-    from edgecnn.zoo.registry import NOT_A_NAME
+    from edgecnn.zoo.registry import refuse_file
 
     if isinstance(source, Model):
         if weights is not None or num_classes is not None or in_chans is not None:
@@ -349,8 +349,7 @@ def load_source(source, weights=None, num_classes=None, in_chans=None, model_kwa
                     f"--{flag} goes with a zoo model name"
                 )
         return loaded
-    if Path(source).suffix.lower().lstrip(".") in NOT_A_NAME:  # a file that is not a model edgecnn rebuilds
-        raise BadArgumentError(f"{source}: {NOT_A_NAME[Path(source).suffix.lower().lstrip('.')]}")
+    refuse_file(source)  # a file that is not a model edgecnn rebuilds
     kwargs = model_kwargs or {}
     if weights is not None and _names_its_builder(source, weights):  # the builder named again: trusted
         from edgecnn.zoo.external import trusting

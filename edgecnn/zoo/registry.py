@@ -123,6 +123,13 @@ NOT_A_NAME = {
 NOT_A_NAME["pt"] = NOT_A_NAME["pth"]
 
 
+def refuse_file(name) -> None:
+    """A file of NOT_A_NAME's kinds where a model name goes: one line naming what to give instead."""
+    suffix = str(name).rsplit(".", 1)[-1].lower() if "." in str(name) else ""
+    if suffix in NOT_A_NAME:
+        raise BadArgumentError(f"{name}: {NOT_A_NAME[suffix]}")
+
+
 def get_spec(name: str) -> ModelSpec:
     """The spec for `name`; an unknown name raises with close matches."""
     _ensure_loaded()
@@ -130,9 +137,7 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         pass
-    suffix = str(name).rsplit(".", 1)[-1].lower() if "." in str(name) else ""
-    if suffix in NOT_A_NAME:
-        raise BadArgumentError(f"{name}: {NOT_A_NAME[suffix]}")
+    refuse_file(name)
     raise UnknownNameError("model", name, _REGISTRY) from None
 
 
