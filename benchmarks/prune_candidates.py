@@ -8,8 +8,9 @@ benchmarks/strongest_baseline.py does). Per runtime and requested speed-up, thre
 distilled as compress distils (same epochs, lr, BN re-estimation, feature matching), every top-1 on
 the same 1,000 held-out test digits:
 - plan: `compress --speedup S` with every candidate kind (pruning included), which also recovers
-  uniform pruning at the least ratio that meets the same request and ships the student with the
-  lower validation loss (`edgecnn.compress.rival`; both students' test top-1 in the last column);
+  the plan made without pruning (where the plan prunes) and uniform pruning at the least ratio that
+  meets the same request, and ships the student with the lowest validation loss
+  (`edgecnn.compress.rival`; each student's test top-1 in the last column);
 - no prune: `compress --speedup S --candidates separable,bottleneck,lowrank` (the plan before pruning);
 - uniform: Torch-Pruning's uniform pruning ratio (group L2 importance, channel counts rounded to 8:
   `convert --prune R`) at the ratio whose latency is closest to the plan's student.
@@ -186,6 +187,16 @@ def verdicts(rows: list[dict]) -> list[str]:
     return lines
 
 
+def shipped_of(structure: dict) -> tuple[str, str]:
+    """(the contender compress shipped, each contender's test top-1 as "plan 94.0 / ...")."""
+    named = {}
+    for c in structure["contenders"]:
+        ratio = c["plan"].get("uniform")
+        named[c["kind"]] = c["kind"] + (f" {ratio:.0%}" if ratio else "")
+    tops = " / ".join(f"{named[c['kind']]} {c['test_top1']:.1f}" for c in structure["contenders"])
+    return named[structure["shipped"]], tops
+
+
 def markdown(report: dict) -> str:
     rows = report["rows"]
     test_set = next((r["test_set"] for r in rows if "test_set" in r), "?")
@@ -204,10 +215,9 @@ def markdown(report: dict) -> str:
         compress = f"{r['compress_speedup']:.2f}x" if "compress_speedup" in r else "-"
         chose = ", ".join(r["kinds"]) if "kinds" in r else f"{r['ratio']:.0%} of channels removed"
         structure = r.get("structure")
-        if structure:  # compress recovered both the plan and uniform pruning, and kept one
-            p, u = structure["test_top1"]
-            won = f"uniform {structure['ratio']:.0%}" if structure["shipped"] == "uniform" else "the plan"
-            chose += f"; shipped {won} (plan {p:.1f} / uniform {u:.1f} on test; chosen on validation)"
+        if structure:  # compress recovered the plan and its rivals alike, and kept one
+            shipped, tops = shipped_of(structure)
+            chose += f"; shipped {shipped} ({tops} on test; chosen on validation)"
         lines.append(
             f"| {r['model']} | {r['runtime']} | {asked} | {r['variant']} | {r['ms']:.2f} | "
             f"{r['speedup_here']:.2f}x | {compress} | {r['top1']:.2f} | {chose} |"

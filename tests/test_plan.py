@@ -600,18 +600,19 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     # cost beyond its layers' sum is reported (the knapsack's budget is checked against brute force
     # above). No bound on context_ms here: on a 0.6 ms model the per-layer sum and the whole timing
     # come from different seconds of a shared host (CI once saw context 0.72 ms on a 0.62 ms model).
-    # A plan that may prune was measured against uniform pruning at the same request (when some ratio
-    # met it), both recovered alike; the one with the lower validation loss is `plan`.
+    # A plan that may prune was measured against its rivals at the same request (the plan without
+    # pruning, uniform pruning, where they met it), each recovered alike; the lowest validation loss
+    # is `plan`.
     choice = result.structure
     if choice is not None:
-        losses = (choice.plan_val.loss, choice.uniform_val.loss)
-        assert choice.val_images > 0 and all(0 < v < 100 for v in losses)
-        shipped_top1 = choice.test_top1[choice.shipped == "uniform"]
-        assert shipped_top1 == result.top1[1] and 0 < choice.ratio < 1
-        assert choice.shipped == ("uniform" if losses[1] < losses[0] else "plan")
-        assert (result.plan.uniform is not None) == (choice.shipped == "uniform") and d["structure"]
-    # the knapsack's plan (shipped, or measured against uniform pruning), its prediction as it adds up
-    p = choice.other if choice is not None and choice.shipped == "uniform" else result.plan
+        losses = [c.val.loss for c in choice.contenders]
+        assert choice.val_images > 0 and all(0 < v < 100 for v in losses) and d["structure"]
+        shipped = choice.of(choice.shipped)
+        assert shipped.test_top1 == result.top1[1] and shipped.plan is result.plan
+        assert shipped.val.loss == min(losses) and choice.contenders[0].kind == "plan"
+        assert (result.plan.uniform is not None) == (choice.shipped == "uniform")
+    # the knapsack's plan (shipped, or measured against its rivals), its prediction as it adds up
+    p = choice.contenders[0].plan if choice is not None else result.plan
     chosen = sum(x.latency_after_ms for x in p.layers)
     fixed = p.original_ms - sum(x.latency_before_ms for x in p.layers)
     assert p.predicted_ms > 0 and p.predicted_ms == pytest.approx(fixed + chosen + p.context_ms)
@@ -656,8 +657,8 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     shipped = (rerun["structure"] or {}).get("shipped", "plan")
     shown = "uniform pruning, " if shipped == "uniform" else "per-layer choice"
     assert shown in r.stdout and "predicted" in r.stdout and "test top-1" in r.stdout
-    plan = d["structure"]["other"] if choice is not None and choice.shipped == "uniform" else plan
-    again = rerun["structure"]["other"] if shipped == "uniform" else rerun["plan"]
+    plan = d["structure"]["contenders"][0]["plan"] if choice is not None else plan
+    again = rerun["structure"]["contenders"][0]["plan"] if rerun["structure"] else rerun["plan"]
     # the same path through the same probes and checks, all of them from the cache this time (timed
     # seconds ago, so a plan that misses by them does not time them again), but for any timed while
     # other processes held a core, where the machine is quiet now

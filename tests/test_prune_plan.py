@@ -179,8 +179,8 @@ def test_uniform_pruning_rivals_a_plan_at_the_least_ratio_that_meets_its_request
     assert uniform.uniform_plan(model, slow, opts) is None
 
 
-@pytest.mark.parametrize("better", ["plan", "uniform"])
-def test_the_student_with_the_lower_validation_loss_ships_and_both_are_reported(monkeypatch, better):
+@pytest.mark.parametrize("better", ["plan", "no prune", "uniform"])
+def test_the_student_with_the_lowest_validation_loss_ships_and_each_is_reported(monkeypatch, better):
     from types import SimpleNamespace
 
     import edgecnn.compress.recovery as recovery
@@ -188,31 +188,35 @@ def test_the_student_with_the_lower_validation_loss_ships_and_both_are_reported(
     from edgecnn.plan.api import Plan
 
     plan = Plan("onnxruntime", "cpu", None, 1, (3, 32, 32), 10.0, 5.0, 4.8, [], 16, 0, 0)
+    swaps = dataclasses.replace(plan, predicted_ms=4.7)
     rival = dataclasses.replace(plan, predicted_ms=4.9, uniform=0.4)
-    made = {id(plan): "plan", id(rival): "uniform"}
+    plans = {"plan": plan, "no prune": swaps, "uniform": rival}
+    made = {id(p): kind for kind, p in plans.items()}
+    test = {"plan": 96.0, "no prune": 95.5, "uniform": 96.5}
 
     def recover(loaded, candidate, *args):
         name = made[id(candidate)]
-        return SimpleNamespace(model=name), (97.0, 96.0 if name == "plan" else 96.5), "test", []
+        return SimpleNamespace(model=name), (97.0, test[name]), "test", []
 
-    losses = {"plan": 0.2 if better == "plan" else 0.3, "uniform": 0.25}
+    losses = {"plan": 0.3, "no prune": 0.3, "uniform": 0.3, better: 0.2}
     monkeypatch.setattr(recovery, "recover", recover)
     monkeypatch.setattr(rival_module, "_scored", lambda model, data: rival_module.Scored(90.0, losses[model]))
     splits = SimpleNamespace(val=[0] * 40)
+    others = [("no prune", swaps), ("uniform", rival)]
     shipped, (student, top1, *_), choice = rival_module.recover_best(
-        None, plan, rival, (32, 32), splits, [], None, lambda *a: None
+        None, plan, others, (32, 32), splits, [], None, lambda *a: None
     )
-    assert choice.shipped == better and shipped is (plan if better == "plan" else rival)
-    assert student.model == better and choice.other is (rival if better == "plan" else plan)
-    assert choice.test_top1 == (96.0, 96.5) and top1[1] == choice.test_top1[better == "uniform"]
-    assert choice.ratio == 0.4 and choice.val_images == 40
-    assert (
-        choice.to_dict()["uniform_val"] == {"top1": 90.0, "loss": 0.25}
-        and choice.to_dict()["other"] == choice.other.to_dict()
-    )
+    assert choice.shipped == better and shipped is plans[better] and student.model == better
+    assert [c.kind for c in choice.contenders] == ["plan", "no prune", "uniform"]
+    assert [c.test_top1 for c in choice.contenders] == [96.0, 95.5, 96.5] and top1[1] == test[better]
+    assert choice.of("uniform").label == "uniform pruning 40%" and choice.val_images == 40
+    d = choice.to_dict()
+    assert d["shipped"] == better and [c["planned_ms"] for c in d["contenders"]] == [4.8, 4.7, 4.9]
+    assert d["contenders"][2]["val"] == {"top1": 90.0, "loss": 0.3 if better != "uniform" else 0.2}
+    assert d["contenders"][1]["plan"] == swaps.to_dict()
 
 
-def test_a_uniform_student_that_diverges_leaves_the_plans_to_ship(monkeypatch):
+def test_a_rival_student_that_diverges_is_left_out(monkeypatch):
     from types import SimpleNamespace
 
     import edgecnn.compress.recovery as recovery
@@ -221,16 +225,67 @@ def test_a_uniform_student_that_diverges_leaves_the_plans_to_ship(monkeypatch):
     from edgecnn.plan.api import Plan
 
     plan = Plan("onnxruntime", "cpu", None, 1, (3, 32, 32), 10.0, 5.0, 4.8, [], 16, 0, 0)
+    swaps = dataclasses.replace(plan, predicted_ms=4.7)
     rival = dataclasses.replace(plan, uniform=0.4)
 
     def recover(loaded, candidate, *args):
-        if candidate is rival:
+        if candidate is not plan:
             raise DivergedError("loss is nan")
         return SimpleNamespace(model="plan"), (97.0, 96.0), "test", []
 
     monkeypatch.setattr(recovery, "recover", recover)
     monkeypatch.setattr(rival_module, "_scored", lambda model, data: rival_module.Scored(90.0, 0.2))
     shipped, made, choice = rival_module.recover_best(
-        None, plan, rival, (32, 32), SimpleNamespace(val=[0] * 40), [], None, lambda *a: None
+        None,
+        plan,
+        [("no prune", swaps), ("uniform", rival)],
+        (32, 32),
+        SimpleNamespace(val=[0] * 40),
+        [],
+        None,
+        lambda *a: None,
     )
     assert shipped is plan and made[0].model == "plan" and choice is None
+
+
+def test_the_plan_without_pruning_rivals_a_plan_that_prunes_where_it_meets_the_request(monkeypatch):
+    """Made again with every kind but pruning; left out where it misses the request or is out of
+    reach, and not made at all for a plan that prunes nothing (the same plan)."""
+    from types import SimpleNamespace
+
+    import edgecnn.compress.rival as rival_module
+    import edgecnn.plan as plan_module
+    import edgecnn.plan.uniform as uniform
+    from edgecnn.compress import CompressOptions
+    from edgecnn.errors import OutOfReachError
+    from edgecnn.plan.api import LayerChoice, Plan
+
+    pruned = LayerChoice("layer1.0.conv1", "prune 32/64", "prune", {"layer1.0.conv1": 32}, 1, 0.5, 0.1, 2, 1)
+    plan = Plan("onnxruntime", "cpu", None, 1, (3, 32, 32), 10.0, 5.0, 4.8, [pruned], 16, 0, 0)
+    rival = dataclasses.replace(plan, uniform=0.4)
+    grids, outcome = [], {}
+
+    def make_plan(model, shape, batches, options, on_progress=None):
+        grids.append(options.grid.kinds)
+        on_progress("scoring candidates on calibration images", 1, 2)
+        if isinstance(outcome["ms"], Exception):
+            raise outcome["ms"]
+        return dataclasses.replace(plan, layers=[], predicted_ms=outcome["ms"])
+
+    monkeypatch.setattr(plan_module, "make_plan", make_plan)
+    monkeypatch.setattr(uniform, "uniform_plan", lambda *a, **k: rival)
+    opts, splits, seen = CompressOptions(), SimpleNamespace(val=[0] * 40), []
+    progress = lambda stage, done, total: seen.append(stage)  # noqa: E731
+    outcome["ms"] = 4.9
+    found = rival_module.rivals(None, plan, [], splits, opts, progress)
+    assert [k for k, _ in found] == ["no prune", "uniform"] and found[0][1].predicted_ms == 4.9
+    assert grids == [("separable", "bottleneck", "lowrank")]
+    assert seen == ["scoring candidates on calibration images (without pruning)"]
+    outcome["ms"] = 5.1  # misses the request: only uniform pruning
+    assert [k for k, _ in rival_module.rivals(None, plan, [], splits, opts, progress)] == ["uniform"]
+    outcome["ms"] = OutOfReachError("out of reach", 1.5)
+    assert [k for k, _ in rival_module.rivals(None, plan, [], splits, opts, progress)] == ["uniform"]
+    swaps_only = dataclasses.replace(plan, layers=[])
+    assert [k for k, _ in rival_module.rivals(None, swaps_only, [], splits, opts, progress)] == ["uniform"]
+    assert len(grids) == 3  # the plan that prunes nothing was not made again
+    assert rival_module.rivals(None, plan, [], SimpleNamespace(val=[]), opts, progress) == []

@@ -227,17 +227,22 @@ def _print(result) -> None:
 
 
 def _structure_lines(choice) -> list[str]:
-    """The plan against uniform pruning at the same request, each recovered alike."""
+    """The structures recovered alike at the same request, one row each, the shipped one marked."""
     if choice is None:
         return []
-    p, u = choice.plan_val, choice.uniform_val
-    shipped = f"uniform pruning {choice.ratio:.0%}" if choice.shipped == "uniform" else "the plan"
-    return [
-        f"the plan ({choice.plan_ms:.2f} ms planned) against uniform pruning of {choice.ratio:.0%} of every "
-        f"group's channels ({choice.uniform_ms:.2f} ms timed), each recovered alike: validation loss "
-        f"{p.loss:.3f} vs {u.loss:.3f} (top-1 {p.top1:.2f}% vs {u.top1:.2f}%, {choice.val_images} images); "
-        f"shipped {shipped}; test top-1 {choice.test_top1[0]:.2f}% vs {choice.test_top1[1]:.2f}%"
+    width = max(len(c.label) for c in choice.contenders)
+    lines = [
+        f"each structure recovered alike; the lowest loss on {choice.val_images} validation images "
+        "ships (test top-1 reported, not chosen by):",
+        f"  {'':<{width}}  {'ms':>6}  val loss  val top-1  test top-1",
     ]
+    for c in choice.contenders:
+        shipped = "  shipped" if c.kind == choice.shipped else ""
+        lines.append(
+            f"  {c.label:<{width}}  {c.plan.predicted_ms:6.2f}  {c.val.loss:8.3f}  {c.val.top1:8.1f}%  "
+            f"{c.test_top1:9.1f}%{shipped}"
+        )
+    return lines
 
 
 def _baseline_lines(result) -> list[str]:

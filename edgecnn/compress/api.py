@@ -51,8 +51,8 @@ class CompressResult:
     # the measured speed-up's 90% bootstrap interval over the rounds timed (more where it was wide)
     speedup_interval: tuple[float, float] | None = None
     rounds: int = 0
-    # where the plan may prune: the plan against uniform pruning at the same request, both recovered
-    # and scored on the validation images (compress.rival), and which of the two `plan` is
+    # where the plan may prune: the plan, the plan without pruning and uniform pruning at the same
+    # request, recovered and scored on the validation images (compress.rival), and which `plan` is
     structure: object = None  # StructureChoice
 
     @property
@@ -148,7 +148,7 @@ def compress(
     card), a model file, or a zoo name (with `weights`, or an already built `loaded` Model)."""
     from edgecnn.compress.measure import artifact_size
     from edgecnn.compress.recovery import calibration_batches
-    from edgecnn.compress.rival import recover_best, uniform_rival
+    from edgecnn.compress.rival import recover_best, rivals
 
     opts = (options or CompressOptions()).validate()
     loaded, card, size, opts = _source(model, weights, loaded, opts)
@@ -159,9 +159,9 @@ def compress(
     loaded = _with_classes(loaded, model if isinstance(model, str) else card.name, weights, splits)
     batches = calibration_batches(splits, opts)
     folded, plan = _plan(loaded, size, batches, opts, progress)
-    rival = uniform_rival(folded, plan, splits, opts, progress)
+    others = rivals(folded, plan, batches, splits, opts, progress)
     plan, (student, top1, test_set, refits), structure = recover_best(
-        loaded, plan, rival, size, splits, batches, opts, progress, on_step, on_epoch
+        loaded, plan, others, size, splits, batches, opts, progress, on_step, on_epoch
     )
     header = {**student.recipe, "class_names": list(splits.classes), "data": recorded}
     header["trained"] = {"compressed_for": opts.runtime, "test_top1": top1[1], "test_set": test_set}

@@ -188,6 +188,10 @@ class Plan:
         """The layers a swap replaces (what refit fits), not the pruned groups."""
         return [layer.name for layer in self.layers if layer.kind not in ("keep", "prune")]
 
+    def prunes(self) -> bool:
+        """Whether the plan prunes any group (its rivals are recovered only then: compress.rival)."""
+        return any(layer.kind == "prune" for layer in self.layers)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["predicted_speedup"] = self.predicted_speedup
