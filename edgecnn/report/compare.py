@@ -132,6 +132,6 @@ def rich_table(c: Comparison, width: int | None = None):
     title = f"{c.metric} ({UNITS[c.metric]}) per result file\nratios against #{c.baseline + 1}"
     title += f", {heading(const)}" if const else ""
     left = ("model / variant", "variant", "runtime")
-    table, hidden = narrow_table(title, columns, rows, priority=priority, width=width, left=left)
+    table, hidden = narrow_table(title, columns, rows, priority=priority, width=width, left=left, keep=ids)
     key = [f"#{i + 1}: {label}" for i, label in enumerate(c.labels)]
     return Group(table, *(Text(line) for line in filter(None, [*key, left_out(hidden, "see --markdown")])))

@@ -1,6 +1,5 @@
 """Tables that keep what a reader came for at any width: columns are dropped by priority and named
-under the table, and no kept cell is ever cut or wrapped (bench's own table works the same way:
-`report.tables.rich_table`)."""
+under the table, and no kept cell is ever cut or wrapped (bench's, compare's and the CLI's tables)."""
 
 from __future__ import annotations
 
@@ -18,21 +17,24 @@ def narrow_table(
     priority: Sequence[str],
     width: int | None,
     left: Sequence[str] = (),
+    keep: Sequence[str] = (),
 ):
     """(rich Table, the columns left out): `columns` kept in `priority` order (those not named come
     last) while they fit in `width` characters (all of them when None), but for columns with nothing
-    in them ("-" or ""); the first in `priority` always stays, folded rather than cut where even it
-    is too wide."""
+    in them ("-" or ""); the first in `priority` and those in `keep` (what names a row) always stay,
+    folded rather than cut where even they are too wide. Cells are text, never rich markup."""
+    from rich.markup import escape
     from rich.table import Table
 
+    always = [c for c in columns if c == priority[0] or c in keep]
     empty = {c for i, c in enumerate(columns) if rows and all(str(r[i]) in ("", "-") for r in rows)}
     need = {c: max([len(c), *(len(str(r[i])) for r in rows)]) + PAD for i, c in enumerate(columns)}
     order = sorted(
-        (c for c in columns if c not in empty or c == priority[0]),
+        (c for c in columns if c not in empty and c not in always),
         key=lambda c: priority.index(c) if c in priority else len(priority),
     )
-    kept, used = {order[0]}, EDGE + need[order[0]]
-    for c in order[1:]:
+    kept, used = set(always), EDGE + sum(need[c] for c in always)
+    for c in order:
         if width is not None and used + need[c] > width:
             break  # a narrow column further down never displaces a wider, more needed one
         kept.add(c)
@@ -40,16 +42,15 @@ def narrow_table(
     table = Table(title=title)
     for c in columns:
         if c in kept:
-            first = c == order[0]
             table.add_column(
-                c,
+                escape(c),
                 justify="left" if c in left else "right",
-                no_wrap=not first,
+                no_wrap=c not in always,
                 min_width=need[c] - PAD if width is None or used <= width else None,
                 overflow="fold",
             )
     for r in rows:
-        table.add_row(*(str(v) for c, v in zip(columns, r, strict=True) if c in kept))
+        table.add_row(*(escape(str(v)) for c, v in zip(columns, r, strict=True) if c in kept))
     return table, [c for c in columns if c not in kept and c not in empty]
 
 

@@ -156,47 +156,25 @@ def _grid(run: BenchRun) -> tuple[list[str], list[list[str]], list[str]]:
     return columns, grid, lines
 
 
-def fit(need: dict[str, int], width: int | None, edge: int = 4) -> list[str]:
-    """The columns of `need` ({column: characters it takes, rule and padding included}) that fit in
-    `width` with the table's `edge`, by PRIORITY, in table order (all of them when width is None)."""
-    if width is None:
-        return list(need)
-    kept, used = set(), edge
-    for c in sorted(need, key=lambda c: PRIORITY.index(c) if c in PRIORITY else len(PRIORITY)):
-        if c not in NAMES and used + need[c] > width:
-            break  # a narrow column further down never displaces a wider, more needed one
-        kept.add(c)
-        used += need[c]
-    return [c for c in need if c in kept]
-
-
 def rich_table(run: BenchRun, width: int | None = None):
     """The run's table, narrowed to `width` columns of text by dropping the least needed columns
     (named below it); errors are numbered in a status column and given whole below, as lines that
     wrap at the console's width, not the table's."""
     from rich.console import Group
-    from rich.markup import escape
-    from rich.table import Table
     from rich.text import Text
 
-    from edgecnn.report.narrow import constants, heading, left_out, without
+    from edgecnn.report.narrow import constants, heading, left_out, narrow_table, without
 
     columns, grid, errors = _grid(run)
     const = constants(columns, grid, ("model", "batch"))  # one model, one batch: said in the title
     columns, grid = without(columns, grid, const)
-    empty = {c for i, c in enumerate(columns) if c not in NAMES and all(r[i] == "-" for r in grid)}
-    need = {c: max([len(c), *(len(r[i]) for r in grid)]) + 3 for i, c in enumerate(columns) if c not in empty}
-    shown = fit(need, width)
-    hidden = [c for c in columns if c not in shown and c not in empty]  # empty: nothing measured
-    caption = [*notes(run), *errors, *filter(None, [left_out(hidden, "see --markdown or -o FILE.json")])]
     title = f"{run.label} — {run.machine.get('cpu')}" + (f"\n{heading(const)}" if const else "")
-    table = Table(title=title)
-    for col in shown:
-        left = col in (*NAMES, "status")
-        table.add_column(col, justify="left" if left else "right", no_wrap=col in NAMES)
-    index = [columns.index(c) for c in shown]
-    for cells_ in grid:
-        table.add_row(*(escape(cells_[i]) for i in index))
+    priority = [c for c in PRIORITY if c in columns]
+    names = [c for c in NAMES if c in columns]
+    left = (*NAMES, "status")
+    table, hidden = narrow_table(title, columns, grid, priority=priority, width=width, left=left, keep=names)
+    # empty columns (nothing measured) are left out unnamed
+    caption = [*notes(run), *errors, *filter(None, [left_out(hidden, "see --markdown or -o FILE.json")])]
     return Group(table, *(Text(line) for line in caption))
 
 
