@@ -117,3 +117,23 @@ def test_compare_of_several_models_at_80_columns_names_each_rows_model():
         "efficientnet_b0 fp32", "resnet18 fp32", "resnet18.sep-t2 fp32"
     ]  # fmt: skip
     assert all(r.rstrip().endswith("2.00x │") for r in rows), text
+
+
+def test_the_columns_that_name_a_row_stay_and_cells_are_text_not_markup():
+    """At a width too narrow for every column, `keep` stays and the rest go by priority, named; a
+    cell that looks like rich markup prints as written."""
+    from rich.console import Console
+
+    from edgecnn.report.narrow import narrow_table
+
+    columns = ["model", "variant", "runtime", "p50 ms", "p99 ms", "MACs"]
+    rows = [["resnet18", "[bold]sep[/bold]", "onnxruntime", "1.25", "2.50", "1.8G"]]
+    priority = ["model", "p50 ms", "p99 ms", "MACs"]
+    table, hidden = narrow_table("t", columns, rows, priority=priority, width=60, keep=["variant", "runtime"])
+    console = Console(width=60, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert hidden == ["p99 ms", "MACs"] and "[bold]sep[/bold]" in text and "onnxruntime" in text
+    assert "1.25" in text and max(len(line) for line in text.splitlines()) <= 60
+    _, none_hidden = narrow_table("t", columns, rows, priority=priority, width=None)
+    assert none_hidden == []
