@@ -257,7 +257,7 @@ def test_the_plan_without_pruning_rivals_a_plan_that_prunes_where_it_meets_the_r
     import edgecnn.plan as plan_module
     import edgecnn.plan.uniform as uniform
     from edgecnn.compress import CompressOptions
-    from edgecnn.errors import OutOfReachError
+    from edgecnn.errors import BadArgumentError, OutOfReachError
     from edgecnn.plan.api import LayerChoice, Plan
 
     pruned = LayerChoice("layer1.0.conv1", "prune 32/64", "prune", {"layer1.0.conv1": 32}, 1, 0.5, 0.1, 2, 1)
@@ -283,9 +283,10 @@ def test_the_plan_without_pruning_rivals_a_plan_that_prunes_where_it_meets_the_r
     assert seen == ["scoring candidates on calibration images (without pruning)"]
     outcome["ms"] = 5.1  # misses the request: only uniform pruning
     assert [k for k, _ in rival_module.rivals(None, plan, [], splits, opts, progress)] == ["uniform"]
-    outcome["ms"] = OutOfReachError("out of reach", 1.5)
-    assert [k for k, _ in rival_module.rivals(None, plan, [], splits, opts, progress)] == ["uniform"]
+    for error in (OutOfReachError("out of reach", 1.5), BadArgumentError("no layer to swap")):
+        outcome["ms"] = error
+        assert [k for k, _ in rival_module.rivals(None, plan, [], splits, opts, progress)] == ["uniform"]
     swaps_only = dataclasses.replace(plan, layers=[])
     assert [k for k, _ in rival_module.rivals(None, swaps_only, [], splits, opts, progress)] == ["uniform"]
-    assert len(grids) == 3  # the plan that prunes nothing was not made again
+    assert len(grids) == 4  # the plan that prunes nothing was not made again
     assert rival_module.rivals(None, plan, [], SimpleNamespace(val=[]), opts, progress) == []

@@ -92,7 +92,7 @@ def rivals(folded, plan: Plan, batches, splits, opts: CompressOptions, progress)
 def _without_pruning(folded, plan: Plan, batches, opts: CompressOptions, progress) -> Plan | None:
     """The plan made again with every candidate kind but pruning (its latencies mostly cached), where
     it meets the request; None where no kind is left or it does not."""
-    from edgecnn.errors import OutOfReachError
+    from edgecnn.errors import BadArgumentError, OutOfReachError
     from edgecnn.plan import make_plan
 
     kinds = tuple(k for k in opts.grid.kinds if k != "prune")
@@ -110,6 +110,9 @@ def _without_pruning(folded, plan: Plan, batches, opts: CompressOptions, progres
         )
     except OutOfReachError as e:
         log.info("the plan without pruning is out of reach (%.2fx at best): not recovered", e.best_speedup)
+        return None
+    except BadArgumentError as e:  # e.g. no layer the swaps may take among those --include selects
+        log.info("no plan without pruning: %s", e)
         return None
     if swaps.predicted_ms > swaps.target_ms:
         log.info(
