@@ -189,7 +189,7 @@ class Plan:
         return [layer.name for layer in self.layers if layer.kind not in ("keep", "prune")]
 
     def prunes(self) -> bool:
-        """Whether the plan prunes any group (its rivals are recovered only then: compress.rival)."""
+        """Whether the plan prunes any group (only then is the plan without pruning a rival)."""
         return any(layer.kind == "prune" for layer in self.layers)
 
     def to_dict(self) -> dict:
