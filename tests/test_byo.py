@@ -411,10 +411,12 @@ def test_your_network_in_a_py_file_trains_compresses_exports_and_benches(tmp_pat
     r = run_cli("compress", model, "-r", "onnxruntime", "--speedup", "1.5", "--distill-epochs", "1", "-o",
                 tmp_path / "small", "--json")  # fmt: skip
     assert r.returncode == 2 and "--trust-code" in r.stderr  # the file names code: not run untrusted
-    r = run_cli("compress", model, "--trust-code", "-r", "onnxruntime", "--speedup", "1.5",
+    # --no-rivals: the knapsack's plan alone (rivals: tests/test_plan.py, tests/test_prune_plan.py)
+    r = run_cli("compress", model, "--trust-code", "-r", "onnxruntime", "--speedup", "1.5", "--no-rivals",
                 "--distill-epochs", "1", "-o", tmp_path / "small", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
+    assert result["structure"] is None and result["plan"]["uniform"] is None
     assert result["measured_speedup"] >= 1.4, result["measured_speedup"]  # compress's own table
     assert result["top1"][1] > result["top1"][0] - 5
 

@@ -290,3 +290,6 @@ def test_the_plan_without_pruning_rivals_a_plan_that_prunes_where_it_meets_the_r
     assert [k for k, _ in rival_module.rivals(None, swaps_only, [], splits, opts, progress)] == ["uniform"]
     assert len(grids) == 4  # the plan that prunes nothing was not made again
     assert rival_module.rivals(None, plan, [], SimpleNamespace(val=[]), opts, progress) == []
+    assert (
+        rival_module.rivals(None, plan, [], splits, dataclasses.replace(opts, rivals=False), progress) == []
+    )

@@ -46,6 +46,14 @@ Refit = Annotated[
         "held-out ones.",
     ),
 ]
+Rivals = Annotated[
+    bool,
+    typer.Option(
+        "--rivals/--no-rivals",
+        help="Where the plan may prune, also recover the plan without pruning and uniform pruning at "
+        "the same request and ship the lowest validation loss (up to two more distillations).",
+    ),
+]
 Headroom = Annotated[
     float | None,
     typer.Option(
@@ -110,6 +118,7 @@ def compress(
     int8: Int8 = False,
     calib_size: CalibSize = 100,
     refit: Refit = True,
+    rivals: Rivals = True,
     headroom: Headroom = None,
     grid: GridSpec = None,
     candidates: Candidates = "prune,separable,bottleneck,lowrank",
@@ -157,7 +166,7 @@ def _compress_options(p: dict):
 
     same = ("runtime", "latency_ms", "data", "calib_images", "test_images", "int8", "calib_size", "refit")
     same += ("distill_epochs", "lr", "input_size", "device", "train_device", "threads", "batch", "force")
-    same += ("baseline",)
+    same += ("baseline", "rivals")
     return CompressOptions(
         speedup=2.0 if p["speedup"] is None and p["latency_ms"] is None else p["speedup"],
         use_cache=p["cache"],

@@ -53,6 +53,9 @@ class CompressOptions:
     # least-squares refit of each swapped block's last factor before distilling: measured to help
     # (docs/compress.md, Refit)
     refit: bool = True
+    # where the plan may prune, recover its rivals (the plan without pruning, uniform pruning) and ship
+    # the lowest validation loss (compress.rival): up to two more distillations
+    rivals: bool = True
     calib_size: int = 100  # images calibrating the int8 export
     check_seconds: float = 0.4  # the planner's whole-model checks, per model and round
     headroom: float | None = None  # the plan aims this fraction faster than asked (None: its default)

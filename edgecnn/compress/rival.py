@@ -75,14 +75,14 @@ class StructureChoice:
 
 
 def rivals(folded, plan: Plan, batches, splits, opts: CompressOptions, progress) -> list[tuple[str, Plan]]:
-    """[(kind, plan)] recovered beside `plan` where it may prune (fp32, on a runtime it prunes for)
-    and there are validation images to choose on: the plan without pruning (where `plan` prunes) and
-    uniform pruning, each where it meets the same request."""
+    """[(kind, plan)] recovered beside `plan` where asked (`opts.rivals`), it may prune (fp32, on a
+    runtime it prunes for) and there are validation images to choose on: the plan without pruning
+    (where `plan` prunes) and uniform pruning, each where it meets the same request."""
     from edgecnn.plan.uniform import uniform_plan
     from edgecnn.runtime import get_backend
 
     may_prune = "prune" in opts.grid.kinds and not opts.int8 and get_backend(opts.runtime).node_profiler
-    if not may_prune or not len(splits.val):
+    if not opts.rivals or not may_prune or not len(splits.val):
         return []
     found = [("no prune", _without_pruning(folded, plan, batches, opts, progress) if plan.prunes() else None)]
     found.append(("uniform", uniform_plan(folded, plan, opts.plan_options(), on_progress=progress)))
