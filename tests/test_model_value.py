@@ -113,6 +113,7 @@ def test_a_module_compresses_exports_and_benches_with_no_zoo_entry(mine, tmp_pat
         check_seconds=0.05,
         out_dir=tmp_path / "compress",
         cache_dir=tmp_path / "cache",
+        rivals=False,  # the knapsack's plan alone: the rivals are tests/test_plan.py's
     )
     c = compress(model, opts)
     assert c.model == "sixlayers" and c.student_ms > 0 and c.test_set == "50 images from digits:test:first"

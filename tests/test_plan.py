@@ -641,7 +641,7 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
         checks = {p["inputs"]: p["passed"] for p in read_manifest(artifact)["parity"]}
         assert checks == {"seeded:8": True, "images:64": True}, checks
     args = ["compress", str(weights), "--speedup", str(SPEEDUP)]  # no --input-size, --data: the file's
-    args += ["--distill-epochs", "0"]
+    args += ["--distill-epochs", "0", "--no-rivals"]  # the knapsack's plan, from the cache, alone
     args += ["--calib-images", "16", "--test-images", "100", "--duration", "0.3", "-o", str(out)]
     r = _run(*args, cache=cache)  # the output exists, no --force
     assert r.returncode == 2 and "--force" in r.stderr
@@ -651,14 +651,12 @@ def test_compress_end_to_end_and_the_cli_reuses_its_latencies(tmp_path, caplog, 
     assert Path(d["artifacts"]["original"]).is_file()
     r = _run(*args, "--force", cache=cache)
     assert r.returncode == 0, r.stderr[-3000:]
-    # what this run shipped: its uniform rival's ratio comes from its own timings, so it may choose
-    # otherwise than the API run did; the report keeps the knapsack's plan either way
+    # --no-rivals: the rerun ships the knapsack's plan, which the API run's report keeps either way
     rerun = json.loads(Path(result.report).read_text())
-    shipped = (rerun["structure"] or {}).get("shipped", "plan")
-    shown = "uniform pruning, " if shipped == "uniform" else "per-layer choice"
-    assert shown in r.stdout and "predicted" in r.stdout and "test top-1" in r.stdout
+    assert rerun["structure"] is None and "each structure recovered alike" not in r.stdout
+    assert "per-layer choice" in r.stdout and "predicted" in r.stdout and "test top-1" in r.stdout
     plan = d["structure"]["contenders"][0]["plan"] if choice is not None else plan
-    again = rerun["structure"]["contenders"][0]["plan"] if rerun["structure"] else rerun["plan"]
+    again = rerun["plan"]
     # the same path through the same probes and checks, all of them from the cache this time (timed
     # seconds ago, so a plan that misses by them does not time them again), but for any timed while
     # other processes held a core, where the machine is quiet now

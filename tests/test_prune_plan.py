@@ -214,6 +214,13 @@ def test_the_student_with_the_lowest_validation_loss_ships_and_each_is_reported(
     assert d["shipped"] == better and [c["planned_ms"] for c in d["contenders"]] == [4.8, 4.7, 4.9]
     assert d["contenders"][2]["val"] == {"top1": 90.0, "loss": 0.3 if better != "uniform" else 0.2}
     assert d["contenders"][1]["plan"] == swaps.to_dict()
+    from edgecnn.cli.compress import _structure_lines
+
+    lines = _structure_lines(choice)  # what compress prints: one row per student, within 80 columns
+    rows = {line.split("  ")[1].strip(): line for line in lines[2:]}
+    assert list(rows) == ["the plan", "the plan without pruning", "uniform pruning 40%"]
+    assert [r.endswith("shipped") for r in rows.values()] == [k == better for k in plans]
+    assert "40 validation images" in lines[0] and max(len(line) for line in lines[1:]) <= 80
 
 
 def test_a_rival_student_that_diverges_is_left_out(monkeypatch):
