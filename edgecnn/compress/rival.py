@@ -98,8 +98,7 @@ def _without_pruning(folded, plan: Plan, batches, opts: CompressOptions, progres
     kinds = tuple(k for k in opts.grid.kinds if k != "prune")
     if not kinds:
         return None
-    grid = dataclasses.replace(opts.grid, kinds=kinds)
-    options = dataclasses.replace(opts, grid=grid).plan_options()
+    options = dataclasses.replace(opts, grid=opts.grid.with_candidates(kinds)).plan_options()
     try:
         swaps = make_plan(
             folded,
