@@ -64,7 +64,7 @@ def plan_row(model, runtime, speedup, kinds, ref, common, work) -> dict:
         "latencies_cached": r.plan.latencies_cached,
         "kinds": kinds_used,
         # where compress measured the plan against uniform pruning at the same request (compress.rival)
-        "structure": r.structure.to_dict() if r.structure else None,
+        "structure": brief(r.structure.to_dict()) if r.structure else None,
         "top1": r.top1[1],
         "original_top1": r.top1[0],
         "test_set": r.test_set,
@@ -187,12 +187,21 @@ def verdicts(rows: list[dict]) -> list[str]:
     return lines
 
 
+def brief(structure: dict) -> dict:
+    """compress.json's `structure` less each contender's whole plan (the shipped one is the row's own;
+    the layers of all three made the results file 20 times larger): its uniform ratio kept."""
+    contenders = [
+        {**{k: v for k, v in c.items() if k != "plan"}, "ratio": c["plan"]["uniform"]}
+        for c in structure["contenders"]
+    ]
+    return {**structure, "contenders": contenders}
+
+
 def shipped_of(structure: dict) -> tuple[str, str]:
     """(the contender compress shipped, each contender's test top-1 as "plan 94.0 / ...")."""
     named = {}
     for c in structure["contenders"]:
-        ratio = c["plan"].get("uniform")
-        named[c["kind"]] = c["kind"] + (f" {ratio:.0%}" if ratio else "")
+        named[c["kind"]] = c["kind"] + (f" {c['ratio']:.0%}" if c["ratio"] else "")
     tops = " / ".join(f"{named[c['kind']]} {c['test_top1']:.1f}" for c in structure["contenders"])
     return named[structure["shipped"]], tops
 
